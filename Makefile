@@ -1,0 +1,50 @@
+# podkit: every entry point a person or CI uses. `make test` is the README's test command.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST := $(PY) -m pytest
+
+.PHONY: help venv test test-unit test-integration test-go bench-handover bench-state k8s demo clean
+
+help:
+	@echo "make demo            the main job (a real A/B upgrade on a local cluster)"
+	@echo "make test            every test: unit, integration, Go patch tests"
+	@echo "make bench-handover  1,000 hand-overs between two slot processes (JSON)"
+	@echo "make bench-state     state and sockets across swaps (JSON)"
+	@echo "make k8s             build the patched Kubernetes binaries (cached)"
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+test: test-unit test-integration test-go
+
+test-unit: venv
+	$(PYTEST) -q tests/unit
+
+test-integration: venv
+	$(PYTEST) -q tests/integration
+
+test-go:
+	bash apiserver-patches/test.sh
+
+k8s:
+	bash apiserver-patches/build.sh
+
+bench-handover: venv
+	$(PY) -m podkit.bench.handover
+
+bench-state: venv
+	$(PY) -m podkit.bench.state
+
+demo:
+	@echo "make demo is not built yet (issue 7): it will start a local cluster and run a real A/B upgrade." >&2
+	@exit 1
+
+clean:
+	rm -rf $(VENV) out build *.egg-info

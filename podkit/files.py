@@ -1,0 +1,66 @@
+"""Atomic files in the shared directory: version files and slot state records.
+
+Every write goes to a temporary file in the same directory, is fsynced, renamed over the
+target and the directory fsynced, so a reader never sees a half-written file and a crash
+leaves either the old or the new content.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .errors import PodkitError
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically (temp file, fsync, rename, fsync dir)."""
+    directory = path.parent
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise PodkitError(f"cannot write in {directory}: {exc.strerror}; "
+                          "make the directory exist and writable") from exc
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.rename(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def atomic_write_json(path: Path, record: dict[str, Any]) -> None:
+    """Write ``record`` as one JSON document, atomically."""
+    atomic_write(path, (json.dumps(record, sort_keys=True) + "\n").encode())
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """Read a JSON object; ``None`` when the file does not exist.
+
+    A file that is not a JSON object raises :class:`PodkitError` naming the file.
+    """
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        record = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PodkitError(f"{path} is corrupt ({exc}); delete it and restart the slot") from exc
+    if not isinstance(record, dict):
+        raise PodkitError(f"{path} is corrupt (not a JSON object); delete it and restart the slot")
+    return record

@@ -1,0 +1,96 @@
+"""Names of the files in the shared directory and the slot's environment.
+
+The shared directory (``PODKIT_DIR``, default ``/podkit``) is an emptyDir mounted into
+both slots and the sidecar. Its files are the protocol between them:
+
+===========================  ===============================================
+``slot-<s>.version``          the slot's version, one line
+``slot-<s>.state.json``       the slot's state record (role, version, pid, since)
+``handover.lock``             the exclusive hand-over lock; its holder is active
+``handoff.sock``              the active process's listener hand-off socket
+===========================  ===============================================
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from .errors import PodkitError
+
+SLOTS = ("a", "b")
+DEFAULT_DIR = "/podkit"
+_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+:@/-]{0,127}$")
+
+
+def other_slot(slot: str) -> str:
+    """The peer of ``slot`` (a <-> b)."""
+    return "b" if slot == "a" else "a"
+
+
+@dataclass(frozen=True)
+class SharedDir:
+    """Paths of the protocol files inside the shared directory."""
+
+    root: Path
+
+    def version_file(self, slot: str) -> Path:
+        return self.root / f"slot-{slot}.version"
+
+    def state_file(self, slot: str) -> Path:
+        return self.root / f"slot-{slot}.state.json"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / "handover.lock"
+
+    @property
+    def handoff_socket(self) -> Path:
+        return self.root / "handoff.sock"
+
+    def check_writable(self) -> None:
+        """Fail with a readable message unless the directory exists and is writable."""
+        if not self.root.is_dir():
+            raise PodkitError(f"PODKIT_DIR {self.root} does not exist; mount the shared "
+                              "emptyDir there or set PODKIT_DIR to an existing directory")
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise PodkitError(f"PODKIT_DIR {self.root} is not writable; give the container "
+                              "write access to the shared emptyDir")
+
+
+def validate_version(version: str, source: str) -> str:
+    """Return ``version`` when it is a sane one-line token, else raise naming ``source``."""
+    if not _VERSION_RE.match(version):
+        raise PodkitError(f"{source} {version!r} is not a valid version; use 1-128 characters "
+                          "of letters, digits and . _ + : @ / -")
+    return version
+
+
+@dataclass(frozen=True)
+class SlotEnv:
+    """What a slot container learns from its environment."""
+
+    slot: str
+    version: str | None
+    shared: SharedDir
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None,
+                     require_version: bool = True) -> "SlotEnv":
+        env = os.environ if environ is None else environ
+        slot = env.get("PODKIT_SLOT", "")
+        if slot not in SLOTS:
+            raise PodkitError(f"PODKIT_SLOT is {slot!r}; set it to 'a' or 'b'")
+        raw_version = env.get("PODKIT_VERSION", "").strip()
+        if raw_version:
+            version: str | None = validate_version(raw_version, "PODKIT_VERSION")
+        elif require_version:
+            raise PodkitError("PODKIT_VERSION is not set; set it in the pod spec or bake it "
+                              "into the business image (ENV PODKIT_VERSION=...)")
+        else:
+            version = None
+        shared = SharedDir(Path(env.get("PODKIT_DIR") or DEFAULT_DIR))
+        return cls(slot=slot, version=version, shared=shared)

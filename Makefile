@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST := $(PY) -m pytest
 
-.PHONY: help venv test test-unit test-integration test-go bench-handover bench-state k8s demo clean
+.PHONY: help venv test test-unit test-integration test-go test-e2e bench-handover bench-state k8s images cluster-up cluster-down demo clean
 
 help:
 	@echo "make demo            the main job (a real A/B upgrade on a local cluster)"
@@ -19,10 +19,10 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,e2e]'
 	touch $@
 
-test: test-unit test-integration test-go
+test: test-unit test-integration test-go test-e2e
 
 test-unit: venv
 	$(PYTEST) -q tests/unit
@@ -30,11 +30,23 @@ test-unit: venv
 test-integration: venv
 	$(PYTEST) -q tests/integration
 
+test-e2e: venv
+	$(PYTEST) -q tests/e2e
+
 test-go:
 	bash apiserver-patches/test.sh
 
 k8s:
 	bash apiserver-patches/build.sh
+
+images: venv
+	$(PY) -m e2e.images build
+
+cluster-up: venv
+	$(PY) -m e2e.testbed up
+
+cluster-down: venv
+	$(PY) -m e2e.testbed down
 
 bench-handover: venv
 	$(PY) -m podkit.bench.handover

@@ -1,0 +1,100 @@
+"""The ``podkit`` command: slot entrypoints, the sidecar and probes."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from .errors import PodkitError
+from .layout import DEFAULT_DIR, SharedDir, SlotEnv
+from .readiness import observe
+
+
+def _shared_from(args: argparse.Namespace) -> SharedDir:
+    return SharedDir(Path(args.dir or os.environ.get("PODKIT_DIR") or DEFAULT_DIR))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .runner import SlotRunner
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise PodkitError("no command given; use `podkit run -- CMD [ARGS...]`")
+    return SlotRunner(SlotEnv.from_environ(), command, args.mode).run()
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    from .pause import run_pause
+
+    return run_pause(SlotEnv.from_environ(require_version=False))
+
+
+def cmd_sidecar(args: argparse.Namespace) -> int:
+    from .sidecar import Sidecar
+
+    shared = _shared_from(args)
+    shared.check_writable()
+    try:
+        sidecar = Sidecar(shared, address=args.address, port=args.port)
+    except OSError as exc:
+        raise PodkitError(f"cannot listen on {args.address}:{args.port}: {exc.strerror}; "
+                          "choose another --port") from exc
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    print(f"podkit sidecar: serving {shared.root} on {args.address}:{sidecar.port}",
+          flush=True)
+    sidecar.serve_forever()
+    return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    ready, reason = observe(_shared_from(args)).readiness()
+    print(reason)
+    return 0 if ready else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="podkit", description=__doc__)
+    sub = parser.add_subparsers(dest="verb", required=True)
+
+    run = sub.add_parser("run", help="business slot entrypoint: podkit run -- CMD [ARGS...]")
+    run.add_argument("--mode", choices=("wrapped", "warm"),
+                     default=os.environ.get("PODKIT_MODE", "wrapped"),
+                     help="wrapped: start CMD once active; warm: start CMD now, it asks "
+                          "when to serve (default: $PODKIT_MODE or wrapped)")
+    run.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
+    run.set_defaults(func=cmd_run)
+
+    pause = sub.add_parser("pause", help="idle slot entrypoint")
+    pause.set_defaults(func=cmd_pause)
+
+    sidecar = sub.add_parser("sidecar", help="serve /readyz /healthz /state /metrics")
+    sidecar.add_argument("--dir", help=f"shared directory (default $PODKIT_DIR or {DEFAULT_DIR})")
+    sidecar.add_argument("--address", default="0.0.0.0")
+    sidecar.add_argument("--port", type=int,
+                         default=int(os.environ.get("PODKIT_SIDECAR_PORT", "9901")))
+    sidecar.set_defaults(func=cmd_sidecar)
+
+    probe = sub.add_parser("probe", help="exec probes: exit 0 when the check passes")
+    probe.add_argument("check", choices=("ready",))
+    probe.add_argument("--dir", help=f"shared directory (default $PODKIT_DIR or {DEFAULT_DIR})")
+    probe.set_defaults(func=cmd_probe)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except PodkitError as exc:
+        print(f"podkit: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

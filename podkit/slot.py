@@ -1,0 +1,135 @@
+"""The warm-mode API: a business process that starts early and takes over when it may.
+
+Under ``podkit run --mode warm -- CMD``, CMD starts at once (while the peer slot may still be
+active), initialises, and then takes the hand-over lock *itself*, so that the only thing
+between the old process and the new one is the kernel waking the lock's waiter: no relay
+through podkit. The protocol, for programs in any language:
+
+1. Initialise (attach shared memory, receive listeners), then write ``READY\\n`` to the Unix
+   stream socket whose fd number is in ``PODKIT_CONTROL_FD`` (podkit records "standby").
+2. Take an exclusive open-file-description lock on ``$PODKIT_DIR/handover.lock``: open it
+   (O_RDWR|O_CREAT|O_CLOEXEC) and ``fcntl(fd, F_OFD_SETLKW, {F_WRLCK, SEEK_SET, 0, 0})``.
+   It blocks until the active slot lets go. Then write ``ACTIVE\\n`` and serve.
+3. On SIGTERM (podkit forwards the kubelet's), stop accepting and stop writing shared state,
+   close the lock fd (the peer wakes now), write ``RELEASED\\n``, finish in-flight work within
+   a bound, and exit. A process that dies holding the lock releases it with its fd.
+
+A standby that gets SIGTERM while it waits simply exits. The lock must be an OFD lock (not
+``flock``), because the two kinds do not exclude each other; see :mod:`podkit.lock`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+from pathlib import Path
+from types import FrameType, TracebackType
+
+from .errors import PodkitError
+from .layout import DEFAULT_DIR, SharedDir
+from .lock import HandoverLock
+
+CONTROL_FD_ENV = "PODKIT_CONTROL_FD"
+READY = b"READY\n"
+ACTIVE = b"ACTIVE\n"
+RELEASED = b"RELEASED\n"
+
+
+class SlotStopping(PodkitError):
+    """Raised out of :meth:`Slot.wait_active` when SIGTERM arrives before the slot is active."""
+
+    exit_code = 0
+
+
+class Slot:
+    """A warm business process's handle on its slot.
+
+    Typical use::
+
+        slot = Slot.from_environ()
+        state = initialise()          # attach shared memory, receive listeners ...
+        with slot.active():           # blocks until this slot holds the lock
+            while not slot.stopping.is_set():
+                serve_one()
+        # leaving the block released the lock; finish in-flight work, then exit
+    """
+
+    def __init__(self, control: socket.socket, shared: SharedDir,
+                 handle_sigterm: bool = True) -> None:
+        self._control = control
+        self.lock = HandoverLock(shared.lock_file)
+        self._waiting = False
+        self._released = False
+        self.stopping = threading.Event()
+        if handle_sigterm:
+            signal.signal(signal.SIGTERM, self._on_stop_signal)
+
+    @classmethod
+    def from_environ(cls, handle_sigterm: bool = True) -> "Slot":
+        raw = os.environ.get(CONTROL_FD_ENV)
+        if not raw:
+            raise PodkitError(f"{CONTROL_FD_ENV} is not set; start the service with "
+                              "`podkit run --mode warm -- CMD`")
+        try:
+            control = socket.socket(fileno=int(raw))
+        except (ValueError, OSError) as exc:
+            raise PodkitError(f"{CONTROL_FD_ENV}={raw!r} is not an open socket; start the "
+                              "service with `podkit run --mode warm -- CMD`") from exc
+        shared = SharedDir(Path(os.environ.get("PODKIT_DIR") or DEFAULT_DIR))
+        return cls(control, shared, handle_sigterm=handle_sigterm)
+
+    def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.stopping.set()
+        if self._waiting:
+            # Interrupts the blocking lock wait: a standby told to stop never serves.
+            raise SlotStopping("stopped while standby")
+
+    def wait_active(self) -> None:
+        """Say READY, block until this process holds the hand-over lock, say ACTIVE.
+
+        Raises :class:`SlotStopping` if SIGTERM comes first.
+        """
+        self._send(READY)
+        self._waiting = True
+        try:
+            if self.stopping.is_set():
+                raise SlotStopping("stopped while standby")
+            self.lock.acquire()
+        finally:
+            self._waiting = False
+        self._send(ACTIVE)
+
+    def release(self) -> None:
+        """Let the peer take over: release the lock, then say RELEASED.
+
+        Call it once this process accepts no new work and writes no shared state.
+        """
+        if not self._released:
+            self._released = True
+            self.lock.release()
+            self._send(RELEASED)
+
+    def active(self) -> "_ActiveBlock":
+        """A context manager: waits until active on entry, releases on exit."""
+        return _ActiveBlock(self)
+
+    def _send(self, message: bytes) -> None:
+        try:
+            self._control.sendall(message)
+        except OSError:
+            pass  # podkit is gone; the lock alone keeps the protocol safe
+
+
+class _ActiveBlock:
+    def __init__(self, slot: Slot) -> None:
+        self._slot = slot
+
+    def __enter__(self) -> Slot:
+        self._slot.wait_active()
+        return self._slot
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._slot.release()

@@ -36,13 +36,30 @@ def cmd_pause(args: argparse.Namespace) -> int:
 def cmd_sidecar(args: argparse.Namespace) -> int:
     from .sidecar import Sidecar
 
+    from prometheus_client import CollectorRegistry
+
+    from .reload import ConfigReloader, Hook
+
     shared = _shared_from(args)
     shared.check_writable()
+    registry = CollectorRegistry()
+    extra_status = {}
+    config_dirs = args.config_dir or [d for d in os.environ.get("PODKIT_CONFIG_DIRS", "")
+                                      .split(":") if d]
+    reloader = None
+    if config_dirs:
+        reloader = ConfigReloader(shared, [Path(d) for d in config_dirs],
+                                  Hook.parse(args.config_hook), registry,
+                                  timeout_s=args.hook_timeout)
+        extra_status["config"] = reloader.status
     try:
-        sidecar = Sidecar(shared, address=args.address, port=args.port)
+        sidecar = Sidecar(shared, address=args.address, port=args.port, registry=registry,
+                          extra_status=extra_status)
     except OSError as exc:
         raise PodkitError(f"cannot listen on {args.address}:{args.port}: {exc.strerror}; "
                           "choose another --port") from exc
+    if reloader is not None:
+        reloader.start()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"podkit sidecar: serving {shared.root} on {args.address}:{sidecar.port}",
           flush=True)
@@ -76,6 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
     sidecar.add_argument("--address", default="0.0.0.0")
     sidecar.add_argument("--port", type=int,
                          default=int(os.environ.get("PODKIT_SIDECAR_PORT", "9901")))
+    sidecar.add_argument("--config-dir", action="append",
+                         help="a config directory to watch (repeatable; default "
+                              "$PODKIT_CONFIG_DIRS, colon-separated)")
+    sidecar.add_argument("--config-hook", default=os.environ.get("PODKIT_CONFIG_HOOK", "none"),
+                         help="signal:<NAME>, restart, command:<CMD> or none "
+                              "(default $PODKIT_CONFIG_HOOK or none)")
+    sidecar.add_argument("--hook-timeout", type=float, default=30.0,
+                         help="seconds a hook may take")
     sidecar.set_defaults(func=cmd_sidecar)
 
     probe = sub.add_parser("probe", help="exec probes: exit 0 when the check passes")

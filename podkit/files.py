@@ -17,7 +17,12 @@ from .errors import PodkitError
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically (temp file, fsync, rename, fsync dir)."""
+    """Replace ``path`` with ``data`` atomically (temp file, fsync, rename, fsync dir).
+
+    The file is readable by all (0644): the other containers of the pod, which may run as
+    other users, read it. Any failure (a full or read-only directory, a directory in the
+    file's place) is a :class:`PodkitError` naming the file, and leaves no temporary file.
+    """
     directory = path.parent
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
@@ -26,21 +31,29 @@ def atomic_write(path: Path, data: bytes) -> None:
                           "make the directory exist and writable") from exc
     try:
         with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o644)
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.rename(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError):
+            raise PodkitError(f"cannot write {path}: {exc.strerror}; free space in the "
+                              "shared directory or remove what is in the file's place") from exc
         raise
-    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as exc:
+        raise PodkitError(f"cannot sync {directory}: {exc.strerror}; check the shared "
+                          "directory's volume") from exc
 
 
 def atomic_write_json(path: Path, record: dict[str, Any]) -> None:
@@ -48,14 +61,24 @@ def atomic_write_json(path: Path, record: dict[str, Any]) -> None:
     atomic_write(path, (json.dumps(record, sort_keys=True) + "\n").encode())
 
 
+def read_bytes(path: Path) -> bytes | None:
+    """A file's bytes; ``None`` when it does not exist; other failures name the file."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise PodkitError(f"cannot read {path}: {exc.strerror}; make it a readable file, or "
+                          "delete it and restart the slot") from exc
+
+
 def read_json(path: Path) -> dict[str, Any] | None:
     """Read a JSON object; ``None`` when the file does not exist.
 
     A file that is not a JSON object raises :class:`PodkitError` naming the file.
     """
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+    raw = read_bytes(path)
+    if raw is None:
         return None
     try:
         record = json.loads(raw)

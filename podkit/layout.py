@@ -8,6 +8,7 @@ both slots and the sidecar. Its files are the protocol between them:
 ``slot-<s>.state.json``       the slot's state record (role, version, pid, since)
 ``handover.lock``             the exclusive hand-over lock; its holder is active
 ``handoff.sock``              the active process's listener hand-off socket
+``slot-<s>.ctl``              the slot's control socket (config hooks: signal, restart)
 ===========================  ===============================================
 """
 
@@ -42,6 +43,9 @@ class SharedDir:
 
     def state_file(self, slot: str) -> Path:
         return self.root / f"slot-{slot}.state.json"
+
+    def control_socket(self, slot: str) -> Path:
+        return self.root / f"slot-{slot}.ctl"
 
     @property
     def lock_file(self) -> Path:

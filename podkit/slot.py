@@ -26,6 +26,7 @@ import socket
 import threading
 from pathlib import Path
 from types import FrameType, TracebackType
+from typing import Callable
 
 from .errors import PodkitError
 from .layout import DEFAULT_DIR, SharedDir
@@ -63,6 +64,7 @@ class Slot:
         self._waiting = False
         self._released = False
         self.stopping = threading.Event()
+        self._on_stop: list[Callable[[], None]] = []
         if handle_sigterm:
             signal.signal(signal.SIGTERM, self._on_stop_signal)
 
@@ -80,8 +82,14 @@ class Slot:
         shared = SharedDir(Path(os.environ.get("PODKIT_DIR") or DEFAULT_DIR))
         return cls(control, shared, handle_sigterm=handle_sigterm)
 
+    def on_stop(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` from the SIGTERM handler, e.g. to wake a blocked accept loop."""
+        self._on_stop.append(callback)
+
     def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
         self.stopping.set()
+        for callback in self._on_stop:
+            callback()
         if self._waiting:
             # Interrupts the blocking lock wait: a standby told to stop never serves.
             raise SlotStopping("stopped while standby")

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .errors import PodkitError
-from .files import atomic_write, atomic_write_json, read_json
+from .files import atomic_write, atomic_write_json, read_bytes, read_json
 from .layout import SLOTS, SharedDir, validate_version
 
 ROLES = ("starting", "standby", "active", "stopping", "idle", "exited")
@@ -38,9 +38,8 @@ def write_version(shared: SharedDir, slot: str, version: str) -> None:
 def read_version(shared: SharedDir, slot: str) -> str | None:
     """The slot's version, ``None`` if it has not written one; corrupt files raise."""
     path = shared.version_file(slot)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+    raw = read_bytes(path)
+    if raw is None:
         return None
     try:
         text = raw.decode("ascii").strip()
@@ -71,4 +70,5 @@ def read_state(shared: SharedDir, slot: str) -> SlotState | None:
     if state.slot != slot or state.slot not in SLOTS or state.role not in ROLES:
         raise PodkitError(f"{path} is corrupt (slot {state.slot!r}, role {state.role!r}); "
                           "delete it and restart the slot")
+    validate_version(state.version, f"{path} is corrupt: version")
     return state

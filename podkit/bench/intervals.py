@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,26 +18,44 @@ class Interval:
 
 
 def read_intervals(log: Path) -> list[Interval]:
-    """Pair each process's ``active`` and ``release`` events, ordered by start."""
-    starts: dict[int, tuple[str, str, int]] = {}
-    ends: dict[int, int] = {}
+    """Pair each process's ``active`` and ``release`` events, ordered by start.
+
+    Events are paired in log order per PID, not by PID alone: PIDs are reused (``pid_max``
+    is often 32768), and a long run starts many processes. A process writes its own events in
+    order and exits before its PID can be reused, so its ``release`` always follows its own
+    ``active`` and precedes any later process's ``active`` under the same PID.
+    """
+    open_: dict[int, tuple[str, str, int]] = {}
+    intervals: list[Interval] = []
     for line in log.read_text().splitlines():
         event, slot, version, pid, stamp = line.split()
         if event == "active":
-            starts[int(pid)] = (slot, version, int(stamp))
-        elif event == "release":
-            ends[int(pid)] = int(stamp)
-    intervals = [Interval(slot, version, pid, start, ends.get(pid))
-                 for pid, (slot, version, start) in starts.items()]
+            previous = open_.pop(int(pid), None)
+            if previous is not None:  # killed without a release, PID since reused
+                intervals.append(Interval(previous[0], previous[1], int(pid), previous[2], None))
+            open_[int(pid)] = (slot, version, int(stamp))
+        elif event == "release" and int(pid) in open_:
+            start_slot, start_version, start = open_.pop(int(pid))
+            intervals.append(Interval(start_slot, start_version, int(pid), start, int(stamp)))
+    intervals.extend(Interval(slot, version, pid, start, None)
+                     for pid, (slot, version, start) in open_.items())
     return sorted(intervals, key=lambda i: i.start_ns)
 
 
 def overlaps(intervals: list[Interval]) -> int:
-    """How many intervals begin before the previous one ended (two active at once)."""
+    """How many intervals begin before an earlier one ended (two active at once).
+
+    Compared with the latest end of *all* earlier intervals, not only the previous one: a
+    long interval that spans two short ones overlaps both. An interval still open (no end)
+    overlaps everything after it.
+    """
     count = 0
-    for before, after in zip(intervals, intervals[1:]):
-        if before.end_ns is None or after.start_ns < before.end_ns:
+    latest_end: float | None = None  # None: nothing yet; inf: an interval never ended
+    for interval in sorted(intervals, key=lambda i: i.start_ns):
+        if latest_end is not None and interval.start_ns < latest_end:
             count += 1
+        end = float("inf") if interval.end_ns is None else interval.end_ns
+        latest_end = end if latest_end is None else max(latest_end, end)
     return count
 
 
@@ -49,10 +66,14 @@ def gaps_ms(intervals: list[Interval]) -> list[float]:
 
 
 def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile (0..100) by linear interpolation; 0.0 for no values."""
+    """The q-th percentile (0..100) by linear interpolation between the closest ranks
+    (numpy's default, statistics' "inclusive" method); 0.0 for no values."""
+    if not 0 <= q <= 100:
+        raise ValueError(f"percentile {q} is outside 0..100")
     if not values:
         return 0.0
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 10) - 1] \
-        if q < 100 else max(values)
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)

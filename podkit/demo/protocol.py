@@ -1,0 +1,27 @@
+"""The demo's wire protocol, shared by the service and its clients.
+
+TCP (one line per request, any number of requests per connection) and UDP (one datagram):
+
+* ``GET <seq>``  -> ``<version> <slot> <seq> <served> <greeting>``
+* ``STATE``      -> one JSON line: version, slot, served, blob size and checksums (TCP only;
+  it reads the whole blob, so it is for tests, not for load)
+"""
+
+from __future__ import annotations
+
+import struct
+
+# The shared-memory payload: a small counters area, then the blob.
+COUNTERS = struct.Struct("<QIQ")  # served requests, blob crc32 at creation, blob size
+COUNTERS_SIZE = 64
+LAYOUT_VERSION = 1
+
+
+def get_request(seq: int) -> bytes:
+    return f"GET {seq}\n".encode()
+
+
+def parse_reply(line: bytes) -> tuple[str, str, int, int, str]:
+    """(version, slot, seq, served, greeting) of a GET reply."""
+    version, slot, seq, served, greeting = line.decode().rstrip("\n").split(" ", 4)
+    return version, slot, int(seq), int(served), greeting

@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from .errors import PodkitError
 from .layout import DEFAULT_DIR, SharedDir, SlotEnv
@@ -68,14 +68,23 @@ def cmd_sidecar(args: argparse.Namespace) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    ready, reason = observe(_shared_from(args)).readiness()
+    shared = _shared_from(args)
+    shared.check_exists()
+    ready, reason = observe(shared).readiness()
     print(reason)
     return 0 if ready else 1
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one ``podkit:`` line, like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"podkit: {message}; see `{self.prog} --help`\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="podkit", description=__doc__)
-    sub = parser.add_subparsers(dest="verb", required=True)
+    parser = _Parser(prog="podkit", description=__doc__)
+    sub = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", help="business slot entrypoint: podkit run -- CMD [ARGS...]")
     run.add_argument("--mode", choices=("wrapped", "warm"),

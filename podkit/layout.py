@@ -6,6 +6,7 @@ both slots and the sidecar. Its files are the protocol between them:
 ===========================  ===============================================
 ``slot-<s>.version``          the slot's version, one line
 ``slot-<s>.state.json``       the slot's state record (role, version, pid, since)
+``slot-<s>.alive``            locked by the slot's PID 1 while it lives
 ``handover.lock``             the exclusive hand-over lock; its holder is active
 ``handoff.sock``              the active process's listener hand-off socket
 ``slot-<s>.ctl``              the slot's control socket (config hooks: signal, restart)
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Mapping
 
 from .errors import PodkitError
+from .lock import OfdLock
 
 SLOTS = ("a", "b")
 DEFAULT_DIR = "/podkit"
@@ -44,6 +46,9 @@ class SharedDir:
     def state_file(self, slot: str) -> Path:
         return self.root / f"slot-{slot}.state.json"
 
+    def alive_file(self, slot: str) -> Path:
+        return self.root / f"slot-{slot}.alive"
+
     def control_socket(self, slot: str) -> Path:
         return self.root / f"slot-{slot}.ctl"
 
@@ -55,11 +60,27 @@ class SharedDir:
     def handoff_socket(self) -> Path:
         return self.root / "handoff.sock"
 
-    def check_writable(self) -> None:
-        """Fail with a readable message unless the directory exists and is writable."""
+    def check_exists(self) -> None:
+        """Fail with a readable message unless the directory exists."""
+        if self.root.exists() and not self.root.is_dir():
+            raise PodkitError(f"PODKIT_DIR {self.root} is not a directory; mount the shared "
+                              "emptyDir there or set PODKIT_DIR to a directory")
         if not self.root.is_dir():
             raise PodkitError(f"PODKIT_DIR {self.root} does not exist; mount the shared "
                               "emptyDir there or set PODKIT_DIR to an existing directory")
+
+    def claim_slot(self, slot: str) -> OfdLock:
+        """Take the slot's liveness lock for this process's life, or fail if another
+        process runs the same slot."""
+        alive = OfdLock(self.alive_file(slot))
+        if not alive.acquire(blocking=False):
+            raise PodkitError(f"slot {slot} already runs in {self.root}; give each slot "
+                              "container its own PODKIT_SLOT")
+        return alive
+
+    def check_writable(self) -> None:
+        """Fail with a readable message unless the directory exists and is writable."""
+        self.check_exists()
         if not os.access(self.root, os.W_OK | os.X_OK):
             raise PodkitError(f"PODKIT_DIR {self.root} is not writable; give the container "
                               "write access to the shared emptyDir")
@@ -67,7 +88,7 @@ class SharedDir:
 
 def validate_version(version: str, source: str) -> str:
     """Return ``version`` when it is a sane one-line token, else raise naming ``source``."""
-    if not _VERSION_RE.match(version):
+    if not _VERSION_RE.fullmatch(version):  # match() would let "v1\n" through ($)
         raise PodkitError(f"{source} {version!r} is not a valid version; use 1-128 characters "
                           "of letters, digits and . _ + : @ / -")
     return version

@@ -1,4 +1,8 @@
-"""The exclusive hand-over lock: whoever holds it is the active slot.
+"""Exclusive kernel locks in the shared directory.
+
+Two are used: the hand-over lock (whoever holds it is the active slot) and each slot's
+liveness lock (held by the slot's PID 1 for its whole life, so a state record whose writer was
+killed is known to be stale).
 
 It is a blocking kernel lock on ``handover.lock``, not a polling loop (a polling lock such as
 fasteners' sleeps 10 to 100 ms between tries; the kernel wakes a blocked waiter within a
@@ -36,8 +40,8 @@ def _open(path: Path) -> int:
                           "make PODKIT_DIR writable") from exc
 
 
-class HandoverLock:
-    """The lock held by one slot process for as long as it is active."""
+class OfdLock:
+    """An exclusive lock on a file, released by :meth:`release` or when its holder dies."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -71,7 +75,7 @@ class HandoverLock:
 
 
 def lock_is_held(path: Path) -> bool:
-    """Whether any process holds the hand-over lock, found without taking it."""
+    """Whether any process holds the lock on ``path``, found without taking it."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:

@@ -21,6 +21,7 @@ FOLLOW_INTERVAL_S = 1.0
 def run_pause(env: SlotEnv) -> int:
     """Idle until SIGTERM or SIGINT; return the exit code (0)."""
     env.shared.check_writable()
+    alive = env.shared.claim_slot(env.slot)  # held until this process exits
     stop = (signal.SIGTERM, signal.SIGINT)
     signal.pthread_sigmask(signal.SIG_BLOCK, stop)
     written: str | None = None
@@ -31,6 +32,7 @@ def run_pause(env: SlotEnv) -> int:
             write_state(env.shared, SlotState.now(env.slot, "idle", version, "pause"))
             written = version
         if signal.sigtimedwait(stop, FOLLOW_INTERVAL_S) is not None:
+            alive.release()
             return 0
 
 

@@ -1,13 +1,14 @@
 """What the sidecar sees of the pod, and the readiness rule.
 
 TKEx's rule: the pod is ready when both version files are equal and exactly one slot is
-active. "Active" is read from the state records and checked against the hand-over lock, so a
-record left behind by a killed slot does not count.
+active. "Active" is read from the state records and checked against the locks: a record whose
+writer no longer holds its slot's liveness lock was left by a killed process and counts as
+``exited``, and the active slot must hold the hand-over lock.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from .errors import PodkitError
@@ -74,5 +75,7 @@ def observe(shared: SharedDir) -> PodView:
             state = read_state(shared, slot)
         except PodkitError as exc:
             error = str(exc)
+        if state is not None and not lock_is_held(shared.alive_file(slot)):
+            state = replace(state, role="exited")  # its writer died without a word
         slots[slot] = SlotView(slot=slot, version=version, state=state, error=error)
     return PodView(slots=slots, lock_held=lock_is_held(shared.lock_file))

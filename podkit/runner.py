@@ -12,8 +12,11 @@ the hand-over lock:
 
 Signals are forwarded to the business process, zombies are reaped, and podkit exits with the
 business process's exit code. The slot's control socket (``slot-<s>.ctl``) lets the sidecar
-run config hooks in it: ``SIGNAL <NAME>`` forwards a signal, ``RESTART`` restarts the business
-process inside the slot (the wrapped slot keeps the lock meanwhile). Everything runs in one thread with a selector loop, except the
+run config hooks in the active slot: ``SIGNAL <NAME>`` forwards a signal; ``RESTART`` restarts
+the business process in place. In warm mode a restart is a swap inside the slot: a successor
+starts, initialises (it receives the listeners and maps the state like any standby) and says
+READY; only then is the running process told to hand over, so a successor that fails to start
+leaves it serving. The answer (``OK ...`` or ``ERR ...``) comes once the restart is done. Everything runs in one thread with a selector loop, except the
 wrapped-mode lock wait, which blocks in the kernel in a one-shot thread.
 """
 
@@ -21,16 +24,18 @@ from __future__ import annotations
 
 import os
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
 import threading
+from dataclasses import dataclass
 from typing import Sequence
 
 from . import slot as warm
 from .errors import PodkitError
 from .layout import SlotEnv
-from .lock import HandoverLock
+from .lock import OfdLock
 from .procs import become_subreaper, reap, spawn
 from .state import SlotState, write_state, write_version
 
@@ -40,12 +45,31 @@ FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 
 
+@dataclass(eq=False)
+class Business:
+    """One business process of the slot, with its warm-mode channel."""
+
+    proc: subprocess.Popen[bytes]
+    channel: socket.socket | None = None
+    buffer: bytes = b""
+
+    @property
+    def running(self) -> bool:
+        return self.proc.returncode is None
+
+
 class SlotRunner:
     """One business slot: its lock, its business process and its state record."""
 
     def __init__(self, env: SlotEnv, command: Sequence[str], mode: str) -> None:
         if not command:
             raise PodkitError("no command given; use `podkit run -- CMD [ARGS...]`")
+        if shutil.which(command[0]) is None:
+            if os.sep in command[0] and os.path.isfile(command[0]):
+                raise PodkitError(f"command not executable: {command[0]!r}; check its "
+                                  "permissions (chmod +x)", exit_code=126)
+            raise PodkitError(f"command not found: {command[0]!r}; check the command after "
+                              "`--`", exit_code=127)
         if mode not in MODES:
             raise PodkitError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
         assert env.version is not None
@@ -53,20 +77,21 @@ class SlotRunner:
         self.version: str = env.version
         self.command = list(command)
         self.mode = mode
-        self.lock = HandoverLock(env.shared.lock_file)
-        self.child: subprocess.Popen[bytes] | None = None
-        self.channel: socket.socket | None = None
+        self.lock = OfdLock(env.shared.lock_file)
+        self.current: Business | None = None
+        self.successor: Business | None = None  # a warm restart under way
+        self.role = "starting"
+        self._restart_reply: socket.socket | None = None  # who asked for the restart
+        self._wrapped_restart = False
         self._selector = selectors.DefaultSelector()
-        self._channel_buffer = b""
-        self._restarting = False
-        self._signal_r, signal_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._signal_r, self._signal_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._lock_r, self._lock_w = os.pipe2(os.O_CLOEXEC)
-        self._signal_w = signal_w
 
     # --- start ---------------------------------------------------------------------------
     def run(self) -> int:
         """Run the slot until the business process exits; return the exit code."""
         self.env.shared.check_writable()
+        self._alive = self.env.shared.claim_slot(self.env.slot)
         write_version(self.env.shared, self.env.slot, self.version)
         self._set_state("starting")
         become_subreaper()
@@ -77,10 +102,10 @@ class SlotRunner:
         self._selector.register(self._control_server, selectors.EVENT_READ,
                                 self._on_control_request)
         if self.mode == "warm":
-            self._start_warm_child()
+            self.current = self._start_business()
         else:
             self._set_state("standby")
-            self._wait_for_lock_in_background()
+            threading.Thread(target=self._take_lock, name="handover-lock", daemon=True).start()
         return self._loop()
 
     def _install_signals(self) -> None:
@@ -96,16 +121,18 @@ class SlotRunner:
         server.listen(4)
         return server
 
-    def _start_warm_child(self) -> None:
+    def _start_business(self) -> Business:
+        if self.mode == "wrapped":
+            return Business(spawn(self.command, os.environ))
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         env = dict(os.environ, **{warm.CONTROL_FD_ENV: str(theirs.fileno())})
-        self.child = spawn(self.command, env, pass_fds=[theirs.fileno()])
-        theirs.close()
-        self.channel = ours
-        self._selector.register(ours, selectors.EVENT_READ, self._on_channel)
-
-    def _wait_for_lock_in_background(self) -> None:
-        threading.Thread(target=self._take_lock, name="handover-lock", daemon=True).start()
+        try:
+            business = Business(spawn(self.command, env, pass_fds=[theirs.fileno()]), ours)
+        finally:
+            theirs.close()
+        self._selector.register(ours, selectors.EVENT_READ,
+                                lambda: self._on_channel(business))
+        return business
 
     def _take_lock(self) -> None:
         self.lock.acquire()
@@ -121,119 +148,143 @@ class SlotRunner:
 
     def _on_lock_acquired(self) -> int | None:
         os.read(self._lock_r, 1)
-        self._start_wrapped_child()
+        self.current = self._start_business()
+        self._set_state("active")
         return None
 
-    def _start_wrapped_child(self) -> None:
-        self.child = spawn(self.command, os.environ)
-        self._set_state("active")
+    # --- the warm channel ----------------------------------------------------------------
+    def _on_channel(self, business: Business) -> int | None:
+        assert business.channel is not None
+        try:
+            data = business.channel.recv(256)
+        except OSError:
+            data = b""
+        if not data:
+            self._close_channel(business)
+            return None  # the business process closed its end; its exit follows
+        business.buffer += data
+        while b"\n" in business.buffer:
+            line, business.buffer = business.buffer.split(b"\n", 1)
+            self._on_channel_message(business, line + b"\n")
+        return None
 
+    def _close_channel(self, business: Business) -> None:
+        if business.channel is not None:
+            self._selector.unregister(business.channel)
+            business.channel.close()
+            business.channel = None
+
+    def _on_channel_message(self, business: Business, message: bytes) -> None:
+        if business is self.successor:
+            if message == warm.READY and self.current is not None and self.current.running:
+                self.current.proc.send_signal(signal.SIGTERM)  # hand over to the successor
+            elif message == warm.ACTIVE:
+                self._set_state("active")
+                self._answer_restart(f"OK restarted, pid {business.proc.pid}")
+            return
+        roles = {warm.READY: "standby", warm.ACTIVE: "active", warm.RELEASED: "stopping"}
+        if message not in roles:
+            print(f"podkit: ignoring unknown control message {message!r}", flush=True)
+        elif self.successor is None:  # while a successor takes over, the slot stays active
+            self._set_state(roles[message])
+
+    # --- the control socket --------------------------------------------------------------
     def _on_control_request(self) -> int | None:
         conn, _ = self._control_server.accept()
-        with conn:
-            conn.settimeout(1.0)
-            try:
-                request = conn.recv(256).decode("ascii", "replace").split()
-                conn.sendall(self._handle_control_request(request).encode())
-            except OSError:
-                pass  # the client went away; nothing was changed for it
+        conn.settimeout(1.0)
+        try:
+            request = conn.recv(256).decode("ascii", "replace").split()
+            answer = self._handle_control_request(request, conn)
+            if answer is not None:
+                conn.sendall(f"{answer}\n".encode())
+        except OSError:
+            answer = None  # the client went away; nothing was changed for it
+        if conn is not self._restart_reply:
+            conn.close()
         return None
 
-    def _handle_control_request(self, request: list[str]) -> str:
-        if self.child is None or self.child.returncode is not None:
-            return "ERR no business process runs in this slot\n"
+    def _handle_control_request(self, request: list[str], conn: socket.socket) -> str | None:
+        """The answer, or ``None`` when it will come later (a restart)."""
+        current = self.current
+        if self.role != "active" or current is None or not current.running:
+            return f"ERR slot {self.env.slot} is not active (it is {self.role})"
+        if self.successor is not None or self._wrapped_restart:
+            return "ERR a restart is under way; try again when it is done"
         if request[:1] == ["SIGNAL"] and len(request) == 2:
             try:
                 signum = signal.Signals[f"SIG{request[1].upper().removeprefix('SIG')}"]
             except KeyError:
-                return f"ERR unknown signal {request[1]}\n"
-            self.child.send_signal(signum)
-            return "OK\n"
+                return f"ERR unknown signal {request[1]}"
+            current.proc.send_signal(signum)
+            return "OK"
         if request == ["RESTART"]:
-            self._restarting = True
-            self.child.send_signal(signal.SIGTERM)
-            return "OK restarting\n"
-        return "ERR unknown request; use SIGNAL <NAME> or RESTART\n"
+            self._restart_reply = conn
+            if self.mode == "warm":
+                self.successor = self._start_business()
+            else:
+                self._wrapped_restart = True
+                current.proc.send_signal(signal.SIGTERM)
+            return None
+        return "ERR unknown request; use SIGNAL <NAME> or RESTART"
 
-    def _on_channel(self) -> int | None:
-        assert self.channel is not None
-        try:
-            data = self.channel.recv(256)
-        except OSError:
-            data = b""
-        if not data:
-            self._close_channel()
-            return None  # the business process closed its end; its exit follows
-        self._channel_buffer += data
-        while b"\n" in self._channel_buffer:
-            line, self._channel_buffer = self._channel_buffer.split(b"\n", 1)
-            self._on_channel_message(line + b"\n")
-        return None
+    def _answer_restart(self, answer: str) -> None:
+        conn, self._restart_reply = self._restart_reply, None
+        if conn is not None:
+            try:
+                conn.sendall(f"{answer}\n".encode())
+            except OSError:
+                pass  # the sidecar gave up waiting; the slot's state says what happened
+            conn.close()
 
-    def _close_channel(self) -> None:
-        if self.channel is not None:
-            self._selector.unregister(self.channel)
-            self.channel.close()
-            self.channel = None
-            self._channel_buffer = b""
-
-    def _on_channel_message(self, message: bytes) -> None:
-        roles = {warm.READY: "standby", warm.ACTIVE: "active",
-                 warm.RELEASED: "stopping"}
-        if message in roles:
-            self._set_state(roles[message])
-        else:
-            print(f"podkit: ignoring unknown control message {message!r}", flush=True)
-
+    # --- signals and exits ---------------------------------------------------------------
     def _on_signals(self) -> int | None:
         try:
             received = os.read(self._signal_r, 64)
         except BlockingIOError:
             return None
         for signum in received:
-            if signum == signal.SIGCHLD:
-                code = self._on_child_exit()
-                if code is not None:
-                    return code
-            elif signum in FORWARDED:
-                code = self._on_forwarded_signal(signum)
-                if code is not None:
-                    return code
+            code = (self._on_child_exit() if signum == signal.SIGCHLD
+                    else self._on_forwarded_signal(signum) if signum in FORWARDED else None)
+            if code is not None:
+                return code
         return None
 
     def _on_forwarded_signal(self, signum: int) -> int | None:
         if signum in STOP_SIGNALS:
-            self._restarting = False
-        if self.child is None:
+            self._wrapped_restart = False
+        running = [b for b in (self.current, self.successor) if b is not None and b.running]
+        if not running:
             if signum not in STOP_SIGNALS:
                 return None
             self._set_state("exited")
             return 0
-        if self.child.returncode is None:
-            self.child.send_signal(signum)
+        for business in running:
+            business.proc.send_signal(signum)
         return None
 
     def _on_child_exit(self) -> int | None:
-        children = {self.child.pid: self.child} if self.child is not None else {}
+        children = {b.proc.pid: b.proc for b in (self.current, self.successor) if b is not None}
         for pid, code in reap(children):
-            if self.child is None or pid != self.child.pid:
-                continue
-            if self._restarting:
-                self._restarting = False
-                self._restart_child()
-                continue
-            self.lock.release()
-            self._set_state("exited")
-            return code
+            if self.successor is not None and pid == self.successor.proc.pid:
+                self._close_channel(self.successor)
+                self.successor = None
+                self._answer_restart(f"ERR the new business process exited with {code} "
+                                     "before it was active")
+            elif self.current is not None and pid == self.current.proc.pid:
+                self._close_channel(self.current)
+                self.current, self.successor = self.successor, None
+                if self.current is not None:
+                    continue  # the successor carries on
+                if self._wrapped_restart:
+                    self._wrapped_restart = False
+                    self.current = self._start_business()
+                    self._answer_restart(f"OK restarted, pid {self.current.proc.pid}")
+                    continue
+                self.lock.release()
+                self._set_state("exited")
+                return code
         return None
 
-    def _restart_child(self) -> None:
-        if self.mode == "warm":
-            self._close_channel()
-            self._set_state("starting")
-            self._start_warm_child()
-        else:
-            self._start_wrapped_child()
-
     def _set_state(self, role: str) -> None:
+        self.role = role
         write_state(self.env.shared, SlotState.now(self.env.slot, role, self.version, self.mode))

@@ -30,7 +30,7 @@ from typing import Callable
 
 from .errors import PodkitError
 from .layout import DEFAULT_DIR, SharedDir
-from .lock import HandoverLock
+from .lock import OfdLock
 
 CONTROL_FD_ENV = "PODKIT_CONTROL_FD"
 READY = b"READY\n"
@@ -60,7 +60,7 @@ class Slot:
     def __init__(self, control: socket.socket, shared: SharedDir,
                  handle_sigterm: bool = True) -> None:
         self._control = control
-        self.lock = HandoverLock(shared.lock_file)
+        self.lock = OfdLock(shared.lock_file)
         self._waiting = False
         self._released = False
         self.stopping = threading.Event()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from .errors import PodkitError
 from .files import atomic_write, atomic_write_json, read_bytes, read_json

@@ -144,6 +144,9 @@ def main() -> int:
     # The default GIL switch interval (5 ms) lets a busy thread delay the serving loop by
     # that much; a latency-critical Python service shortens it.
     sys.setswitchinterval(0.0005)
+    # A config hook may signal us while we initialise: take SIGHUP as "read the config",
+    # which the service does once it is built anyway, instead of dying of it.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         env = SlotEnv.from_environ()
         slot = Slot.from_environ()

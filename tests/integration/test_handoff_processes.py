@@ -27,7 +27,7 @@ import pytest
 from podkit.handoff import (Acceptor, HandoffServer, ListenerSet, acquire_listeners,
                             fetch_listeners)
 from podkit.layout import SharedDir
-from podkit.lock import HandoverLock
+from podkit.lock import OfdLock
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -86,7 +86,7 @@ def worker_main(argv: list[str]) -> int:
         commands.put("exit")
 
     threading.Thread(target=read_commands, daemon=True).start()
-    lock = HandoverLock(shared.lock_file)
+    lock = OfdLock(shared.lock_file)
     while True:
         _emit("waiting")
         lock.acquire()

@@ -19,7 +19,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,e2e]'
+	$(PY) -m pip install --quiet -e '.[test,e2e,operator]'
 	touch $@
 
 test: test-unit test-integration test-go test-e2e

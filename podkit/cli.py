@@ -70,7 +70,11 @@ def cmd_sidecar(args: argparse.Namespace) -> int:
 def cmd_probe(args: argparse.Namespace) -> int:
     shared = _shared_from(args)
     shared.check_exists()
-    ready, reason = observe(shared).readiness()
+    view = observe(shared)
+    if args.check == "ready":
+        ready, reason = view.readiness()
+    else:
+        ready, reason = view.slot_readiness(SlotEnv.from_environ(require_version=False).slot)
     print(reason)
     return 0 if ready else 1
 
@@ -113,7 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     sidecar.set_defaults(func=cmd_sidecar)
 
     probe = sub.add_parser("probe", help="exec probes: exit 0 when the check passes")
-    probe.add_argument("check", choices=("ready",))
+    probe.add_argument("check", choices=("ready", "slot"),
+                       help="ready: the pod is converged (the sidecar's rule); slot: this "
+                            "slot ($PODKIT_SLOT) is up: idle, standing by or active")
     probe.add_argument("--dir", help=f"shared directory (default $PODKIT_DIR or {DEFAULT_DIR})")
     probe.set_defaults(func=cmd_probe)
     return parser

@@ -53,6 +53,17 @@ class PodView:
             return False, f"slot {active[0]} says active but nobody holds the hand-over lock"
         return True, f"slot {active[0]} active at {versions['a']}"
 
+    def slot_readiness(self, slot: str) -> tuple[bool, str]:
+        """(ready, reason) of one slot container: its process lives and has initialised."""
+        view = self.slots[slot]
+        if view.error:
+            return False, view.error
+        if view.state is None:
+            return False, f"slot {slot} has no state yet"
+        if view.state.role not in ("idle", "standby", "active"):
+            return False, f"slot {slot} is {view.state.role}"
+        return True, f"slot {slot} is {view.state.role} at {view.state.version}"
+
     def as_json(self) -> dict[str, Any]:
         ready, reason = self.readiness()
         return {

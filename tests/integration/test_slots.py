@@ -323,3 +323,22 @@ def test_pause_with_version_ignores_the_peer(tmp_path: Path, cli, h) -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+def slot_probe(cli, shared: SharedDir, slot: str) -> tuple[int, str]:
+    done = cli.run("probe", "slot", "--dir", str(shared.root), PODKIT_SLOT=slot)
+    return done.returncode, done.stdout.strip()
+
+
+def test_slot_probe_follows_each_slot_container(stub_pod, cli) -> None:
+    """``podkit probe slot``: the slot container's readiness (up and initialised)."""
+    sp = stub_pod("warm")
+    assert slot_probe(cli, sp.shared, "a") == (1, "slot a has no state yet")
+    sp.pod.start("v1")
+    assert slot_probe(cli, sp.shared, "a") == (0, "slot a is active at v1")
+    assert slot_probe(cli, sp.shared, "b") == (0, "slot b is idle at v1")
+    sp.pod.stop("b")
+    assert slot_probe(cli, sp.shared, "b") == (1, "slot b is exited")
+    sp.pod.start_business("b", "v2")
+    sp.pod.wait_role("b", "standby", "v2")
+    assert slot_probe(cli, sp.shared, "b") == (0, "slot b is standby at v2")

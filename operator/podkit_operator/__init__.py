@@ -1,0 +1,1 @@
+"""The StatefulSetPlus operator: in-place A/B swaps in batch grayscale releases."""

@@ -1,0 +1,98 @@
+"""The operator's Kubernetes I/O: thin calls that return plain dicts.
+
+Responses are read as raw JSON (``_preload_content=False``) rather than the client's model
+classes: turning thousands of pods into models costs more than the whole release logic.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+GROUP, VERSION, PLURAL = "podkit.io", "v1alpha1", "statefulsetplus"
+STSP_LABEL = "podkit.io/stsp"
+_FEATURE_RE = re.compile(r'^kubernetes_feature_enabled\{name="(?P<name>[^"]+)"[^}]*\} (?P<v>\S+)',
+                         re.MULTILINE)
+
+
+def _json(response: Any) -> Any:
+    return json.loads(response.data)
+
+
+class KubeIO:
+    """Every call the controller makes to the apiserver."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self.core = client.CoreV1Api(api)
+        self.apps = client.AppsV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+
+    # --- reads ---------------------------------------------------------------------------
+    def get_stsp(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return _json(self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, _preload_content=False))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def list_pods(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        return _json(self.core.list_namespaced_pod(
+            namespace, label_selector=f"{STSP_LABEL}={name}", _preload_content=False))["items"]
+
+    def list_revisions(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        return _json(self.apps.list_namespaced_controller_revision(
+            namespace, label_selector=f"{STSP_LABEL}={name}", _preload_content=False))["items"]
+
+    def feature_gates(self) -> dict[str, bool]:
+        """The apiserver's feature gates, from its ``kubernetes_feature_enabled`` metric."""
+        response = self.api.call_api("/metrics", "GET", auth_settings=["BearerToken"],
+                                     _preload_content=False, _return_http_data_only=True)
+        text = response.data.decode()
+        return {m["name"]: m["v"] == "1" for m in _FEATURE_RE.finditer(text)}
+
+    # --- writes --------------------------------------------------------------------------
+    def create_pod(self, namespace: str, body: dict[str, Any]) -> None:
+        try:
+            self.core.create_namespaced_pod(namespace, body, _preload_content=False)
+        except ApiException as exc:
+            if exc.status != 409:  # already there: a previous pass created it
+                raise
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        try:
+            self.core.delete_namespaced_pod(name, namespace, _preload_content=False)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def patch_pod(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        """A strategic merge patch (containers merge by name)."""
+        self.core.patch_namespaced_pod(name, namespace, patch, _preload_content=False)
+
+    def create_revision(self, namespace: str, body: dict[str, Any]) -> None:
+        try:
+            self.apps.create_namespaced_controller_revision(namespace, body,
+                                                            _preload_content=False)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+
+    def delete_revision(self, namespace: str, name: str) -> None:
+        try:
+            self.apps.delete_namespaced_controller_revision(name, namespace,
+                                                            _preload_content=False)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PLURAL, name, {"status": status},
+            _preload_content=False)

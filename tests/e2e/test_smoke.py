@@ -90,6 +90,9 @@ def test_plain_pod_answers_on_its_ip_and_through_a_service(kube: Kube, namespace
     reply = kube.wait_for("the Service's cluster IP to answer",
                           lambda: http_get(f"http://{cluster_ip}:80/"), timeout=30)
     assert reply == "web v1"
+    # From inside the cluster too: the pod reaches itself through its Service (hairpin).
+    fetch = f"import urllib.request; print(urllib.request.urlopen('http://{cluster_ip}/').read())"
+    assert kube.exec("web", "web", "python3", "-c", fetch, namespace=namespace) == "b'web v1'\n"
 
 
 def test_opted_in_pod_takes_new_image_and_env_in_place(kube: Kube, namespace: str,
@@ -130,6 +133,27 @@ def test_opted_in_pod_takes_new_image_and_env_in_place(kube: Kube, namespace: st
     assert kube.exec("slot", "app", "cat", "/podkit/marker", namespace=namespace) == "kept\n"
     assert kube.exec("slot", "app", "cat", "/dev/shm/podkit-smoke",
                      namespace=namespace) == "segment-state\n"
+
+
+def test_opted_in_env_only_change_restarts_that_container(kube: Kube, namespace: str,
+                                                          podkit_images) -> None:
+    """Upstream's kubelet hashes only name and image; the patched one restarts on env too."""
+    kube.apply(pod("envonly", namespace, [server_container("app", podkit_images.demo_v1, "v1")],
+                   mutable=True))
+    before = wait_ready(kube, "envonly", namespace)
+
+    kube.patch("pod", "envonly", [
+        {"op": "replace", "path": "/spec/containers/0/env/0/value", "value": "v2"},
+    ], namespace=namespace)
+
+    def restarted() -> dict[str, Any] | None:
+        p = kube.get("pod", "envonly", namespace)
+        app = statuses(p)["app"]
+        return p if app["restartCount"] == 1 and app.get("ready") else None
+    after = kube.wait_for("the app container to restart with the new env", restarted,
+                          timeout=90)
+    assert after["metadata"]["uid"] == before["metadata"]["uid"]
+    assert http_get(f"http://{after['status']['podIP']}:{PORT}/") == "envonly v2"
 
 
 def test_pod_without_opt_in_rejects_env_change_as_upstream(kube: Kube, namespace: str,

@@ -1,0 +1,126 @@
+"""pytest fixtures for tests that need a cluster; a conftest imports the ones it uses.
+
+- `cluster`: the full one-node cluster (session-wide). Started if it is not running (a cold
+  start installs packages and may build Kubernetes) and stopped at the end of the session only
+  if this session started it; PODKIT_KEEP_TESTBED=1 keeps it. A cluster that cannot start
+  fails the tests, naming the component: an e2e run that skips would prove nothing.
+- `podkit_images`: podkit's images, built (cached) and present in the cluster's containerd.
+- `kube`, `namespace`: kubectl on the full cluster, and a fresh namespace per test.
+- `api_clusters`: a factory of API-only clusters (kwok nodes), all removed after the session.
+- `docker_images`: a Docker engine (started if none runs) holding podkit's images, for
+  testcontainers.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from e2e import docker, images
+from e2e.apicluster import ApiCluster
+from e2e.errors import TestbedError
+from e2e.kube import Kube
+from e2e.testbed import Testbed
+
+
+def _need_root() -> None:
+    if os.geteuid() != 0:
+        pytest.fail("the e2e tests need root: the testbed runs a kubelet and containerd",
+                    pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Testbed]:
+    _need_root()
+    bed = Testbed()
+    was_up = bed.is_up()
+    try:
+        bed.up()  # quick when it runs: it only checks, or restarts what changed
+    except TestbedError as err:
+        pytest.fail(f"the testbed did not come up: {err}", pytrace=False)
+    yield bed
+    if not was_up and os.environ.get("PODKIT_KEEP_TESTBED") != "1":
+        bed.down()
+
+
+@dataclass(frozen=True)
+class Images:
+    """Tags of podkit's images, built and present in the cluster's containerd."""
+
+    base: str
+    pause: str
+    sidecar: str
+    demo_v1: str
+    demo_v2: str
+
+
+def _tags() -> Images:
+    tags = {image.tag.split("/", 1)[1]: image.tag for image in images.IMAGES}
+    return Images(base=tags["podkit-base:dev"], pause=tags["podkit-pause:dev"],
+                  sidecar=tags["podkit-sidecar:dev"], demo_v1=tags["podkit-demo:v1"],
+                  demo_v2=tags["podkit-demo:v2"])
+
+
+@pytest.fixture(scope="session")
+def podkit_images(cluster: Testbed) -> Images:
+    try:
+        images.load_into_testbed(images.build_all())
+    except TestbedError as err:
+        pytest.fail(f"podkit's images could not be built or loaded: {err}", pytrace=False)
+    return _tags()
+
+
+@pytest.fixture(scope="session")
+def docker_images() -> Iterator[Images]:
+    _need_root()
+    # testcontainers' reaper (Ryuk) comes from a registry, which is out of reach: containers
+    # are removed by the tests themselves.
+    os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+    try:
+        with docker.engine():
+            images.load_into_docker(images.build_all())
+            yield _tags()
+    except TestbedError as err:
+        pytest.fail(f"Docker or podkit's images are not available: {err}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def kube(cluster: Testbed) -> Kube:
+    return cluster.kube()
+
+
+@pytest.fixture
+def namespace(kube: Kube) -> Iterator[str]:
+    """A fresh namespace for one test, deleted (without waiting) afterwards.
+
+    Yielded once its default service account exists: pods are refused until then.
+    """
+    name = f"e2e-{uuid.uuid4().hex[:8]}"
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    kube.wait_for(f"the service account of namespace {name}",
+                  lambda: kube.get("serviceaccount", "default", name), timeout=30)
+    yield name
+    kube.run("delete", "namespace", name, "--wait=false")
+
+
+@pytest.fixture(scope="session")
+def api_clusters() -> Iterator[Callable[..., ApiCluster]]:
+    """`make(nodes=1)` starts one more API-only cluster; all go down after the session."""
+    made: list[ApiCluster] = []
+
+    def make(nodes: int = 1) -> ApiCluster:
+        c = ApiCluster(f"pytest-{os.getpid()}-{len(made)}")
+        made.append(c)
+        try:
+            c.up(nodes)
+        except TestbedError as err:
+            pytest.fail(f"API-only cluster {c.name} did not come up: {err}", pytrace=False)
+        return c
+
+    yield make
+    for c in made:
+        c.down()

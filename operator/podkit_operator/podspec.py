@@ -1,0 +1,153 @@
+"""Pod bodies: a swap pod (slots a and b plus the sidecar) or a plain pod, from a template.
+
+The business container of the template becomes two symmetric slots: the active one runs the
+business image, the idle one the pause image; both carry the same spec otherwise, so a swap only
+changes images (and on a patched cluster the version env). Decisions:
+- the slots' readiness probe is ``podkit probe slot`` (the slot is up: idle, standing by or
+  active), because a business readiness probe would fail in the idle slot; liveness and startup
+  probes of the business container are dropped from the slots for the same reason;
+- both slots keep the business container's resources (either may become active);
+- container ports are declared on slot a only (a port name may appear once per pod);
+- probes run every second: the swap advances on what they report, never on a sleep.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from .revision import owner_reference, version_of
+from .spec import SIDECAR_NAME, StsPlusSpec
+
+ANN_REVISION = "podkit.io/revision"
+ANN_ACTIVE_SLOT = "podkit.io/active-slot"
+ANN_TARGET = "podkit.io/target-revision"
+ANN_STARTED = "podkit.io/swap-started"
+ANN_MUTABLE = "podkit.io/mutable-spec"
+ANN_FAILED = "podkit.io/swap-failed"
+LABEL_STSP = "podkit.io/stsp"
+PODKIT_DIR = "/podkit"
+SIDECAR_PORT = 9901
+SLOT_ENV = ("PODKIT_SLOT", "PODKIT_DIR", "PODKIT_VERSION")
+
+
+def slot_names(business: str) -> tuple[str, str]:
+    """The two slot container names of a business container."""
+    return f"{business}-a", f"{business}-b"
+
+
+def pod_name(stsp_name: str, ordinal: int) -> str:
+    """``<stsp>-<ordinal>``, as a StatefulSet names its pods."""
+    return f"{stsp_name}-{ordinal}"
+
+
+def ordinal_of(stsp_name: str, pod: dict[str, Any]) -> int | None:
+    """The ordinal of a pod named ``<stsp>-<n>``, else None (not one of ours)."""
+    name = pod.get("metadata", {}).get("name", "")
+    prefix = f"{stsp_name}-"
+    rest = name[len(prefix):] if name.startswith(prefix) else ""
+    if rest.isdigit() and str(int(rest)) == rest:
+        return int(rest)
+    return None
+
+
+def _probe_timing() -> dict[str, int]:
+    return {"periodSeconds": 1, "timeoutSeconds": 1, "successThreshold": 1,
+            "failureThreshold": 1}
+
+
+def slot_env(business_env: list[dict[str, Any]] | None, slot: str, version: str | None,
+             patched: bool) -> list[dict[str, Any]]:
+    """The business env without podkit's variables, plus PODKIT_SLOT, PODKIT_DIR (and
+    PODKIT_VERSION on a patched cluster; on a stock cluster the image's baked value counts)."""
+    env = [copy.deepcopy(e) for e in business_env or [] if e.get("name") not in SLOT_ENV]
+    env.append({"name": "PODKIT_SLOT", "value": slot})
+    env.append({"name": "PODKIT_DIR", "value": PODKIT_DIR})
+    if patched and version:
+        env.append({"name": "PODKIT_VERSION", "value": version})
+    return env
+
+
+def build_slot(business: dict[str, Any], slot: str, image: str, version: str | None,
+               patched: bool, ports: bool) -> dict[str, Any]:
+    """One slot container from the business container."""
+    c = copy.deepcopy(business)
+    c["name"] = f"{business['name']}-{slot}"
+    c["image"] = image
+    c["env"] = slot_env(business.get("env"), slot, version, patched)
+    mounts = [m for m in c.get("volumeMounts") or []
+              if m.get("mountPath") not in (PODKIT_DIR, "/dev/shm")]
+    mounts += [{"name": "podkit", "mountPath": PODKIT_DIR},
+               {"name": "podkit-shm", "mountPath": "/dev/shm"}]
+    c["volumeMounts"] = mounts
+    c["readinessProbe"] = {"exec": {"command": ["podkit", "probe", "slot"]}, **_probe_timing()}
+    c.pop("livenessProbe", None)
+    c.pop("startupProbe", None)
+    if not ports:
+        c.pop("ports", None)
+    return c
+
+
+def build_sidecar(spec: StsPlusSpec) -> dict[str, Any]:
+    """The referee: reports the slots, serves /readyz (the pod's readiness) and /metrics."""
+    return {
+        "name": SIDECAR_NAME,
+        "image": spec.sidecar_image,
+        "env": [{"name": "PODKIT_DIR", "value": PODKIT_DIR}],
+        "ports": [{"name": "podkit-sidecar", "containerPort": SIDECAR_PORT, "protocol": "TCP"}],
+        "volumeMounts": [{"name": "podkit", "mountPath": PODKIT_DIR}],
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": SIDECAR_PORT},
+                           **_probe_timing()},
+    }
+
+
+def _base_pod(stsp_obj: dict[str, Any], spec: StsPlusSpec, ordinal: int, revision: str,
+              template: dict[str, Any]) -> dict[str, Any]:
+    meta = stsp_obj["metadata"]
+    tmeta = template.get("metadata") or {}
+    name = pod_name(meta["name"], ordinal)
+    pod_spec = copy.deepcopy(template["spec"])
+    pod_spec["hostname"] = name
+    if spec.service_name:
+        pod_spec["subdomain"] = spec.service_name
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": meta.get("namespace"),
+            "labels": {**(tmeta.get("labels") or {}), LABEL_STSP: meta["name"]},
+            "annotations": {**(tmeta.get("annotations") or {}), ANN_REVISION: revision},
+            "ownerReferences": [owner_reference(stsp_obj)],
+        },
+        "spec": pod_spec,
+    }
+
+
+def build_pod(stsp_obj: dict[str, Any], spec: StsPlusSpec, ordinal: int, revision: str,
+              template: dict[str, Any], patched: bool) -> dict[str, Any]:
+    """A swap pod at ``revision`` (whose template is ``template``): slot a active."""
+    pod = _base_pod(stsp_obj, spec, ordinal, revision, template)
+    containers = template["spec"]["containers"]
+    business = next(c for c in containers if c["name"] == spec.business)
+    version = version_of(template, spec.business)
+    slot_a = build_slot(business, "a", business["image"], version, patched, ports=True)
+    slot_b = build_slot(business, "b", spec.pause_image, version, patched, ports=False)
+    others = [copy.deepcopy(c) for c in containers if c["name"] != spec.business]
+    pod["spec"]["containers"] = [slot_a, slot_b, *others, build_sidecar(spec)]
+    volumes = [v for v in pod["spec"].get("volumes") or []
+               if v.get("name") not in ("podkit", "podkit-shm")]
+    volumes += [{"name": "podkit", "emptyDir": {}},
+                {"name": "podkit-shm", "emptyDir": {"medium": "Memory"}}]
+    pod["spec"]["volumes"] = volumes
+    ann = pod["metadata"]["annotations"]
+    ann[ANN_ACTIVE_SLOT] = "a"
+    if patched:
+        ann[ANN_MUTABLE] = "true"
+    return pod
+
+
+def build_plain_pod(stsp_obj: dict[str, Any], spec: StsPlusSpec, ordinal: int, revision: str,
+                    template: dict[str, Any]) -> dict[str, Any]:
+    """A pod for the InPlace and Recreate strategies: the template as is, no slots."""
+    return _base_pod(stsp_obj, spec, ordinal, revision, template)

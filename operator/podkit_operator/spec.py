@@ -1,0 +1,199 @@
+"""The StatefulSetPlus spec as a typed value, with defaults and the checks CEL cannot make.
+
+The CRD's schema and CEL rules reject most bad input at admission; what remains here is what
+depends on several fields at once in ways CEL expresses badly (container names that would clash
+with the expansion into slots) or what must hold for the operator to work at all. Every
+:class:`SpecError` message says what to change.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .images import same_image
+
+STRATEGIES = ("ABSwap", "InPlace", "Recreate")
+DEFAULT_PAUSE_IMAGE = "podkit.local/podkit-pause:dev"
+DEFAULT_SIDECAR_IMAGE = "podkit.local/podkit-sidecar:dev"
+DEFAULT_DEADLINE_S = 600
+DEFAULT_HISTORY = 10
+SIDECAR_NAME = "podkit-sidecar"
+RESERVED_VOLUMES = ("podkit", "podkit-shm")
+_PERCENT_RE = re.compile(r"^\s*(\d{1,3})\s*%\s*$")
+_COUNT_RE = re.compile(r"^\s*(\d+)\s*$")
+
+
+class SpecError(ValueError):
+    """A spec the operator cannot act on; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class StsPlusSpec:
+    """What the operator reads from ``spec`` (defaults applied)."""
+
+    replicas: int
+    selector: dict[str, Any]
+    service_name: str | None
+    template: dict[str, Any]
+    business: str
+    strategy: str = "ABSwap"
+    batch_num: int = 1
+    batch_auto: bool = True
+    batch_interval_s: int = 0
+    pods_num_to_update: list[int | str] | None = None
+    batch_deadline_s: int = DEFAULT_DEADLINE_S
+    max_failed_percent: int = 0
+    revision_history_limit: int = DEFAULT_HISTORY
+    pause_image: str = DEFAULT_PAUSE_IMAGE
+    sidecar_image: str = DEFAULT_SIDECAR_IMAGE
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def business_container(self) -> dict[str, Any]:
+        """The business container of the template (the first one)."""
+        return self.template["spec"]["containers"][0]
+
+    @property
+    def swaps(self) -> bool:
+        """True when pods are built with A/B slots."""
+        return self.strategy == "ABSwap"
+
+
+def _int(value: Any, name: str, minimum: int = 0, maximum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(f"{name} must be an integer, got {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+        raise SpecError(f"{name} is {value}; set it {bound}")
+    return value
+
+
+def parse_pods_num(entry: int | str) -> tuple[str, int]:
+    """``3`` -> ("count", 3); ``"50%"`` -> ("percent", 50); anything else is a SpecError."""
+    if isinstance(entry, bool):
+        raise SpecError(f"podsNumToUpdate entry {entry!r} is neither a count nor a percentage")
+    if isinstance(entry, int):
+        if entry < 0:
+            raise SpecError(f"podsNumToUpdate entry {entry} is negative; use a count >= 0")
+        return "count", entry
+    if isinstance(entry, str):
+        if m := _PERCENT_RE.match(entry):
+            pct = int(m.group(1))
+            if pct > 100:
+                raise SpecError(f"podsNumToUpdate entry {entry!r} is above 100%")
+            return "percent", pct
+        if m := _COUNT_RE.match(entry):
+            return "count", int(m.group(1))
+    raise SpecError(f"podsNumToUpdate entry {entry!r} is neither a count (3) nor a "
+                    "percentage (\"50%\")")
+
+
+def _check_template(template: Any, strategy: str, pause_image: str) -> str:
+    """Check the template can be expanded; return the business container's name."""
+    if not isinstance(template, dict) or not isinstance(template.get("spec"), dict):
+        raise SpecError("spec.template.spec is missing; give a pod template with one container")
+    containers = template["spec"].get("containers") or []
+    if not containers or not containers[0].get("name") or not containers[0].get("image"):
+        raise SpecError("spec.template.spec.containers[0] needs a name and an image "
+                        "(the business container)")
+    business = containers[0]
+    name = business["name"]
+    if strategy != "ABSwap":
+        return name
+    if business.get("command") or business.get("args"):
+        raise SpecError(f"container {name!r} sets command/args; remove them and let the "
+                        "image's entrypoint (podkit run -- ...) decide, because the idle slot "
+                        "runs the same container spec with the pause image")
+    if same_image(business["image"], pause_image):
+        raise SpecError(f"container {name!r} uses the pause image {pause_image}; give the "
+                        "business image")
+    taken = {f"{name}-a", f"{name}-b", SIDECAR_NAME}
+    for other in containers[1:]:
+        if other.get("name") in taken:
+            raise SpecError(f"container name {other.get('name')!r} clashes with the slots or "
+                            "the sidecar podkit adds; rename it")
+    if len(f"{name}-a") > 63:
+        raise SpecError(f"container name {name!r} is too long for the slot suffix; use at "
+                        "most 61 characters")
+    for vol in template["spec"].get("volumes") or []:
+        if vol.get("name") in RESERVED_VOLUMES:
+            raise SpecError(f"volume name {vol['name']!r} is reserved by podkit; rename it")
+    return name
+
+
+def _check_selector(selector: Any, template: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(selector, dict) or not (selector.get("matchLabels")
+                                              or selector.get("matchExpressions")):
+        raise SpecError("spec.selector is missing; set matchLabels matching the template's labels")
+    labels = (template.get("metadata") or {}).get("labels") or {}
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            raise SpecError(f"spec.selector.matchLabels {key}={value} is not among the "
+                            "template's labels; add it to spec.template.metadata.labels")
+    return selector
+
+
+def parse_spec(spec: dict[str, Any]) -> StsPlusSpec:
+    """Parse and check ``spec`` of a StatefulSetPlus; raise :class:`SpecError` when unusable."""
+    strategy_obj = spec.get("updateStrategy") or {}
+    strategy = strategy_obj.get("type") or "ABSwap"
+    if strategy not in STRATEGIES:
+        raise SpecError(f"updateStrategy.type {strategy!r} is unknown; use one of "
+                        f"{', '.join(STRATEGIES)}")
+    podkit = spec.get("podkit") or {}
+    pause_image = podkit.get("pauseImage") or DEFAULT_PAUSE_IMAGE
+    sidecar_image = podkit.get("sidecarImage") or DEFAULT_SIDECAR_IMAGE
+    template = spec.get("template")
+    business = _check_template(template, strategy, pause_image)
+    selector = _check_selector(spec.get("selector"), template)
+    replicas = _int(spec.get("replicas", 1), "spec.replicas")
+    cfg = strategy_obj.get("batchDeployConfig") or {}
+    batch_num = _int(cfg.get("batchNum", 1), "batchDeployConfig.batchNum", minimum=1)
+    pods_num = cfg.get("podsNumToUpdate")
+    if pods_num is not None:
+        if not isinstance(pods_num, list) or len(pods_num) != batch_num:
+            raise SpecError(f"batchDeployConfig.podsNumToUpdate needs batchNum ({batch_num}) "
+                            "entries, one cumulative target per batch, or leave it out for "
+                            "an even split")
+        for entry in pods_num:
+            parse_pods_num(entry)
+        pods_num = list(pods_num)
+    return StsPlusSpec(
+        replicas=replicas,
+        selector=selector,
+        service_name=spec.get("serviceName") or None,
+        template=template,
+        business=business,
+        strategy=strategy,
+        batch_num=batch_num,
+        batch_auto=bool(cfg.get("batchAuto", True)),
+        batch_interval_s=_int(cfg.get("batchIntervalSeconds", 0),
+                              "batchDeployConfig.batchIntervalSeconds"),
+        pods_num_to_update=pods_num,
+        batch_deadline_s=_int(cfg.get("batchDeadlineSeconds", DEFAULT_DEADLINE_S),
+                              "batchDeployConfig.batchDeadlineSeconds", minimum=1),
+        max_failed_percent=_int(cfg.get("maxFailedPercent", 0),
+                                "batchDeployConfig.maxFailedPercent", maximum=100),
+        revision_history_limit=_int(spec.get("revisionHistoryLimit", DEFAULT_HISTORY),
+                                    "spec.revisionHistoryLimit"),
+        pause_image=pause_image,
+        sidecar_image=sidecar_image,
+    )
+
+
+def selector_string(selector: dict[str, Any]) -> str:
+    """A label selector as the string form the scale subresource reports (``a=b,c in (d)``)."""
+    parts = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr.get("key"), expr.get("operator"), sorted(expr.get("values") or [])
+        if op == "In":
+            parts.append(f"{key} in ({','.join(values)})")
+        elif op == "NotIn":
+            parts.append(f"{key} notin ({','.join(values)})")
+        elif op == "Exists":
+            parts.append(str(key))
+        elif op == "DoesNotExist":
+            parts.append(f"!{key}")
+    return ",".join(parts)

@@ -1,0 +1,314 @@
+"""One pod's update as a pure step function of the pod object (docs/operator.md "One swap").
+
+Each call reads the pod as the API returns it (container specs, container statuses, the Ready
+condition, podkit's annotations) and returns the one next step. Nothing is remembered between
+calls: a swap under way is visible in the pod's images and annotations, so the same pod gives
+the same step, and once a patch is applied the next call gives the next step.
+
+The state is read from the slots' *images*, not from a recorded phase, which makes the same
+function drive a swap forward, a rollback (target = the previous revision) and a swap whose
+target changed while it ran:
+
+- exactly one slot runs pause: if the other slot runs the target image, wait until both report
+  running and ready and the pod is Ready, then finish (annotations); else give the pause slot
+  the target image (step 1);
+- neither slot runs pause: if one runs the target image, once it is running and ready (standing
+  by) give the other the pause image (step 2); if none does, the slot that is not active gets
+  the target image (a standby of an abandoned target is replaced);
+- both run pause (nothing serves): the active slot gets the target image.
+
+A swap toward the revision a pod already runs with the same image is a relabel: nothing
+restarts (a stock cluster could not apply the rest of a template change to a running pod).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Union
+
+from .images import same_image
+from .podspec import (ANN_ACTIVE_SLOT, ANN_REVISION, ANN_STARTED, ANN_TARGET, slot_names)
+from .revision import RevisionInfo
+from .spec import StsPlusSpec
+
+FAILING_REASONS = ("CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff",
+                   "CreateContainerConfigError", "InvalidImageName")
+
+
+@dataclass(frozen=True)
+class PatchPod:
+    """Apply ``patch`` (a strategic merge patch body of the pod), then look again."""
+
+    patch: dict[str, Any]
+    reason: str
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Nothing to do until the kubelet or the sidecar reports progress."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Done:
+    """The pod is at the target; apply ``patch`` (the final annotations) when not None."""
+
+    patch: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The update of this pod failed (deadline or a container that cannot start)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class DeletePod:
+    """Delete the pod (Recreate strategy); the planner creates it again at the target."""
+
+    reason: str
+
+
+Step = Union[PatchPod, Wait, Done, Failed, DeletePod]
+
+
+# --- reading a pod -------------------------------------------------------------------------
+
+def rfc3339(t: datetime) -> str:
+    """UTC time as Kubernetes writes it (second precision, ``Z``)."""
+    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """Parse an RFC 3339 time (``Z`` or an offset); None when absent or malformed."""
+    if not value:
+        return None
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def annotations(pod: dict[str, Any]) -> dict[str, str]:
+    return (pod.get("metadata") or {}).get("annotations") or {}
+
+
+def container_spec(pod: dict[str, Any], name: str) -> dict[str, Any]:
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        if c.get("name") == name:
+            return c
+    return {}
+
+
+def container_status(pod: dict[str, Any], name: str) -> dict[str, Any]:
+    for c in (pod.get("status") or {}).get("containerStatuses") or []:
+        if c.get("name") == name:
+            return c
+    return {}
+
+
+def pod_ready(pod: dict[str, Any]) -> bool:
+    """The pod's Ready condition is True."""
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Ready":
+            return cond.get("status") == "True"
+    return False
+
+
+def all_containers_ready(pod: dict[str, Any]) -> bool:
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    names = {c.get("name") for c in (pod.get("spec") or {}).get("containers") or []}
+    seen = {s.get("name") for s in statuses if s.get("ready")}
+    return bool(statuses) and names <= seen
+
+
+def running_ready(status: dict[str, Any], image: str) -> bool:
+    """The container status shows ``image`` running and ready."""
+    return (same_image(status.get("image"), image)
+            and "running" in (status.get("state") or {}) and bool(status.get("ready")))
+
+
+def failing_reason(pod: dict[str, Any], name: str) -> str | None:
+    """Why the container cannot start (a waiting reason of FAILING_REASONS), if it is about the
+    image its spec names now (a stale status of a previous image does not count)."""
+    status = container_status(pod, name)
+    waiting = (status.get("state") or {}).get("waiting") or {}
+    reason = waiting.get("reason")
+    if reason not in FAILING_REASONS:
+        return None
+    if status.get("image") and not same_image(status["image"], container_spec(pod, name).get("image")):
+        return None
+    msg = waiting.get("message")
+    return f"container {name}: {reason}" + (f": {msg}" if msg else "")
+
+
+# --- building patches ----------------------------------------------------------------------
+
+def _container_patch(name: str, image: str, version: str | None, patched: bool) -> dict[str, Any]:
+    c: dict[str, Any] = {"name": name, "image": image}
+    if patched and version:
+        c["env"] = [{"name": "PODKIT_VERSION", "value": version}]
+    return c
+
+
+def _patch(containers: list[dict[str, Any]] | None = None,
+           ann: dict[str, str | None] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    if ann:
+        body["metadata"] = {"annotations": dict(ann)}
+    if containers:
+        body["spec"] = {"containers": containers}
+    return body
+
+
+def _start_annotations(pod: dict[str, Any], target: RevisionInfo, now: datetime) -> dict[str, str]:
+    """The annotations a swap's first patch carries (none when this swap is already marked)."""
+    if annotations(pod).get(ANN_TARGET) == target.name:
+        return {}
+    return {ANN_TARGET: target.name, ANN_STARTED: rfc3339(now)}
+
+
+def _finish_annotations(pod: dict[str, Any], target: RevisionInfo,
+                        active: str | None) -> dict[str, str | None]:
+    """The diff that records the pod at ``target`` and clears the swap markers."""
+    ann = annotations(pod)
+    want: dict[str, str | None] = {ANN_REVISION: target.name, ANN_TARGET: None, ANN_STARTED: None}
+    if active:
+        want[ANN_ACTIVE_SLOT] = active
+    return {k: v for k, v in want.items() if ann.get(k) != v}
+
+
+def _check_failure(pod: dict[str, Any], target: RevisionInfo, deadline_s: int, now: datetime,
+                   containers: list[str]) -> Failed | None:
+    """A swap to ``target`` under way fails past its deadline or on a container that cannot
+    start."""
+    ann = annotations(pod)
+    if ann.get(ANN_TARGET) != target.name:
+        return None
+    started = parse_time(ann.get(ANN_STARTED))
+    if started is not None and now > started + timedelta(seconds=deadline_s):
+        return Failed(f"update to {target.name} started at {rfc3339(started)} did not finish "
+                      f"within {deadline_s}s")
+    for name in containers:
+        if reason := failing_reason(pod, name):
+            return Failed(reason)
+    return None
+
+
+def _at_target(pod: dict[str, Any], target: RevisionInfo) -> bool:
+    """Recorded at the target with no update in flight: done, whatever its readiness now."""
+    ann = annotations(pod)
+    return ann.get(ANN_REVISION) == target.name and ANN_TARGET not in ann
+
+
+# --- the step functions --------------------------------------------------------------------
+
+def swap_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec, patched: bool,
+              now: datetime, previous: RevisionInfo | None = None) -> Step:
+    """The next step of an A/B swap of ``pod`` to ``target``.
+
+    ``previous`` only helps to tell the active slot when the pod lacks the active-slot
+    annotation; rolling back is a swap whose target is the previous revision.
+    """
+    if _at_target(pod, target):
+        return Done()
+    a, b = slot_names(spec.business)
+    img = {s: container_spec(pod, s).get("image") for s in (a, b)}
+    is_pause = {s: same_image(img[s], spec.pause_image) for s in (a, b)}
+    is_target = {s: same_image(img[s], target.image) for s in (a, b)}
+    watched = [s for s in (a, b) if is_pause[s] or is_target[s]]
+    if failed := _check_failure(pod, target, spec.batch_deadline_s, now, watched):
+        return failed
+    start = _start_annotations(pod, target, now)
+    active = _active_slot(pod, spec, previous)
+    other = {a: b, b: a}
+
+    def to_target(slot: str, why: str) -> PatchPod:
+        return PatchPod(_patch([_container_patch(slot, target.image, target.version, patched)],
+                               start), why)
+
+    pauses = [s for s in (a, b) if is_pause[s]]
+    if len(pauses) == 1:
+        idle = pauses[0]
+        serving = other[idle]
+        if not is_target[serving]:
+            return to_target(idle, f"step 1: idle slot {idle} gets {target.name}'s image")
+        if _converged(pod, serving, idle, target, spec):
+            return Done(_patch(ann=_finish_annotations(pod, target, serving[-1])) or None)
+        if start:  # the pod already looks like the target but is not converged: mark it
+            return PatchPod(_patch(ann=start), f"mark the update to {target.name}")
+        return Wait(f"slot {serving} serving {target.name}: waiting for both slots ready and "
+                    "the pod Ready")
+    if not pauses:
+        holders = [s for s in (a, b) if is_target[s]]
+        if holders:
+            standby = active if len(holders) == 2 else holders[0]
+            if running_ready(container_status(pod, standby), target.image):
+                return PatchPod(_patch([_container_patch(other[standby], spec.pause_image,
+                                                         target.version, patched)], start),
+                                f"step 2: slot {other[standby]} gets the pause image, "
+                                f"{standby} takes over")
+            if start:
+                return PatchPod(_patch(ann=start), f"mark the update to {target.name}")
+            return Wait(f"slot {standby} starting {target.name}: waiting until it stands by")
+        return to_target(other[active], f"slot {other[active]} (a standby of another "
+                                        f"revision) gets {target.name}'s image")
+    return to_target(active, f"no slot serves: slot {active} gets {target.name}'s image")
+
+
+def _active_slot(pod: dict[str, Any], spec: StsPlusSpec, previous: RevisionInfo | None) -> str:
+    a, b = slot_names(spec.business)
+    mark = annotations(pod).get(ANN_ACTIVE_SLOT)
+    if mark in ("a", "b"):
+        return a if mark == "a" else b
+    if previous is not None and same_image(container_spec(pod, b).get("image"), previous.image):
+        return b
+    return a
+
+
+def _converged(pod: dict[str, Any], serving: str, idle: str, target: RevisionInfo,
+               spec: StsPlusSpec) -> bool:
+    return (running_ready(container_status(pod, serving), target.image)
+            and running_ready(container_status(pod, idle), spec.pause_image)
+            and all_containers_ready(pod) and pod_ready(pod))
+
+
+def inplace_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec,
+                 now: datetime) -> Step:
+    """InPlace: patch the business container's image; the kubelet restarts it in place."""
+    if _at_target(pod, target):
+        return Done()
+    name = spec.business
+    if failed := _check_failure(pod, target, spec.batch_deadline_s, now, [name]):
+        return failed
+    start = _start_annotations(pod, target, now)
+    if not same_image(container_spec(pod, name).get("image"), target.image):
+        return PatchPod(_patch([{"name": name, "image": target.image}], start),
+                        f"container {name} gets {target.name}'s image")
+    if running_ready(container_status(pod, name), target.image) and pod_ready(pod):
+        return Done(_patch(ann=_finish_annotations(pod, target, None)) or None)
+    if start:
+        return PatchPod(_patch(ann=start), f"mark the update to {target.name}")
+    return Wait(f"container {name} restarting with {target.name}'s image")
+
+
+def recreate_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec,
+                  now: datetime) -> Step:
+    """Recreate: delete a pod of another revision; a pod created at the target carries the
+    target-revision annotation until it is Ready."""
+    ann = annotations(pod)
+    if ann.get(ANN_REVISION) != target.name:
+        if (pod.get("metadata") or {}).get("deletionTimestamp"):
+            return Wait("pod terminating")
+        return DeletePod(f"pod at {ann.get(ANN_REVISION)} is recreated at {target.name}")
+    if ANN_TARGET not in ann:
+        return Done()
+    if failed := _check_failure(pod, target, spec.batch_deadline_s, now, [spec.business]):
+        return failed
+    if pod_ready(pod):
+        return Done(_patch(ann=_finish_annotations(pod, target, None)) or None)
+    return Wait(f"pod starting at {target.name}")

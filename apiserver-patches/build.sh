@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build podkit's patched Kubernetes (and kwok) from Go modules.
+# Build podkit's patched Kubernetes (and kwok and etcd for API-only clusters) from Go modules.
 #
 #   build.sh            build the binaries; the LAST stdout line is the bin directory
 #   build.sh --prepare  only make the patched source tree; the last stdout line is the
@@ -132,6 +132,17 @@ build_bins() {
       -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v} -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=${K8S_VERSION#v}" \
       "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION") \
     || die "cannot build sigs.k8s.io/kwok@$KWOK_VERSION (module proxy unreachable? check the network or GOPROXY)"
+
+  log "building etcd $ETCD_VERSION"
+  # etcd's server module has replace directives, so `go install pkg@version` refuses it; a
+  # throwaway module that requires it builds its main package as released.
+  mkdir "$TMP/etcd-mod"
+  printf 'module podkit.local/etcd\n\ngo 1.23\n\nrequire go.etcd.io/etcd/server/v3 %s\n' \
+    "$ETCD_VERSION" > "$TMP/etcd-mod/go.mod"
+  (cd "$TMP/etcd-mod" && GOFLAGS=-mod=mod "$GO" build -trimpath -ldflags "-s -w" \
+      -o "$TMP/etcd" go.etcd.io/etcd/server/v3) \
+    || die "cannot build go.etcd.io/etcd/server/v3@$ETCD_VERSION (module proxy unreachable? check the network or GOPROXY)"
+  rm -rf "$TMP/etcd-mod"
   mv "$TMP" "$ENTRY/bin"; TMP=""
 }
 

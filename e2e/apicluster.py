@@ -32,6 +32,8 @@ ADDRESSES = Addresses(node_ip="127.0.0.1", pod_cidr="10.240.0.0/16",
                       service_cidr="10.96.0.0/16", kubernetes_service_ip="10.96.0.1")
 COMPONENTS = ("kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd")
 FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+# How fake pods follow their spec, images changed in place included (see the file).
+POD_STAGES = Path(__file__).parent / "kwok" / "pod-stages.yaml"
 
 
 def _free_ports(count: int) -> list[int]:
@@ -96,7 +98,9 @@ class ApiCluster:
         # No node serves the `kubernetes` Service's endpoint on loopback; keep it unmanaged.
         apiserver.argv.append("--endpoint-reconciler-type=none")
         phases: list[list[Component]] = [
-            [comp.etcd(self.layout, ports)],
+            # kwok's streaming watches need an etcd with RequestWatchProgress, which Debian's
+            # 3.4 lacks; apiserver-patches/build.sh builds one (see versions.env).
+            [comp.etcd(self.layout, ports, str(bins / "etcd"))],
             [apiserver],
             [comp.controller_manager(bins, ADDRESSES, ports, certs),
              comp.scheduler(bins, ports, certs), self._kwok(bins, certs)],
@@ -120,7 +124,8 @@ class ApiCluster:
             "kwok",
             [str(bins / "kwok"), f"--kubeconfig={certs.admin_kubeconfig}",
              f"--manage-nodes-with-annotation-selector={FAKE_NODE_ANNOTATION}=fake",
-             f"--cidr={ADDRESSES.pod_cidr}", "--node-lease-duration-seconds=40"],
+             f"--cidr={ADDRESSES.pod_cidr}", "--node-lease-duration-seconds=40",
+             f"--config={POD_STAGES}"],
             # kwok serves no health endpoint; wait_nodes_ready checks that it does its job.
             ready=lambda: True)
 

@@ -159,12 +159,13 @@ class Certs:
         self.proxy = user_kubeconfig("kube-proxy", "system:kube-proxy")
 
 
-def etcd(layout: Layout, ports: Ports) -> Component:
+def etcd(layout: Layout, ports: Ports, executable: str = "etcd") -> Component:
+    """etcd; Debian's by default, or ``executable`` (the API-only clusters' newer build)."""
     client = f"http://127.0.0.1:{ports.etcd_client}"
     peer = f"http://127.0.0.1:{ports.etcd_peer}"
     return Component(
         "etcd",
-        ["etcd", "--name", "podkit", "--data-dir", str(layout.etcd_data),
+        [executable, "--name", "podkit", "--data-dir", str(layout.etcd_data),
          "--listen-client-urls", client, "--advertise-client-urls", client,
          "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
          "--initial-cluster", f"podkit={peer}", "--initial-cluster-state", "new",

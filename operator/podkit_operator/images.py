@@ -7,6 +7,8 @@ normalised references, never raw strings.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 DEFAULT_DOMAIN = "docker.io"
 _DOCKER_ALIASES = ("index.docker.io", "registry-1.docker.io")
 
@@ -25,6 +27,7 @@ def _split_domain(name: str) -> tuple[str, str]:
     return domain, path
 
 
+@lru_cache(maxsize=4096)  # called per container per pod per reconcile
 def normalize_image(ref: str) -> str:
     """Return the fully qualified form of an image reference.
 

@@ -92,6 +92,13 @@ class KubeIO:
             if exc.status != 404:
                 raise
 
+    def patch_stsp_annotations(self, namespace: str, name: str,
+                               annotations: dict[str, str | None]) -> None:
+        """Set annotations (``None`` removes one), as a JSON merge patch."""
+        self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name, {"metadata": {"annotations": annotations}},
+            _preload_content=False)
+
     def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         self.custom.patch_namespaced_custom_object_status(
             GROUP, VERSION, namespace, PLURAL, name, {"status": status},

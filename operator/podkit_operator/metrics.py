@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
-SWAPS = Counter("podkit_operator_swaps", "pod swaps finished, by strategy and result",
-                ["strategy", "result"])
+SWAPS = Counter("podkit_operator_swaps", "pod updates finished, by result", ["result"])
 BATCHES = Counter("podkit_operator_batches", "batches finished, by result", ["result"])
 SWAP_SECONDS = Histogram("podkit_operator_swap_duration_seconds",
                          "from a pod's first swap patch to its swap done",

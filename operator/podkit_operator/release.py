@@ -7,13 +7,17 @@ memory between calls, so an operator killed at any moment and restarted continue
 
 - a release is identified by ``status.updateRevision``; a template whose revision differs starts
   a new release at batch 1;
-- the current batch, its deadline and the time it converged are in ``status.batchDeployStatus``;
+- the current batch and its deadline are in ``status.batchDeployStatus`` (a batch starts at
+  ``batchDeadlineTime - batchDeadlineSeconds``, which also carries the interval);
 - a swap under way is visible on the pod (``podkit.io/target-revision``), so it is continued,
   never started twice; a pod whose update failed carries ``podkit.io/swap-failed=<revision>``
-  and is not tried again in that release;
-- a failed release is ``status`` with condition ``ReleaseFailed`` for ``updateRevision``.
+  and is not tried again while that revision is released; a mark of another revision is stale
+  and dropped (never at a release's start, which a lost status write would repeat);
+- a failed release is ``status`` with condition ``ReleaseFailed`` for ``updateRevision``; if
+  that status write is lost, the failure is derived again from the marks and the deadline.
 
-Calling it twice with the same inputs gives the same plan.
+A lost write of any kind is therefore harmless: the next call sees the same API state and gives
+the same plan (calling it twice with the same inputs gives the same plan).
 """
 
 from __future__ import annotations
@@ -105,7 +109,9 @@ def merge_patches(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     if ann:
         out["metadata"] = {"annotations": ann}
     by_name: dict[str, dict[str, Any]] = {}
-    for c in (a.get("spec") or {}).get("containers", []) + (b.get("spec") or {}).get("containers", []):
+    containers = [*(a.get("spec") or {}).get("containers", []),
+                  *(b.get("spec") or {}).get("containers", [])]
+    for c in containers:
         by_name.setdefault(c["name"], {}).update(c)
     if by_name:
         out["spec"] = {"containers": list(by_name.values())}
@@ -195,8 +201,8 @@ class _Planner:
         """Record the action of ``st``; False when a start was held back by the budget."""
         name = pod_name(self.name, ordinal)
         if isinstance(st, (PatchPod, DeletePod)) and is_start:
-            if budget[0] <= 0:
-                rnd.more_to_start = True
+            if budget[0] <= 0:  # -1: held (pause, interval); 0: the per-call bound is used up
+                rnd.more_to_start |= budget[0] == 0
                 return False
             budget[0] -= 1
             rnd.events.append(Event("UpdateStarted", st.reason, pod=name))
@@ -212,6 +218,12 @@ class _Planner:
         if (d := self.pod_deadline(ordinal)) is not None:
             rnd.deadlines.append(d)
         return True
+
+    def started_before(self, ordinal: int, deadline: datetime | None) -> bool:
+        """The pod's update started before the batch deadline (one started later, after a
+        pause, has its own deadline)."""
+        started = parse_time(annotations(self.pods[ordinal]).get(ANN_STARTED))
+        return deadline is None or started is None or started <= deadline
 
     def in_flight(self, ordinal: int, target: RevisionInfo) -> bool:
         return annotations(self.pods[ordinal]).get(ANN_TARGET) == target.name
@@ -231,18 +243,26 @@ class _Planner:
 
     # --- modes -----------------------------------------------------------------------------
 
-    def release_round(self, k: int, new_release: bool, deadline: datetime | None,
-                      paused: bool) -> _Round:
-        """Release toward the update revision with batches 1..k started."""
+    def clear_stale_mark(self, rnd: _Round, ordinal: int, target: RevisionInfo) -> None:
+        """A failure mark of another revision is from an earlier release: drop it (a mark is
+        never dropped at a release's start, which a lost status write would repeat)."""
+        mark = annotations(self.pods[ordinal]).get(ANN_FAILED)
+        if mark is not None and mark != target.name:
+            rnd.patch(ordinal, {"metadata": {"annotations": {ANN_FAILED: None}}},
+                      f"the failure mark of {mark} is from an earlier release")
+
+    def release_round(self, k: int, deadline: datetime | None, paused: bool) -> _Round:
+        """Release toward the update revision with batches 1..k started; ``paused``: start
+        no new update (pause annotation, or batch k's start is still ahead)."""
         U, C = self.rev.update, self.rev.current
         rnd = _Round()
         started = set(started_members(self.order, self.targets, k))
         members = set(batch_members(self.order, self.targets, k))
         rnd.batch_total = len(members)
-        budget = [0 if paused else self.max_concurrent]
+        budget = [-1 if paused else self.max_concurrent]
         safety = [self.max_concurrent]  # rollbacks and stale swaps are not held by a pause
         deadline_passed = deadline is not None and self.now > deadline
-        for o in sorted(set(self.pods) | started, reverse=True):
+        for o in sorted(set(self.pods) | set(range(self.replicas)), reverse=True):
             if o >= self.replicas:
                 continue
             pod = self.live(o)
@@ -254,13 +274,13 @@ class _Planner:
                     rnd.create_at[o] = (U, True) if recreate else (C, False)
                 continue
             ann = annotations(pod)
-            if new_release and ANN_FAILED in ann:
-                rnd.patch(o, {"metadata": {"annotations": {ANN_FAILED: None}}},
-                          "a new release clears the failure mark")
-            marked = not new_release and ann.get(ANN_FAILED) == U.name
-            if marked:
+            self.clear_stale_mark(rnd, o, U)
+            if ann.get(ANN_FAILED) == U.name:
+                # back to the last good revision; once the release completed (current ==
+                # update) it rests where its rollback left it, untouched until a new release
                 rnd.batch_failed += o in members
-                if self.spec.strategy != "Recreate" and not self.settle(rnd, o, C, safety):
+                if (self.spec.strategy != "Recreate" and U.name != C.name
+                        and not self.settle(rnd, o, C, safety)):
                     rnd.converged = False
                 continue
             st = self.step(o, U)
@@ -269,7 +289,8 @@ class _Planner:
                 continue
             if self.in_flight(o, U) or isinstance(st, Done):
                 rnd.converged = False
-                if isinstance(st, Failed) or (deadline_passed and not isinstance(st, Done)):
+                if isinstance(st, Failed) or (deadline_passed and not isinstance(st, Done)
+                                              and self.started_before(o, deadline)):
                     reason = st.reason if isinstance(st, Failed) else "the batch deadline passed"
                     self.fail_pod(rnd, o, reason)
                     rnd.batch_failed += o in members
@@ -277,6 +298,10 @@ class _Planner:
                 self.apply(rnd, o, st, is_start=False, budget=budget)
             elif o in started:
                 rnd.converged = False
+                if isinstance(st, Failed):  # cannot even start (e.g. a pod without slots)
+                    self.fail_pod(rnd, o, st.reason)
+                    rnd.batch_failed += o in members
+                    continue
                 self.apply(rnd, o, st, is_start=True, budget=budget)
             elif ann.get(ANN_TARGET) is not None:
                 # a swap of an abandoned release or a rollback under way: to the last good
@@ -291,8 +316,12 @@ class _Planner:
         rnd.events.append(Event("UpdateFailed", f"{name}: {reason}", "Warning", name))
         rnd.patch(ordinal, {"metadata": {"annotations": {ANN_FAILED: U.name}}},
                   f"update to {U.name} failed: {reason}")
-        if self.spec.strategy == "Recreate":
+        if self.spec.strategy == "Recreate":  # the pod stays (at U, failing); no longer updating
+            rnd.patch(ordinal, {"metadata": {"annotations": {ANN_TARGET: None, ANN_STARTED: None}}},
+                      "the recreated pod failed")
             return
+        if C.name == U.name:
+            return  # nothing released: there is nothing to go back to
         back = self.step(ordinal, C)
         if isinstance(back, (PatchPod, Done)) and back.patch:
             rnd.patch(ordinal, back.patch, f"back to {C.name}")
@@ -304,7 +333,7 @@ class _Planner:
         members = set(batch_members(self.order, self.targets, k))
         rnd.rollback_total = rnd.batch_total = len(members)
         budget = [self.max_concurrent]
-        for o in sorted(set(self.pods) | members, reverse=True):
+        for o in sorted(set(self.pods) | set(range(self.replicas)), reverse=True):
             if o >= self.replicas:
                 continue
             pod = self.live(o)
@@ -334,6 +363,7 @@ class _Planner:
                     rnd.create_at[o] = (target, False)
                 rnd.converged = False
                 continue
+            self.clear_stale_mark(rnd, o, target)
             if annotations(pod).get(ANN_FAILED) == target.name:
                 rnd.rollback_done += 1
                 rnd.batch_failed += 1
@@ -382,6 +412,10 @@ def plan_release(stsp_obj: dict[str, Any], pods: list[dict[str, Any]],
     return plan
 
 
+# (round, batchDeployStatus, currentRevision, updateRevision)
+_Outcome = tuple[_Round, dict[str, Any], str, str]
+
+
 def _confirmed(p: _Planner, k: int) -> bool:
     """Manual mode: ``podkit.io/confirm-batch`` >= k confirms batch k (and those before it)."""
     try:
@@ -390,81 +424,87 @@ def _confirmed(p: _Planner, k: int) -> bool:
         return False
 
 
-def _plan_forward(p: _Planner):
-    """A release toward the update revision, batch by batch."""
+def _plan_forward(p: _Planner) -> tuple[_Round, dict[str, Any], str, str,
+                                         dict[str, str | None]]:
+    """A release toward the update revision, batch by batch.
+
+    A batch's start is ``batchDeadlineTime - batchDeadlineSeconds``: automatic mode moves to
+    batch k+1 as soon as batch k converged, with a start ``batchIntervalSeconds`` ahead, so
+    the interval needs no status field of its own (and survives restarts).
+    """
     U, C = p.rev.update, p.rev.current
     spec, now, bds_old = p.spec, p.now, p.old_bds
+    dl = timedelta(seconds=spec.batch_deadline_s)
     new_release = p.old.get("updateRevision") != U.name
     paused = p.ann.get(ANN_PAUSE) == "true"
+    releasing = U.name != C.name  # else nothing to hold: no pause, confirmation or interval
     events: list[Event] = []
     stsp_ann: dict[str, str | None] = {}
     if new_release:
-        k, deadline, complete = 1, now + timedelta(seconds=spec.batch_deadline_s), None
-        if ANN_CONFIRM in p.ann:
+        k, deadline = 1, now + dl
+        if ANN_CONFIRM in p.ann:  # a confirmation left from an earlier release confirms nothing
             stsp_ann[ANN_CONFIRM] = None
-        if U.name != C.name:
+            p.ann = {key: v for key, v in p.ann.items() if key != ANN_CONFIRM}
+        if releasing:
             events.append(Event("ReleaseStarted", f"release {C.name} -> {U.name} in "
                                 f"{spec.batch_num} batches {p.targets}"))
     else:
         k = min(max(int(bds_old.get("batchOrder") or 1), 1), spec.batch_num)
-        deadline = parse_time(bds_old.get("batchDeadlineTime"))
-        complete = parse_time(bds_old.get("batchCompleteTime"))
-    if new_release:  # a confirmation left from an earlier release confirms nothing
-        p.ann = {key: v for key, v in p.ann.items() if key != ANN_CONFIRM}
-    releasing = U.name != C.name  # else nothing to hold: no pause, confirmation or interval
+        deadline = parse_time(bds_old.get("batchDeadlineTime")) or now + dl
+    seen_converged = (not new_release and bds_old.get("batchOrder") == k
+                      and bool(bds_old.get("currentDeployComplete")))
     while True:
-        rnd = p.release_round(k, new_release, deadline, paused)
+        not_before = deadline - dl
+        rnd = p.release_round(k, deadline, paused or now < not_before)
         members = batch_members(p.order, p.targets, k)
-        if rnd.batch_failed * 100 > spec.max_failed_percent * max(len(members), 1) and members:
+        if releasing and members and \
+                rnd.batch_failed * 100 > spec.max_failed_percent * len(members):
             events.append(Event("BatchFailed", f"batch {k}: {rnd.batch_failed} of "
                                 f"{len(members)} pods failed (maxFailedPercent "
                                 f"{spec.max_failed_percent}); rolling the batch back", "Warning"))
             rnd2 = p.failed_round(k)
+            for o, (patch, reason) in rnd.patches.items():  # keep the failure marks
+                mark = (patch.get("metadata") or {}).get("annotations", {}).get(ANN_FAILED)
+                if mark:
+                    rnd2.patch(o, {"metadata": {"annotations": {ANN_FAILED: mark}}}, reason)
             rnd2.events = rnd.events + rnd2.events + events
-            bds = _bds_failed(p, k, deadline, rnd2)
-            return rnd2, bds, C.name, U.name, stsp_ann
-        wait = ""
-        if rnd.converged:
-            if complete is None:
-                complete = now
-                if releasing:
-                    events.append(Event("BatchCompleted", f"batch {k} of {spec.batch_num} "
-                                        f"converged ({rnd.batch_done}/{rnd.batch_total} updated)"))
-            if k >= spec.batch_num:
-                if releasing:
-                    events.append(Event("ReleaseCompleted", f"all pods at {U.name}"))
-                rnd.events += events
-                bds = _bds(p, k, "Completed", "Completed", deadline, complete, rnd, True)
-                return rnd, bds, U.name, U.name, stsp_ann
-            if paused and releasing:
-                wait = "Paused"
-            elif not spec.batch_auto and releasing and not _confirmed(p, k + 1):
-                wait = "WaitToConfirm"
-            elif releasing and now < complete + timedelta(seconds=spec.batch_interval_s):
-                wait = "Interval"
-            else:
-                k, deadline, complete = k + 1, now + timedelta(seconds=spec.batch_deadline_s), None
-                if releasing:
-                    events.append(Event("BatchStarted", f"batch {k} of {spec.batch_num}: "
-                                        f"pods {batch_members(p.order, p.targets, k)}"))
-                continue
-        rnd.events += events
-        general = "Paused" if paused else ("WaitToConfirm" if wait == "WaitToConfirm"
-                                           else "Progressing")
-        action = "WaitToConfirm" if wait == "WaitToConfirm" else "Next"
-        bds = _bds(p, k, action, general, deadline, complete if rnd.converged else None, rnd,
-                   rnd.converged)
-        return rnd, bds, C.name, U.name, stsp_ann
+            return rnd2, _bds_failed(p, k, deadline, rnd2), C.name, U.name, stsp_ann
+        if not rnd.converged:
+            break
+        if releasing and not seen_converged:
+            events.append(Event("BatchCompleted", f"batch {k} of {spec.batch_num} converged "
+                                f"({rnd.batch_done}/{rnd.batch_total} updated)"))
+        if k >= spec.batch_num:
+            if releasing:
+                events.append(Event("ReleaseCompleted", f"all pods at {U.name}"))
+            rnd.events += events
+            bds = _bds(p, k, "Completed", "Completed", deadline, rnd, True)
+            return rnd, bds, U.name, U.name, stsp_ann
+        if releasing and (paused or (not spec.batch_auto and not _confirmed(p, k + 1))):
+            break
+        interval = spec.batch_interval_s if releasing and spec.batch_auto else 0
+        k, deadline, seen_converged = k + 1, now + timedelta(seconds=interval) + dl, False
+        if releasing:
+            events.append(Event("BatchStarted", f"batch {k} of {spec.batch_num} (pods "
+                                f"{batch_members(p.order, p.targets, k)}) starts at "
+                                f"{rfc3339(deadline - dl)}"))
+    rnd.events += events
+    waiting = rnd.converged and releasing and not paused  # only a confirmation is missing
+    general = "Paused" if paused and releasing else (
+        "WaitToConfirm" if waiting else "Progressing")
+    action = "WaitToConfirm" if waiting else "Next"
+    return rnd, _bds(p, k, action, general, deadline, rnd, rnd.converged), C.name, U.name, \
+        stsp_ann
 
 
-def _plan_failed(p: _Planner):
+def _plan_failed(p: _Planner) -> _Outcome:
     k = min(max(int(p.old_bds.get("batchOrder") or 1), 1), p.spec.batch_num)
     rnd = p.failed_round(k)
     return rnd, _bds_failed(p, k, parse_time(p.old_bds.get("batchDeadlineTime")), rnd), \
         p.rev.current.name, p.rev.update.name
 
 
-def _plan_rollback(p: _Planner):
+def _plan_rollback(p: _Planner) -> _Outcome:
     """One-key rollback: to the current revision while a release is under way, else to the
     previous one."""
     C, U = p.rev.current, p.rev.update
@@ -497,7 +537,7 @@ def _per(done: int, total: int) -> int:
 
 
 def _bds(p: _Planner, k: int, action: str, general: str, deadline: datetime | None,
-         complete: datetime | None, rnd: _Round, converged: bool) -> dict[str, Any]:
+         rnd: _Round, converged: bool) -> dict[str, Any]:
     total = rnd.batch_total
     return {
         "action": action,
@@ -505,7 +545,6 @@ def _bds(p: _Planner, k: int, action: str, general: str, deadline: datetime | No
         "batchOrdinal": p.replicas - p.targets[k - 1] if p.targets else 0,
         "batchReplicas": total,
         "batchDeadlineTime": rfc3339(deadline) if deadline else None,
-        "batchCompleteTime": rfc3339(complete) if complete else None,
         "currentDeployComplete": converged,
         "currentOrderSuccessPer": _per(rnd.batch_done, total),
         "currentOrderProgress": f"{rnd.batch_done}/{total}",
@@ -516,7 +555,7 @@ def _bds(p: _Planner, k: int, action: str, general: str, deadline: datetime | No
 
 def _bds_failed(p: _Planner, k: int, deadline: datetime | None, rnd: _Round) -> dict[str, Any]:
     bds = _bds(p, k, "Completed" if rnd.converged else "Next",
-               "Failed" if rnd.converged else "RollingBack", deadline, None, rnd, False)
+               "Failed" if rnd.converged else "RollingBack", deadline, rnd, False)
     bds["currentOrderProgress"] = f"{rnd.batch_total - rnd.rollback_done}/{rnd.batch_total}"
     bds["currentOrderSuccessPer"] = _per(rnd.batch_total - rnd.batch_failed, rnd.batch_total)
     bds["currentRollbackProgress"] = f"{rnd.rollback_done}/{rnd.rollback_total}"
@@ -535,6 +574,8 @@ def _fill_pods(p: _Planner, rnd: _Round, plan: Plan) -> None:
     for o in sorted(rnd.deletes, reverse=True):
         plan.delete.append(PodDelete(pod_name(p.name, o), o, rnd.deletes[o]))
     for o in sorted(rnd.patches, reverse=True):
+        if o in rnd.deletes:  # a pod deleted (Recreate) needs no patch
+            continue
         patch, reason = rnd.patches[o]
         plan.patches.append(PodPatch(pod_name(p.name, o), o, patch, reason))
 
@@ -610,11 +651,12 @@ def _requeue(p: _Planner, rnd: _Round, bds: dict[str, Any]) -> float | None:
     """When to look again without an event: a batch interval, a deadline, held-back starts."""
     times: list[datetime] = list(rnd.deadlines)
     if (d := parse_time(bds.get("batchDeadlineTime"))) and not bds.get("currentDeployComplete") \
-            and bds["generalStatus"] in ("Progressing", "Paused"):
+            and bds["generalStatus"] in ("Progressing", "Paused") and d > p.now:
         times.append(d)
-    if (c := parse_time(bds.get("batchCompleteTime"))) and bds["action"] == "Next" \
-            and bds["generalStatus"] == "Progressing":
-        times.append(c + timedelta(seconds=p.spec.batch_interval_s))
+    if d and bds["generalStatus"] == "Progressing":  # a batch waiting for its interval
+        start = d - timedelta(seconds=p.spec.batch_deadline_s)
+        if start > p.now:
+            times.append(start)
     delays = [(t - p.now).total_seconds() + 1 for t in times]
     if rnd.more_to_start:
         delays.append(1.0)

@@ -8,6 +8,7 @@ StatefulSet's.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -32,7 +33,9 @@ class RevisionInfo:
     @classmethod
     def from_template(cls, stsp_name: str, template: dict[str, Any],
                       business: str | None = None) -> "RevisionInfo":
-        """The revision of ``template`` (business = the first container when not given)."""
+        """The revision of ``template`` (business = the first container when not given); the
+        template is copied, so a later change of the object's spec cannot leak into it."""
+        template = copy.deepcopy(template)
         container = business_container(template, business)
         return cls(name=revision_name(stsp_name, revision_hash(template)),
                    image=container["image"], version=version_of(template, container["name"]),
@@ -51,12 +54,13 @@ def revision_name(stsp_name: str, hash_: str) -> str:
 
 
 def business_container(template: dict[str, Any], business: str | None = None) -> dict[str, Any]:
-    """The business container of a template (by name, else the first)."""
+    """The business container of a template: by name, else the first (an older revision may
+    name it differently)."""
     containers = template["spec"]["containers"]
     for c in containers:
-        if business is None or c.get("name") == business:
+        if c.get("name") == business:
             return c
-    raise KeyError(f"container {business!r} not in the template")
+    return containers[0]
 
 
 def version_of(template: dict[str, Any], business: str | None = None) -> str:

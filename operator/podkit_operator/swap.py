@@ -32,8 +32,10 @@ from .podspec import (ANN_ACTIVE_SLOT, ANN_REVISION, ANN_STARTED, ANN_TARGET, sl
 from .revision import RevisionInfo
 from .spec import StsPlusSpec
 
-FAILING_REASONS = ("CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff",
-                   "CreateContainerConfigError", "InvalidImageName")
+# Reasons a container waits and will not start by itself. While an image cannot be pulled, the
+# kubelet still reports the previous image in the status: those reasons concern the spec's image.
+PULL_FAILURES = ("ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName")
+FAILING_REASONS = ("CrashLoopBackOff", "CreateContainerConfigError", *PULL_FAILURES)
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,9 @@ def failing_reason(pod: dict[str, Any], name: str) -> str | None:
     reason = waiting.get("reason")
     if reason not in FAILING_REASONS:
         return None
-    if status.get("image") and not same_image(status["image"], container_spec(pod, name).get("image")):
+    spec_image = container_spec(pod, name).get("image")
+    if (reason not in PULL_FAILURES and status.get("image")
+            and not same_image(status["image"], spec_image)):
         return None
     msg = waiting.get("message")
     return f"container {name}: {reason}" + (f": {msg}" if msg else "")
@@ -217,6 +221,9 @@ def swap_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec, patc
     if _at_target(pod, target):
         return Done()
     a, b = slot_names(spec.business)
+    if not (container_spec(pod, a) and container_spec(pod, b)):
+        return Failed(f"the pod has no slot containers {a} and {b} (business container renamed "
+                      "or strategy changed): it cannot swap; delete it to recreate it")
     img = {s: container_spec(pod, s).get("image") for s in (a, b)}
     is_pause = {s: same_image(img[s], spec.pause_image) for s in (a, b)}
     is_target = {s: same_image(img[s], target.image) for s in (a, b)}
@@ -283,6 +290,9 @@ def inplace_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec,
     if _at_target(pod, target):
         return Done()
     name = spec.business
+    if not container_spec(pod, name):
+        return Failed(f"the pod has no container {name} (renamed, or strategy changed): "
+                      "delete it to recreate it")
     if failed := _check_failure(pod, target, spec.batch_deadline_s, now, [name]):
         return failed
     start = _start_annotations(pod, target, now)

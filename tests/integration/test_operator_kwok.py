@@ -1,0 +1,194 @@
+"""The operator against a real apiserver with kwok's fake nodes: releases of hundreds of pods,
+failure and batch rollback, scaling during a release.
+
+kwok plays the kubelet (e2e/kwok/pod-stages.yaml): a pod's container statuses follow its spec,
+and an image whose reference contains "broken" never becomes ready (CrashLoopBackOff). The
+operator runs as a local ``kopf run`` process; the swap itself is exercised on real
+containers by tests/e2e/test_operator_release.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from e2e.apicluster import ApiCluster
+from e2e.errors import TestbedError
+from e2e.kube import Kube
+from podkit.bench.state import free_port
+from podkit_operator import manifests
+
+pytestmark = pytest.mark.integration
+
+V1, V2 = "podkit.local/podkit-demo:v1", "podkit.local/podkit-demo:v2"
+BROKEN = "podkit.local/podkit-demo:broken"
+
+
+@pytest.fixture(scope="module")
+def kube() -> Iterator[Kube]:
+    """An API-only cluster with the CRD, and the operator running against it."""
+    cluster = ApiCluster(f"op-{os.getpid()}")
+    operator = None
+    try:
+        try:
+            cluster.up(nodes=4)
+        except (TestbedError, OSError) as err:
+            pytest.fail(f"the API-only cluster for the operator did not come up: {err}",
+                        pytrace=False)
+        kube = cluster.kube()
+        kube.apply(manifests.crd())
+        kube.run("wait", "--for=condition=Established", f"crd/{manifests.CRD_NAME}",
+                 "--timeout=60s")
+        env = dict(os.environ, KUBECONFIG=str(kube.kubeconfig),
+                   PODKIT_OPERATOR_METRICS_PORT=str(free_port()))
+        log = open(cluster.layout.state / "operator.log", "wb")
+        operator = subprocess.Popen([sys.executable, "-m", "kopf", "run", "--standalone",
+                                     "--all-namespaces", "-m", "podkit_operator.controller"],
+                                    env=env, stdout=log, stderr=subprocess.STDOUT)
+        yield kube
+    finally:
+        if operator is not None:
+            operator.terminate()
+            operator.wait(timeout=30)
+        cluster.down()
+
+
+@pytest.fixture
+def namespace(kube: Kube) -> str:
+    name = f"op-{os.urandom(4).hex()}"
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    kube.wait_for("the namespace's service account",
+                  lambda: kube.get("serviceaccount", "default", name), timeout=30)
+    return name
+
+
+def stsp(namespace: str, replicas: int, image: str, **batch: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{manifests.GROUP}/{manifests.VERSION}", "kind": manifests.KIND,
+        "metadata": {"name": "web", "namespace": namespace},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "web", "image": image}]}},
+                 "updateStrategy": {"type": "ABSwap", "batchDeployConfig": batch}},
+    }
+
+
+def pods(kube: Kube, namespace: str) -> list[dict[str, Any]]:
+    return json.loads(kube.run("get", "pods", "-n", namespace, "-l", "podkit.io/stsp=web",
+                               "-o", "json"))["items"]
+
+
+def serving(pod: dict[str, Any]) -> str | None:
+    """The image of the pod's active slot, once no update is under way on it."""
+    annotations = pod["metadata"].get("annotations", {})
+    if "podkit.io/target-revision" in annotations:
+        return None
+    slot = annotations.get("podkit.io/active-slot")
+    return next((c["image"] for c in pod["spec"]["containers"] if c["name"] == f"web-{slot}"),
+                None)
+
+
+def at(kube: Kube, namespace: str, image: str, count: int) -> bool:
+    listed = pods(kube, namespace)
+    return len(listed) == count and all(serving(p) == image for p in listed)
+
+
+def bds(kube: Kube, namespace: str) -> dict[str, Any]:
+    status = kube.get(manifests.PLURAL, "web", namespace).get("status") or {}
+    return status.get("batchDeployStatus") or {}
+
+
+def set_image(kube: Kube, namespace: str, image: str) -> None:
+    kube.patch(manifests.PLURAL, "web", [{"op": "replace",
+                                          "path": "/spec/template/spec/containers/0/image",
+                                          "value": image}], namespace)
+
+
+def events(kube: Kube, namespace: str, reason: str) -> list[str]:
+    listed = json.loads(kube.run("get", "events", "-n", namespace, "-o", "json"))["items"]
+    return [e["message"] for e in listed if e["reason"] == reason]
+
+
+def pods_named(messages: list[str]) -> list[str]:
+    """The pod each event message is about (messages begin with the pod's name)."""
+    return [m.split()[0].rstrip(":") for m in messages]
+
+
+def test_two_hundred_pods_released_batch_by_batch(kube: Kube, namespace: str) -> None:
+    kube.apply(stsp(namespace, 200, V1, batchNum=4, podsNumToUpdate=[10, "25%", "60%", "100%"]))
+    kube.wait_for("200 pods at v1", lambda: at(kube, namespace, V1, 200), timeout=180)
+    set_image(kube, namespace, V2)
+    targets = {1: 10, 2: 50, 3: 120, 4: 200}
+    seen_orders = set()
+
+    def watch_batches() -> bool:
+        """Never more pods on v2 than the batches so far allow, highest ordinals first."""
+        order = bds(kube, namespace).get("batchOrder", 0)
+        listed = pods(kube, namespace)
+        touched = sorted(int(p["metadata"]["name"].rsplit("-", 1)[1]) for p in listed
+                         if serving(p) != V1)
+        if order in targets:
+            seen_orders.add(order)
+            assert len(touched) <= targets[order], (order, len(touched))
+            assert touched == list(range(200 - len(touched), 200)), touched[:5]
+        return at(kube, namespace, V2, 200)
+
+    kube.wait_for("the release of 200 pods", watch_batches, timeout=300, interval=0.2)
+    final = bds(kube, namespace)
+    assert final["generalStatus"] == "Completed" and final["batchOrder"] == 4
+    assert seen_orders >= {2, 3, 4}
+    started = pods_named(events(kube, namespace, "UpdateStarted"))
+    assert len(started) == len(set(started)) == 200  # every pod swapped exactly once
+
+
+def test_a_batch_that_cannot_start_fails_and_swaps_back(kube: Kube, namespace: str) -> None:
+    kube.apply(stsp(namespace, 6, V1, batchNum=3, batchDeadlineSeconds=30,
+                    maxFailedPercent=0))
+    kube.wait_for("6 pods at v1", lambda: at(kube, namespace, V1, 6), timeout=120)
+    set_image(kube, namespace, BROKEN)
+    kube.wait_for("the release to fail", lambda: bds(kube, namespace).get(
+        "generalStatus") == "Failed", timeout=120)
+    kube.wait_for("every pod serving v1 again", lambda: at(kube, namespace, V1, 6),
+                  timeout=120)
+    status = kube.get(manifests.PLURAL, "web", namespace)["status"]
+    failed = [c for c in status["conditions"] if c["type"] == "ReleaseFailed"]
+    assert failed and failed[0]["status"] == "True", status["conditions"]
+    assert status["batchDeployStatus"]["batchOrder"] == 1  # later batches never started
+    updated = set(pods_named(events(kube, namespace, "UpdateStarted")))
+    assert updated <= {"web-4", "web-5"}, updated  # only batch 1's pods were touched
+    assert events(kube, namespace, "BatchFailed")
+
+
+def test_scaling_up_during_a_release_adds_pods_at_the_last_good_version(
+        kube: Kube, namespace: str) -> None:
+    kube.apply(stsp(namespace, 4, V1, batchNum=2, batchAuto=False))
+    kube.wait_for("4 pods at v1", lambda: at(kube, namespace, V1, 4), timeout=120)
+    set_image(kube, namespace, V2)
+    kube.wait_for("batch 1 to wait for a confirmation", lambda: bds(kube, namespace).get(
+        "action") == "WaitToConfirm", timeout=120)
+    kube.run("scale", f"{manifests.PLURAL}/web", "-n", namespace, "--replicas=6")
+    # Batches follow the ordinals, highest first, over the replicas there are now: the new
+    # web-4 and web-5 fall into the started batch 1. They are created at the last good
+    # version (v1) and then swapped like the rest of their batch, never born half-rolled.
+    kube.wait_for("6 pods", lambda: len(pods(kube, namespace)) == 6 and all(
+        serving(p) for p in pods(kube, namespace)), timeout=120)
+    kube.wait_for("web-4 and web-5 swapped", lambda: {"web-4", "web-5"} <= set(
+        pods_named(events(kube, namespace, "UpdateCompleted"))), timeout=60)
+    images = {p["metadata"]["name"]: serving(p) for p in pods(kube, namespace)}
+    assert images == {"web-0": V1, "web-1": V1, "web-2": V2, "web-3": V2, "web-4": V2,
+                      "web-5": V2}, images
+    assert bds(kube, namespace)["action"] == "WaitToConfirm"
+
+    kube.run("annotate", manifests.PLURAL, "web", "-n", namespace, "podkit.io/confirm-batch=2")
+    kube.wait_for("all 6 pods at v2", lambda: at(kube, namespace, V2, 6), timeout=120)
+    kube.run("scale", f"{manifests.PLURAL}/web", "-n", namespace, "--replicas=3")
+    kube.wait_for("3 pods, the highest ordinals gone", lambda: sorted(
+        p["metadata"]["name"] for p in pods(kube, namespace)
+        if not p["metadata"].get("deletionTimestamp")) == ["web-0", "web-1", "web-2"],
+        timeout=120)

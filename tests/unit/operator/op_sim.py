@@ -1,0 +1,222 @@
+"""Test scaffolding for the operator's pure logic: a strategic-merge-like patch, a fake kubelet
+and a controller loop that applies plans to plain dicts. No mocks, no API."""
+
+from __future__ import annotations
+
+import copy
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from podkit_operator.images import same_image
+from podkit_operator.podspec import ANN_TARGET
+from podkit_operator.release import CurrentAndUpdate, Plan, plan_release
+from podkit_operator.revision import RevisionInfo
+from podkit_operator.spec import DEFAULT_PAUSE_IMAGE
+
+T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+V1 = "podkit.local/podkit-demo:v1"
+V2 = "podkit.local/podkit-demo:v2"
+V3 = "podkit.local/podkit-demo:v3"
+PAUSE = DEFAULT_PAUSE_IMAGE
+
+
+def template(image: str = V1, env: list[dict] | None = None) -> dict[str, Any]:
+    c: dict[str, Any] = {"name": "web", "image": image,
+                         "ports": [{"name": "http", "containerPort": 8080}]}
+    if env:
+        c["env"] = env
+    return {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [c]}}
+
+
+def make_stsp(replicas: int = 6, image: str = V1, batch_num: int = 3, auto: bool = True,
+              pods_num: list | None = None, interval: int = 0, deadline: int = 600,
+              max_failed: int = 0, strategy: str = "ABSwap",
+              annotations: dict | None = None) -> dict[str, Any]:
+    cfg: dict[str, Any] = {"batchNum": batch_num, "batchAuto": auto,
+                           "batchIntervalSeconds": interval, "batchDeadlineSeconds": deadline,
+                           "maxFailedPercent": max_failed}
+    if pods_num is not None:
+        cfg["podsNumToUpdate"] = pods_num
+    return {
+        "apiVersion": "podkit.io/v1alpha1", "kind": "StatefulSetPlus",
+        "metadata": {"name": "web", "namespace": "default", "uid": "uid-1", "generation": 1,
+                     "annotations": dict(annotations or {})},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+                 "serviceName": "web", "template": template(image),
+                 "updateStrategy": {"type": strategy, "batchDeployConfig": cfg}},
+    }
+
+
+def apply_patch(pod: dict[str, Any], patch: dict[str, Any]) -> None:
+    """Strategic merge for what the operator sends: annotations (None deletes), containers
+    merged by name, env merged by name."""
+    ann = pod["metadata"].setdefault("annotations", {})
+    for k, v in ((patch.get("metadata") or {}).get("annotations") or {}).items():
+        if v is None:
+            ann.pop(k, None)
+        else:
+            ann[k] = v
+    for cp in (patch.get("spec") or {}).get("containers") or []:
+        c = next(c for c in pod["spec"]["containers"] if c["name"] == cp["name"])
+        for key, value in cp.items():
+            if key == "env":
+                env = c.setdefault("env", [])
+                for e in value:
+                    old = next((x for x in env if x["name"] == e["name"]), None)
+                    if old is None:
+                        env.append(dict(e))
+                    else:
+                        old.update(e)
+            else:
+                c[key] = value
+
+
+def kubelet(pod: dict[str, Any], bad: set[str] = frozenset(), slots: bool = True,
+            stuck: set[str] = frozenset()) -> None:
+    """Set container statuses and the Ready condition as a kubelet and the sidecar would.
+
+    ``bad`` images crash (CrashLoopBackOff); ``stuck`` images run but never become ready. In a
+    swap pod the sidecar is ready only with one pause slot and one healthy business slot.
+    """
+    old = {s["name"]: s for s in (pod.get("status") or {}).get("containerStatuses") or []}
+    statuses = []
+    for c in pod["spec"]["containers"]:
+        prev = old.get(c["name"])
+        restarts = (prev or {}).get("restartCount", 0)
+        if prev and not same_image(prev["image"], c["image"]):
+            restarts += 1
+        if c["image"] in bad:
+            st = {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off"}}
+            ready = False
+        else:
+            st = {"running": {"startedAt": "2026-01-01T12:00:00Z"}}
+            ready = c["image"] not in stuck
+        statuses.append({"name": c["name"], "image": c["image"], "ready": ready,
+                         "state": st, "restartCount": restarts})
+    if slots:
+        images = [c["image"] for c in pod["spec"]["containers"][:2]]
+        healthy = (sorted(same_image(i, PAUSE) for i in images) == [False, True]
+                   and not any(i in bad or i in stuck for i in images))
+        for s in statuses:
+            if s["name"] == "podkit-sidecar":
+                s["ready"] = healthy
+    all_ready = all(s["ready"] for s in statuses)
+    pod["status"] = {"phase": "Running", "containerStatuses": statuses,
+                     "conditions": [{"type": "Ready", "status": "True" if all_ready else "False"}]}
+
+
+class Sim:
+    """A controller loop over plain dicts: resolves revisions like the controller, applies plans
+    (creates, deletes, patches, status, annotations) and runs the fake kubelet."""
+
+    def __init__(self, stsp: dict[str, Any], patched: bool = False, max_concurrent: int = 50):
+        self.stsp = stsp
+        self.pods: dict[str, dict[str, Any]] = {}
+        self.history: list[RevisionInfo] = []
+        self.now = T0
+        self.patched = patched
+        self.max_concurrent = max_concurrent
+        self.bad: set[str] = set()
+        self.stuck: set[str] = set()
+        self.bad_on: dict[str, set[str]] = {}  # pod name -> images that crash only there
+        self.stuck_on: dict[str, set[str]] = {}  # pod name -> images never ready there
+        self.starts: Counter[str] = Counter()  # pod -> swaps started (target annotation set)
+        self.plans: list[Plan] = []
+        self.started_to: list[tuple[str, str]] = []  # (pod, target) per swap started
+        self.uids: Counter[str] = Counter()  # pod name -> pods created under that name
+        self.started_uid: list[tuple[str, str]] = []  # ("<pod>#<n>", target)
+
+    @property
+    def slots(self) -> bool:
+        return self.stsp["spec"]["updateStrategy"]["type"] == "ABSwap"
+
+    def revisions(self) -> CurrentAndUpdate:
+        upd = RevisionInfo.from_template("web", self.stsp["spec"]["template"])
+        if upd.name not in [r.name for r in self.history]:
+            self.history.append(upd)
+        by_name = {r.name: r for r in self.history}
+        cur = by_name[(self.stsp.get("status") or {}).get("currentRevision") or upd.name]
+        idx = self.history.index(cur)
+        prev = self.history[idx - 1] if idx > 0 else None
+        return CurrentAndUpdate(current=cur, update=upd, previous=prev)
+
+    def plan(self) -> Plan:
+        return plan_release(copy.deepcopy(self.stsp), copy.deepcopy(list(self.pods.values())),
+                            self.revisions(), self.now, self.patched, self.max_concurrent)
+
+    def tick(self, seconds: float = 1.0) -> Plan:
+        self.now += timedelta(seconds=seconds)
+        plan = self.plan()
+        self.apply(plan)
+        return plan
+
+    def apply(self, plan: Plan, keep=lambda action: True, write_status: bool = True) -> None:
+        """Apply ``plan``; ``keep`` drops actions (an operator killed half way through),
+        ``write_status=False`` loses the status write."""
+        self.plans.append(plan)
+        for c in plan.create:
+            if not keep(c):
+                continue
+            body = copy.deepcopy(c.body)
+            assert body["metadata"]["name"] not in self.pods
+            self.uids[body["metadata"]["name"]] += 1
+            self.pods[body["metadata"]["name"]] = body
+        for d in plan.delete:
+            if keep(d):
+                self.pods.pop(d.name)
+        for p in plan.patches:
+            if not keep(p):
+                continue
+            pod = self.pods[p.name]
+            before = pod["metadata"].get("annotations", {}).get(ANN_TARGET)
+            apply_patch(pod, p.patch)
+            after = pod["metadata"]["annotations"].get(ANN_TARGET)
+            if after and after != before:
+                self.starts[p.name] += 1
+                self.started_to.append((p.name, after))
+                self.started_uid.append((f"{p.name}#{self.uids[p.name]}", after))
+        for name, pod in self.pods.items():
+            kubelet(pod, self.bad | self.bad_on.get(name, set()), self.slots,
+                    self.stuck | self.stuck_on.get(name, set()))
+        if not write_status:
+            return
+        self.stsp["status"] = copy.deepcopy(plan.status)
+        ann = self.stsp["metadata"].setdefault("annotations", {})
+        for k, v in plan.stsp_annotations.items():
+            if v is None:
+                ann.pop(k, None)
+            else:
+                ann[k] = v
+
+    def run(self, until=None, ticks: int = 60, seconds: float = 1.0) -> Plan:
+        """Tick until ``until(sim)`` holds (or the plan is quiet when not given)."""
+        plan = None
+        for _ in range(ticks):
+            plan = self.tick(seconds)
+            if until is not None and until(self):
+                return plan
+            if until is None and not (plan.create or plan.delete or plan.patches):
+                return plan
+        raise AssertionError(f"not reached after {ticks} ticks: {self.bds}")
+
+    @property
+    def bds(self) -> dict[str, Any]:
+        return (self.stsp.get("status") or {}).get("batchDeployStatus") or {}
+
+    def revision_of(self, ordinal: int) -> str | None:
+        return self.pods[f"web-{ordinal}"]["metadata"]["annotations"].get("podkit.io/revision")
+
+    def images(self, ordinal: int) -> list[str]:
+        return [c["image"] for c in self.pods[f"web-{ordinal}"]["spec"]["containers"]]
+
+    def set_image(self, image: str) -> None:
+        self.stsp["spec"]["template"]["spec"]["containers"][0]["image"] = image
+        self.stsp["metadata"]["generation"] += 1
+
+    def annotate(self, key: str, value: str | None) -> None:
+        ann = self.stsp["metadata"].setdefault("annotations", {})
+        if value is None:
+            ann.pop(key, None)
+        else:
+            ann[key] = value

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -107,20 +108,30 @@ def namespace(kube: Kube) -> Iterator[str]:
     kube.run("delete", "namespace", name, "--wait=false")
 
 
+@contextmanager
+def running_api_cluster(name: str, nodes: int = 1) -> Iterator[ApiCluster]:
+    """An API-only cluster for the ``with`` block, removed after it; a cluster that cannot
+    start fails the test that asked for it."""
+    cluster = ApiCluster(name)
+    try:
+        try:
+            cluster.up(nodes)
+        except (TestbedError, OSError) as err:
+            pytest.fail(f"API-only cluster {name} did not come up: {err}", pytrace=False)
+        yield cluster
+    finally:
+        cluster.down()
+
+
 @pytest.fixture(scope="session")
 def api_clusters() -> Iterator[Callable[..., ApiCluster]]:
     """`make(nodes=1)` starts one more API-only cluster; all go down after the session."""
-    made: list[ApiCluster] = []
+    with ExitStack() as stack:
+        made: list[ApiCluster] = []
 
-    def make(nodes: int = 1) -> ApiCluster:
-        c = ApiCluster(f"pytest-{os.getpid()}-{len(made)}")
-        made.append(c)
-        try:
-            c.up(nodes)
-        except TestbedError as err:
-            pytest.fail(f"API-only cluster {c.name} did not come up: {err}", pytrace=False)
-        return c
+        def make(nodes: int = 1) -> ApiCluster:
+            name = f"pytest-{os.getpid()}-{len(made)}"
+            made.append(stack.enter_context(running_api_cluster(name, nodes)))
+            return made[-1]
 
-    yield make
-    for c in made:
-        c.down()
+        yield make

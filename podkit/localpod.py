@@ -13,13 +13,27 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Sequence, TypeVar
 
 from .errors import PodkitError
 from .layout import SLOTS, SharedDir, other_slot
 from .state import SlotState, read_state
 
 CommandFor = Callable[[str, str], Sequence[str]]  # (slot, version) -> business command
+T = TypeVar("T")
+
+
+def wait_until(check: Callable[[], T | None], what: str, timeout: float,
+               interval: float = 0.01) -> T:
+    """Poll ``check`` until it returns something truthy; raise naming ``what`` on time-out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise PodkitError(f"gave up waiting for {what} after {timeout:.0f}s")
+        time.sleep(interval)
 
 
 class LocalPod:

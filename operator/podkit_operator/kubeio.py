@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
@@ -23,6 +24,17 @@ def _json(response: Any) -> Any:
     return json.loads(response.data)
 
 
+@contextmanager
+def _tolerating(status: int) -> Iterator[None]:
+    """Ignore an answer with ``status``: a write that a previous pass already made (409 on
+    create) or an object already gone (404 on delete) is what the caller wanted."""
+    try:
+        yield
+    except ApiException as exc:
+        if exc.status != status:
+            raise
+
+
 class KubeIO:
     """Every call the controller makes to the apiserver."""
 
@@ -34,13 +46,10 @@ class KubeIO:
 
     # --- reads ---------------------------------------------------------------------------
     def get_stsp(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
+        with _tolerating(404):
             return _json(self.custom.get_namespaced_custom_object(
                 GROUP, VERSION, namespace, PLURAL, name, _preload_content=False))
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return None
 
     def list_pods(self, namespace: str, name: str) -> list[dict[str, Any]]:
         return _json(self.core.list_namespaced_pod(
@@ -59,38 +68,26 @@ class KubeIO:
 
     # --- writes --------------------------------------------------------------------------
     def create_pod(self, namespace: str, body: dict[str, Any]) -> None:
-        try:
+        with _tolerating(409):
             self.core.create_namespaced_pod(namespace, body, _preload_content=False)
-        except ApiException as exc:
-            if exc.status != 409:  # already there: a previous pass created it
-                raise
 
     def delete_pod(self, namespace: str, name: str) -> None:
-        try:
+        with _tolerating(404):
             self.core.delete_namespaced_pod(name, namespace, _preload_content=False)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
 
     def patch_pod(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         """A strategic merge patch (containers merge by name)."""
         self.core.patch_namespaced_pod(name, namespace, patch, _preload_content=False)
 
     def create_revision(self, namespace: str, body: dict[str, Any]) -> None:
-        try:
+        with _tolerating(409):
             self.apps.create_namespaced_controller_revision(namespace, body,
                                                             _preload_content=False)
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
 
     def delete_revision(self, namespace: str, name: str) -> None:
-        try:
+        with _tolerating(404):
             self.apps.delete_namespaced_controller_revision(name, namespace,
                                                             _preload_content=False)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
 
     def patch_stsp_annotations(self, namespace: str, name: str,
                                annotations: dict[str, str | None]) -> None:

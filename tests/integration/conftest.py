@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -23,7 +22,8 @@ from types import SimpleNamespace
 import pytest
 
 from podkit.layout import SharedDir
-from podkit.localpod import LocalPod
+from podkit.errors import PodkitError
+from podkit.localpod import LocalPod, wait_until
 from podkit.sidecar import Sidecar
 
 LIVENESS_S = 20.0  # how long a step may take before the test calls it broken
@@ -154,14 +154,10 @@ def state_json(port: int) -> dict:
 
 def wait_for(check: Callable[[], object], what: str, timeout: float = LIVENESS_S) -> object:
     """Poll ``check`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what} after {timeout:.0f}s", pytrace=False)
-        time.sleep(0.01)
+    try:
+        return wait_until(check, what, timeout)
+    except PodkitError as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 def children_of(pid: int) -> list[int]:

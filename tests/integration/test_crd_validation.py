@@ -19,8 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from e2e.apicluster import ApiCluster
-from e2e.errors import TestbedError
+from e2e.fixtures import running_api_cluster
 from e2e.kube import Kube, KubectlError
 from podkit_operator import manifests
 
@@ -35,13 +34,7 @@ OPERATOR_ACCOUNT = f"system:serviceaccount:{manifests.NAMESPACE}:{manifests.SERV
 @pytest.fixture(scope="module")
 def kube() -> Iterator[Kube]:
     """kubectl on a fresh API-only cluster where operator/deploy is applied (for real)."""
-    cluster = ApiCluster(f"crd-{os.getpid()}")
-    try:
-        try:
-            cluster.up(nodes=1)
-        except (TestbedError, OSError) as err:
-            pytest.fail(f"the API-only cluster for the CRD tests did not come up: {err}",
-                        pytrace=False)
+    with running_api_cluster(f"crd-{os.getpid()}") as cluster:
         kube = cluster.kube()
         try:
             kube.run("apply", "-k", str(DEPLOY))
@@ -50,8 +43,6 @@ def kube() -> Iterator[Kube]:
         except KubectlError as err:
             pytest.fail(f"kubectl apply -k {DEPLOY} failed: {err.stderr}", pytrace=False)
         yield kube
-    finally:
-        cluster.down()
 
 
 # --- objects ------------------------------------------------------------------------------------

@@ -18,8 +18,7 @@ from typing import Any
 
 import pytest
 
-from e2e.apicluster import ApiCluster
-from e2e.errors import TestbedError
+from e2e.fixtures import running_api_cluster
 from e2e.kube import Kube
 from podkit.bench.state import free_port
 from podkit_operator import manifests
@@ -33,30 +32,22 @@ BROKEN = "podkit.local/podkit-demo:broken"
 @pytest.fixture(scope="module")
 def kube() -> Iterator[Kube]:
     """An API-only cluster with the CRD, and the operator running against it."""
-    cluster = ApiCluster(f"op-{os.getpid()}")
-    operator = None
-    try:
-        try:
-            cluster.up(nodes=4)
-        except (TestbedError, OSError) as err:
-            pytest.fail(f"the API-only cluster for the operator did not come up: {err}",
-                        pytrace=False)
+    with running_api_cluster(f"op-{os.getpid()}", nodes=4) as cluster:
         kube = cluster.kube()
         kube.apply(manifests.crd())
         kube.run("wait", "--for=condition=Established", f"crd/{manifests.CRD_NAME}",
                  "--timeout=60s")
         env = dict(os.environ, KUBECONFIG=str(kube.kubeconfig),
                    PODKIT_OPERATOR_METRICS_PORT=str(free_port()))
-        log = open(cluster.layout.state / "operator.log", "wb")
-        operator = subprocess.Popen([sys.executable, "-m", "kopf", "run", "--standalone",
-                                     "--all-namespaces", "-m", "podkit_operator.controller"],
-                                    env=env, stdout=log, stderr=subprocess.STDOUT)
-        yield kube
-    finally:
-        if operator is not None:
-            operator.terminate()
-            operator.wait(timeout=30)
-        cluster.down()
+        with open(cluster.layout.state / "operator.log", "wb") as log:
+            operator = subprocess.Popen([sys.executable, "-m", "kopf", "run", "--standalone",
+                                         "--all-namespaces", "-m", "podkit_operator.controller"],
+                                        env=env, stdout=log, stderr=subprocess.STDOUT)
+            try:
+                yield kube
+            finally:
+                operator.terminate()
+                operator.wait(timeout=30)
 
 
 @pytest.fixture
@@ -129,8 +120,9 @@ def test_two_hundred_pods_released_batch_by_batch(kube: Kube, namespace: str) ->
 
     def watch_batches() -> bool:
         """Never more pods on v2 than the batches so far allow, highest ordinals first."""
-        order = bds(kube, namespace).get("batchOrder", 0)
         listed = pods(kube, namespace)
+        # read after the pods: the batch can only have moved on since, never back
+        order = bds(kube, namespace).get("batchOrder", 0)
         touched = sorted(int(p["metadata"]["name"].rsplit("-", 1)[1]) for p in listed
                          if serving(p) != V1)
         if order in targets:

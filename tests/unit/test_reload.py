@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shlex
 import signal
-import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -20,6 +19,7 @@ from prometheus_client import CollectorRegistry
 from podkit.configdir import content_hash, hash_files, write_like_kubelet
 from podkit.errors import PodkitError
 from podkit.layout import SharedDir
+from podkit.localpod import wait_until
 from podkit.reload import ConfigReloader, Hook
 
 LIVENESS_S = 30.0
@@ -39,14 +39,10 @@ class ProbedReloader(ConfigReloader):
 
 
 def wait_for(check: Callable[[], Any], what: str) -> Any:
-    deadline = time.monotonic() + LIVENESS_S
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what} after {LIVENESS_S:.0f}s", pytrace=False)
-        time.sleep(0.01)
+    try:
+        return wait_until(check, what, LIVENESS_S)
+    except PodkitError as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 def wait_reload(reloader: ConfigReloader, previous: dict[str, Any] | None = None

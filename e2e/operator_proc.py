@@ -1,0 +1,46 @@
+"""The operator as a local ``kopf run`` process against a cluster.
+
+Tests run it this way, so they can kill and restart it at will; users run its Deployment
+(operator/deploy). Its output is appended to ``log``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from podkit.bench.state import free_port
+
+
+class OperatorProcess:
+    """One operator, watching ``namespace`` (or every namespace when ``None``)."""
+
+    def __init__(self, kubeconfig: Path, log: Path, namespace: str | None = None) -> None:
+        self.kubeconfig, self.log, self.namespace = kubeconfig, log, namespace
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "OperatorProcess":
+        scope = ["-n", self.namespace] if self.namespace else ["--all-namespaces"]
+        env = dict(os.environ, KUBECONFIG=str(self.kubeconfig),
+                   PODKIT_OPERATOR_METRICS_PORT=str(free_port()))
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "kopf", "run", "--standalone", *scope,
+                 "-m", "podkit_operator.controller"], env=env, stdout=out,
+                stderr=subprocess.STDOUT)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: the operator gets no chance to tidy up."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+            self.proc = None

@@ -2,29 +2,31 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
+import selectors
 import signal
 import socket
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator
 
 from ..errors import PodkitError
-from ..handoff import Acceptor, HandoffServer, ListenerSet, acquire_listeners
+from ..handoff import HandoffServer, ListenerSet, acquire_listeners
 from ..layout import SlotEnv
 from ..slot import Slot, SlotStopping
 from .state import DemoState
 
 DEFAULT_LISTEN = "tcp=tcp://0.0.0.0:7000,udp=udp://0.0.0.0:7001"
-DRAIN_S = 2.0  # in-flight connections get this long to finish after the hand-over starts
+DRAIN_S = 2.0  # accepted connections get this long to finish after the hand-over starts
 
 
 class DemoService:
+    """One process of the service. It serves from a single thread with a selector: a
+    latency-critical Python service hands no request to another thread, since waking one
+    costs a GIL hand-over on the path of every request."""
+
     def __init__(self, env: SlotEnv, slot: Slot, listeners: ListenerSet, state: DemoState,
                  config_path: Path) -> None:
         self.env = env
@@ -33,11 +35,16 @@ class DemoService:
         self.state = state
         self.config_path = config_path
         self.greeting = self._read_greeting()
-        self.acceptor: Acceptor = listeners.acceptor()
-        self._connections = 0
-        self._connections_lock = threading.Condition()
-        slot.on_stop(self.acceptor.stop_accepting)
+        self._stop_r, self._stop_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._buffers: dict[socket.socket, bytes] = {}
+        slot.on_stop(self._wake_to_stop)
         signal.signal(signal.SIGHUP, lambda *_: self.reload_config())
+
+    def _wake_to_stop(self) -> None:
+        try:
+            os.write(self._stop_w, b"!")  # from the SIGTERM handler: async-signal-safe
+        except BlockingIOError:
+            pass
 
     def _read_greeting(self) -> str:
         try:
@@ -55,45 +62,11 @@ class DemoService:
             served = self.state.count_request()
             return (f"{self.env.version} {self.env.slot} {words[1].decode(errors='replace')} "
                     f"{served} {self.greeting}\n").encode()
-        if words == [b"STATE"]:
+        if words == [b"STATE"]:  # reads the whole blob: for tests, not for load
             report = dict(self.state.report(), version=self.env.version, slot=self.env.slot,
                           greeting=self.greeting)
             return (json.dumps(report) + "\n").encode()
         return b"ERR use GET <seq> or STATE\n"
-
-    def _serve_connection(self, conn: socket.socket) -> None:
-        with conn, self._tracked():
-            conn.setblocking(True)
-            conn.settimeout(0.05)
-            buffer = b""
-            while True:
-                try:
-                    data = conn.recv(4096)
-                except socket.timeout:
-                    if self.acceptor.stopping:
-                        return  # idle at hand-over: the client reconnects to the new process
-                    continue
-                except OSError:
-                    return
-                if not data:
-                    return
-                buffer += data
-                while b"\n" in buffer:
-                    line, buffer = buffer.split(b"\n", 1)
-                    conn.sendall(self.answer(line))
-                if self.acceptor.stopping and not buffer:
-                    return
-
-    @contextlib.contextmanager
-    def _tracked(self) -> Iterator[None]:
-        with self._connections_lock:
-            self._connections += 1
-        try:
-            yield
-        finally:
-            with self._connections_lock:
-                self._connections -= 1
-                self._connections_lock.notify_all()
 
     # --- the slot's life -----------------------------------------------------------------
     def run(self) -> int:
@@ -106,38 +79,85 @@ class DemoService:
         server = HandoffServer(self.env.shared, self.listeners)
         starting = threading.Thread(target=server.start, name="handoff-start")
         starting.start()
-        tcp, udp = self.listeners["tcp"], self.listeners["udp"]
-        with ThreadPoolExecutor(max_workers=32, thread_name_prefix="conn") as pool:
-            while True:
-                ready = self.acceptor.ready()
-                if not ready:
-                    break  # stopping
-                if tcp in ready:
-                    try:
-                        conn, _ = tcp.accept()
-                    except BlockingIOError:
-                        pass
-                    else:
-                        pool.submit(self._serve_connection, conn)
-                if udp in ready:
-                    try:
-                        data, peer = udp.recvfrom(2048)
-                    except BlockingIOError:
-                        pass
-                    else:
-                        udp.sendto(self.answer(data), peer)
+        with selectors.DefaultSelector() as selector:
+            self._serve(selector)
             starting.join()
             server.stop()
-            self._drain()
-            self.state.seal()
-            self.slot.release()
+            self._drain(selector)
+        self.state.seal()
+        self.slot.release()
         return 0
 
-    def _drain(self) -> None:
+    def _serve(self, selector: selectors.BaseSelector) -> None:
+        """Accept and answer until SIGTERM; then stop accepting (the listeners stay open for
+        the successor, which shares them)."""
+        tcp, udp = self.listeners["tcp"], self.listeners["udp"]
+        selector.register(self._stop_r, selectors.EVENT_READ, "stop")
+        selector.register(tcp, selectors.EVENT_READ, "accept")
+        selector.register(udp, selectors.EVENT_READ, "datagram")
+        while True:
+            for key, _ in selector.select():
+                if key.data == "stop":
+                    for fileobj in (self._stop_r, tcp, udp):
+                        selector.unregister(fileobj)
+                    return
+                if key.data == "accept":
+                    self._accept(selector, tcp)
+                elif key.data == "datagram":
+                    self._datagram(udp)
+                else:
+                    self._read(selector, key.fileobj)
+
+    def _drain(self, selector: selectors.BaseSelector) -> None:
+        """Finish the requests of connections already accepted, within DRAIN_S."""
         deadline = time.monotonic() + DRAIN_S
-        with self._connections_lock:
-            while self._connections and time.monotonic() < deadline:
-                self._connections_lock.wait(deadline - time.monotonic())
+        while self._buffers and time.monotonic() < deadline:
+            for key, _ in selector.select(deadline - time.monotonic()):
+                self._read(selector, key.fileobj, closing=True)
+        for conn in list(self._buffers):
+            self._close(selector, conn)
+
+    def _accept(self, selector: selectors.BaseSelector, tcp: socket.socket) -> None:
+        try:
+            conn, _ = tcp.accept()
+        except BlockingIOError:
+            return  # the peer slot took it first (both hold the listener)
+        conn.setblocking(False)
+        self._buffers[conn] = b""
+        selector.register(conn, selectors.EVENT_READ, "read")
+
+    def _datagram(self, udp: socket.socket) -> None:
+        try:
+            data, peer = udp.recvfrom(2048)
+        except BlockingIOError:
+            return
+        udp.sendto(self.answer(data), peer)
+
+    def _read(self, selector: selectors.BaseSelector, conn: socket.socket,
+              closing: bool = False) -> None:
+        try:
+            data = conn.recv(4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close(selector, conn)
+            return
+        buffer = self._buffers[conn] + data
+        while b"\n" in buffer:
+            line, buffer = buffer.split(b"\n", 1)
+            conn.setblocking(True)  # replies are small; a slow client only slows itself
+            conn.sendall(self.answer(line))
+            conn.setblocking(False)
+        self._buffers[conn] = buffer
+        if closing and not buffer:
+            self._close(selector, conn)  # answered: the client reconnects to the successor
+
+    def _close(self, selector: selectors.BaseSelector, conn: socket.socket) -> None:
+        selector.unregister(conn)
+        del self._buffers[conn]
+        conn.close()
 
 
 def main() -> int:

@@ -186,6 +186,8 @@ class SlotRunner:
         if message not in roles:
             print(f"podkit: ignoring unknown control message {message!r}", flush=True)
         elif self.successor is None:  # while a successor takes over, the slot stays active
+            if message == warm.RELEASED:
+                warm.yield_cpu()  # this slot is done; the peer's business must not wait for us
             self._set_state(roles[message])
 
     # --- the control socket --------------------------------------------------------------

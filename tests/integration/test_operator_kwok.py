@@ -126,7 +126,8 @@ def test_two_hundred_pods_released_batch_by_batch(kube: Kube, namespace: str) ->
     seen_orders = set()
 
     def watch_batches() -> bool:
-        """Never more pods on v2 than the batches so far allow, highest ordinals first."""
+        """Only pods of the batches so far are touched: batches take the highest ordinals
+        first (within a batch, swaps run concurrently in any order)."""
         listed = pods(kube, namespace)
         # read after the pods: the batch can only have moved on since, never back
         order = bds(kube, namespace).get("batchOrder", 0)
@@ -135,7 +136,7 @@ def test_two_hundred_pods_released_batch_by_batch(kube: Kube, namespace: str) ->
         if order in targets:
             seen_orders.add(order)
             assert len(touched) <= targets[order], (order, len(touched))
-            assert touched == list(range(200 - len(touched), 200)), touched[:5]
+            assert all(o >= 200 - targets[order] for o in touched), (order, touched[:5])
         return at(kube, namespace, V2, 200)
 
     kube.wait_for("the release of 200 pods", watch_batches, timeout=300, interval=0.2)

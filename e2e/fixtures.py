@@ -57,13 +57,14 @@ class Images:
     sidecar: str
     demo_v1: str
     demo_v2: str
+    operator: str
 
 
 def _tags() -> Images:
     tags = {image.tag.split("/", 1)[1]: image.tag for image in images.IMAGES}
     return Images(base=tags["podkit-base:dev"], pause=tags["podkit-pause:dev"],
                   sidecar=tags["podkit-sidecar:dev"], demo_v1=tags["podkit-demo:v1"],
-                  demo_v2=tags["podkit-demo:v2"])
+                  demo_v2=tags["podkit-demo:v2"], operator=tags["podkit-operator:dev"])
 
 
 @pytest.fixture(scope="session")

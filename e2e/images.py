@@ -33,6 +33,7 @@ REGISTRY = "podkit.local"
 SUITE = "bookworm"
 BASE_PACKAGES = ("python3", "python3-pip", "ca-certificates")
 WHEEL_SOURCES = ("podkit", "operator")
+WHEEL_EXTRAS = "[operator]"  # the operator's image installs podkit[operator] from the wheels
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ IMAGES: tuple[Image, ...] = (
           (("PODKIT_VERSION", "v1"),)),
     Image("demo", f"{REGISTRY}/podkit-demo:v2", f"{REGISTRY}/podkit-base:dev",
           (("PODKIT_VERSION", "v2"),)),
+    Image("operator", f"{REGISTRY}/podkit-operator:dev", f"{REGISTRY}/podkit-base:dev"),
 )
 
 
@@ -121,7 +123,7 @@ def wheels() -> Path:
     the operator), so an edit to them rebuilds.
     """
     sources = sorted(p for d in WHEEL_SOURCES for p in (REPO / d).rglob("*.py"))
-    key = _digest((REPO / "pyproject.toml").read_bytes(),
+    key = _digest((REPO / "pyproject.toml").read_bytes(), WHEEL_EXTRAS.encode(),
                   *(str(p.relative_to(REPO)).encode() + p.read_bytes() for p in sources))
     out = CACHE / f"wheels-{key}"
     if out.exists():
@@ -135,7 +137,7 @@ def wheels() -> Path:
                                                       "*.egg-info", "__pycache__",
                                                       ".pytest_cache"))
         host.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(tmp),
-                  build_copy])
+                  f"{build_copy}{WHEEL_EXTRAS}"])
     tmp.rename(out)
     return out
 

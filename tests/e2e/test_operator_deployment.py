@@ -1,0 +1,62 @@
+"""The operator deployed as a user deploys it: ``kubectl apply -k operator/deploy`` on the full
+cluster, its image built here, running unprivileged with its least-privilege RBAC, and
+reconciling a StatefulSetPlus of the demo service."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from e2e.fixtures import Images
+from e2e.kube import Kube
+from podkit_operator import manifests
+
+DEPLOY = Path(__file__).resolve().parents[2] / "operator" / "deploy"
+
+
+@pytest.fixture
+def deployed_operator(kube: Kube, podkit_images: Images) -> Iterator[str]:
+    """The operator's Deployment, removed afterwards: other tests run their own operator."""
+    kube.run("apply", "-k", str(DEPLOY))
+    try:
+        kube.run("rollout", "status", "deployment/podkit-operator", "-n", manifests.NAMESPACE,
+                 "--timeout=180s", timeout=200)
+        yield manifests.NAMESPACE
+    finally:
+        kube.run("delete", "deployment", "podkit-operator", "-n", manifests.NAMESPACE,
+                 "--wait=true", "--timeout=120s", timeout=150)
+        kube.wait_for("the operator's pod to be gone", lambda: not json.loads(kube.run(
+            "get", "pods", "-n", manifests.NAMESPACE, "-o", "json"))["items"], timeout=120)
+
+
+def test_deployed_operator_reconciles_a_statefulsetplus(deployed_operator: str, kube: Kube,
+                                                        namespace: str,
+                                                        podkit_images: Images) -> None:
+    pod = json.loads(kube.run("get", "pods", "-n", deployed_operator, "-o", "json"))["items"][0]
+    assert pod["spec"]["containers"][0]["image"] == podkit_images.operator
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+
+    kube.apply({
+        "apiVersion": f"{manifests.GROUP}/{manifests.VERSION}", "kind": manifests.KIND,
+        "metadata": {"name": "web", "namespace": namespace},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "web",
+                                                       "image": podkit_images.demo_v1,
+                                                       "imagePullPolicy": "Never"}]}},
+                 "podkit": {"pauseImage": podkit_images.pause,
+                            "sidecarImage": podkit_images.sidecar}}})
+
+    def converged() -> bool:
+        status = kube.get(manifests.PLURAL, "web", namespace).get("status") or {}
+        return status.get("readyReplicas") == 2 and (
+            status.get("batchDeployStatus", {}).get("generalStatus") == "Completed")
+
+    kube.wait_for("the deployed operator to bring up 2 pods", converged, timeout=240)
+    status = kube.get(manifests.PLURAL, "web", namespace)["status"]
+    mode = next(c for c in status["conditions"] if c["type"] == "SwapMode")
+    # read from the apiserver's feature-gate metric, through the operator's RBAC
+    assert mode["reason"] == "Patched", mode

@@ -9,7 +9,8 @@ PYTEST := $(PY) -m pytest
 
 help:
 	@echo "make demo            the main job (a real A/B upgrade on a local cluster)"
-	@echo "make test            every test: unit, integration, Go patch tests"
+	@echo "make test            every test: unit, integration, Go patch tests, e2e on a local cluster"
+	@echo "make cluster-up      start the local cluster (cluster-down stops it); make images builds the images"
 	@echo "make bench-handover  1,000 hand-overs between two slot processes (JSON)"
 	@echo "make bench-state     state and sockets across swaps (JSON)"
 	@echo "make k8s             build the patched Kubernetes binaries (cached)"

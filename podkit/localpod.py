@@ -88,8 +88,8 @@ class LocalPod:
     def wait_role(self, slot: str, role: str, version: str | None = None,
                   timeout: float = 20.0) -> SlotState:
         """Wait until the slot's state record says ``role`` (and ``version``)."""
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def reached() -> SlotState | None:
             state = self.state(slot)
             if (state is not None and state.role == role
                     and (version is None or state.version == version)
@@ -99,9 +99,9 @@ class LocalPod:
             if proc is not None and proc.poll() is not None:
                 raise PodkitError(f"slot {slot} exited with {proc.returncode} while waiting "
                                   f"for role {role}; see {self.shared.root}/slot-{slot}.log")
-            if time.monotonic() > deadline:
-                raise PodkitError(f"slot {slot} not {role} after {timeout}s (state: {state})")
-            time.sleep(0.002)
+            return None
+
+        return wait_until(reached, f"slot {slot} to be {role}", timeout, interval=0.002)
 
     def _pid_of(self, slot: str) -> int | None:
         proc = self.procs.get(slot)

@@ -7,7 +7,6 @@ namespace only.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,6 +15,8 @@ import pytest
 from e2e.fixtures import Images
 from e2e.kube import Kube
 from e2e.operator_proc import OperatorProcess
+from e2e.stsp import (batch_status, events, install_crd, pods, pods_named, serving_image,
+                      set_image, status)
 from e2e.testbed import Testbed
 from podkit.demo.client import tcp_get, tcp_state
 from podkit_operator import manifests
@@ -26,9 +27,7 @@ DEMO_PORT = 7000
 @pytest.fixture
 def operator(cluster: Testbed, kube: Kube, namespace: str) -> Iterator[OperatorProcess]:
     """The CRD installed and the operator running for ``namespace``."""
-    kube.apply(manifests.crd())
-    kube.run("wait", "--for=condition=Established", f"crd/{manifests.CRD_NAME}",
-             "--timeout=60s")
+    install_crd(kube)
     log = cluster.layout.state / f"operator-{namespace}.log"
     running = OperatorProcess(cluster.kubeconfig, log, namespace).start()
     yield running
@@ -52,51 +51,25 @@ def stsp(namespace: str, images: Images, image: str, batches: int, **batch: Any)
     }
 
 
-def status(kube: Kube, namespace: str) -> dict[str, Any]:
-    return kube.get(manifests.PLURAL, "web", namespace).get("status") or {}
-
-
 def completed_at(kube: Kube, namespace: str, revision_image: str) -> Callable[[], bool]:
     def check() -> bool:
         found = status(kube, namespace)
-        pods = pods_of(kube, namespace)
         return (found.get("batchDeployStatus", {}).get("generalStatus") == "Completed"
                 and found.get("updatedReplicas") == 3 and found.get("readyReplicas") == 3
-                and all(serving_image(p) == revision_image for p in pods))
+                and all(serving_image(p) == revision_image for p in pods(kube, namespace)))
     return check
-
-
-def pods_of(kube: Kube, namespace: str) -> list[dict[str, Any]]:
-    return json.loads(kube.run("get", "pods", "-n", namespace, "-l", "podkit.io/stsp=web",
-                               "-o", "json"))["items"]
-
-
-def serving_image(pod: dict[str, Any]) -> str | None:
-    slot = pod["metadata"].get("annotations", {}).get("podkit.io/active-slot")
-    for container in pod["spec"]["containers"]:
-        if container["name"] == f"web-{slot}":
-            return container["image"]
-    return None
 
 
 def snapshot(kube: Kube, namespace: str) -> dict[str, dict[str, Any]]:
     """Per pod: UID, IP, and what the demo says of its version and shared-memory state."""
     seen = {}
-    for pod in pods_of(kube, namespace):
+    for pod in pods(kube, namespace):
         ip = pod["status"]["podIP"]
         version = tcp_get((ip, DEMO_PORT), 1).split()[0].decode()
         seen[pod["metadata"]["name"]] = {"uid": pod["metadata"]["uid"], "ip": ip,
                                          "version": version,
                                          "state": tcp_state((ip, DEMO_PORT))}
     return seen
-
-
-def events(kube: Kube, namespace: str, reason: str) -> list[str]:
-    """The operator's events of ``reason``, oldest first."""
-    listed = json.loads(kube.run("get", "events", "-n", namespace, "-o", "json"))["items"]
-    listed.sort(key=lambda e: e["metadata"]["creationTimestamp"])
-    return [e["message"] for e in listed if e["reason"] == reason
-            and e["involvedObject"]["kind"] == manifests.KIND]
 
 
 def assert_swapped_in_place(before: dict, after: dict, version: str) -> None:
@@ -120,9 +93,7 @@ def test_release_in_three_batches_then_one_key_rollback(operator, kube: Kube, na
     v1 = snapshot(kube, namespace)
     assert {p["version"] for p in v1.values()} == {"v1"}
 
-    kube.patch(manifests.PLURAL, "web", [{"op": "replace",
-                                          "path": "/spec/template/spec/containers/0/image",
-                                          "value": podkit_images.demo_v2}], namespace)
+    set_image(kube, namespace, podkit_images.demo_v2)
     kube.wait_for("the release to v2", completed_at(kube, namespace, podkit_images.demo_v2),
                   timeout=300)
     v2 = snapshot(kube, namespace)
@@ -132,7 +103,7 @@ def test_release_in_three_batches_then_one_key_rollback(operator, kube: Kube, na
         "batch 2 of 3", "batch 3 of 3"]  # batch 1 starts with the release
     assert events(kube, namespace, "ReleaseStarted")[0].endswith("in 3 batches [1, 2, 3]")
     assert len(events(kube, namespace, "BatchCompleted")) == 3
-    assert [m.split(":")[0] for m in events(kube, namespace, "UpdateStarted")][:3] == [
+    assert pods_named(events(kube, namespace, "UpdateStarted"))[:3] == [
         "web-2", "web-1", "web-0"]
 
     kube.run("annotate", manifests.PLURAL, "web", "-n", namespace, "podkit.io/rollback=true")
@@ -143,12 +114,7 @@ def test_release_in_three_batches_then_one_key_rollback(operator, kube: Kube, na
 
 
 def updated_pods(kube: Kube, namespace: str, image: str) -> int:
-    return sum(1 for pod in pods_of(kube, namespace) if serving_image(pod) == image
-               and "podkit.io/target-revision" not in pod["metadata"].get("annotations", {}))
-
-
-def batch_status(kube: Kube, namespace: str) -> dict[str, Any]:
-    return status(kube, namespace).get("batchDeployStatus") or {}
+    return sum(1 for pod in pods(kube, namespace) if serving_image(pod) == image)
 
 
 def test_manual_batches_wait_for_confirmation_and_pause_holds(
@@ -157,9 +123,7 @@ def test_manual_batches_wait_for_confirmation_and_pause_holds(
                     podsNumToUpdate=[1, "100%"]))
     kube.wait_for("3 pods of web at v1", completed_at(kube, namespace, podkit_images.demo_v1),
                   timeout=180)
-    kube.patch(manifests.PLURAL, "web", [{"op": "replace",
-                                          "path": "/spec/template/spec/containers/0/image",
-                                          "value": podkit_images.demo_v2}], namespace)
+    set_image(kube, namespace, podkit_images.demo_v2)
     kube.wait_for("batch 1 to wait for a confirmation", lambda: batch_status(
         kube, namespace).get("action") == "WaitToConfirm", timeout=180)
     assert updated_pods(kube, namespace, podkit_images.demo_v2) == 1
@@ -172,9 +136,8 @@ def test_manual_batches_wait_for_confirmation_and_pause_holds(
     kube.wait_for("the release to say it is paused", lambda: batch_status(
         kube, namespace).get("generalStatus") == "Paused", timeout=60)
     assert updated_pods(kube, namespace, podkit_images.demo_v2) == 1
-    assert all(serving_image(p) == podkit_images.demo_v1 and
-               "podkit.io/target-revision" not in p["metadata"].get("annotations", {})
-               for p in pods_of(kube, namespace) if p["metadata"]["name"] != "web-2")
+    assert all(serving_image(p) == podkit_images.demo_v1
+               for p in pods(kube, namespace) if p["metadata"]["name"] != "web-2")
 
     kube.run("annotate", manifests.PLURAL, "web", "-n", namespace,
              "podkit.io/pause-batch-deploy-")
@@ -190,9 +153,7 @@ def test_operator_killed_mid_release_continues_without_repeating_a_swap(
     kube.wait_for("3 pods of web at v1", completed_at(kube, namespace, podkit_images.demo_v1),
                   timeout=180)
     before = snapshot(kube, namespace)
-    kube.patch(manifests.PLURAL, "web", [{"op": "replace",
-                                          "path": "/spec/template/spec/containers/0/image",
-                                          "value": podkit_images.demo_v2}], namespace)
+    set_image(kube, namespace, podkit_images.demo_v2)
     kube.wait_for("batch 2 under way", lambda: batch_status(kube, namespace).get(
         "batchOrder") == 2, timeout=180, interval=0.1)
     operator.kill()
@@ -201,7 +162,7 @@ def test_operator_killed_mid_release_continues_without_repeating_a_swap(
                   completed_at(kube, namespace, podkit_images.demo_v2), timeout=300)
     assert_swapped_in_place(before, snapshot(kube, namespace), "v2")
     # a pod's generation counts its spec changes: two per swap, so 3 after exactly one
-    assert {p["metadata"]["generation"] for p in pods_of(kube, namespace)} == {3}
+    assert {p["metadata"]["generation"] for p in pods(kube, namespace)} == {3}
 
 
 def test_an_image_that_cannot_start_fails_its_batch_and_swaps_back(
@@ -212,14 +173,12 @@ def test_an_image_that_cannot_start_fails_its_batch_and_swaps_back(
                   timeout=180)
     before = snapshot(kube, namespace)
     missing = podkit_images.demo_v1.rsplit(":", 1)[0] + ":missing"  # never built, never pulled
-    kube.patch(manifests.PLURAL, "web", [{"op": "replace",
-                                          "path": "/spec/template/spec/containers/0/image",
-                                          "value": missing}], namespace)
+    set_image(kube, namespace, missing)
     kube.wait_for("the release to fail", lambda: batch_status(kube, namespace).get(
         "generalStatus") == "Failed", timeout=180)
     kube.wait_for("web at v1 again", lambda: all(
-        serving_image(p) == podkit_images.demo_v1 and "podkit.io/target-revision" not in
-        p["metadata"].get("annotations", {}) for p in pods_of(kube, namespace)), timeout=180)
+        serving_image(p) == podkit_images.demo_v1 for p in pods(kube, namespace)),
+        timeout=180)
     after = snapshot(kube, namespace)
     for name, pod in after.items():  # nobody lost its state or its address
         assert (pod["uid"], pod["ip"], pod["version"]) == (
@@ -227,5 +186,5 @@ def test_an_image_that_cannot_start_fails_its_batch_and_swaps_back(
         assert pod["state"]["intact"]
         assert pod["state"]["blob_crc"] == before[name]["state"]["blob_crc_at_create"]
     # only batch 1 (web-2) was touched: swapped towards the missing image, then back
-    assert {m.split(":")[0] for m in events(kube, namespace, "UpdateStarted")} == {"web-2"}
+    assert set(pods_named(events(kube, namespace, "UpdateStarted"))) == {"web-2"}
     assert events(kube, namespace, "BatchFailed")

@@ -26,6 +26,7 @@ from podkit.configdir import hash_files, write_like_kubelet
 from podkit.demo.client import tcp_get
 from podkit.demo.protocol import parse_reply
 from podkit.localpod import LocalPod
+from podkit.state import SlotState
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -174,14 +175,18 @@ def test_signal_hook_reloads_the_active_process_once(demo_pod: DemoPod, sidecar,
         'podkit_config_reloads_total{result="ok"} 1.0']
 
 
+def before_the_hook(demo_pod: DemoPod, h) -> tuple[int, int, SlotState, int]:
+    """Slot a's business process (pid, start time), its state record and served count."""
+    business = h.wait_for(lambda: demo_pod.business_pid("a", h), "the business process")
+    state = demo_pod.pod.state("a")
+    assert state is not None and state.role == "active"
+    return business, h.start_time(business), state, demo_pod.reply()[3]
+
+
 def test_failing_hook_is_reported_and_leaves_the_process_alone(demo_pod: DemoPod, sidecar,
                                                                  h) -> None:
     pod = demo_pod.pod
-    business = h.wait_for(lambda: demo_pod.business_pid("a", h), "the business process")
-    started = h.start_time(business)
-    state_before = pod.state("a")
-    assert state_before is not None and state_before.role == "active"
-    served_before = demo_pod.reply()[3]
+    business, started, state_before, served_before = before_the_hook(demo_pod, h)
 
     side = sidecar("command:false")
     write_like_kubelet(demo_pod.config, {"greeting": b"never applied\n"})
@@ -210,11 +215,7 @@ def test_restart_hook_restarts_the_business_process_in_place(demo_pod: DemoPod, 
                                                             h) -> None:
     pod = demo_pod.pod
     runner = pod.procs["a"].pid
-    business = h.wait_for(lambda: demo_pod.business_pid("a", h), "the business process")
-    started = h.start_time(business)
-    state_before = pod.state("a")
-    assert state_before is not None and state_before.role == "active"
-    served_before = demo_pod.reply()[3]
+    business, started, state_before, served_before = before_the_hook(demo_pod, h)
 
     side = sidecar("restart")
     write_like_kubelet(demo_pod.config, {"greeting": b"hello after restart\n"})

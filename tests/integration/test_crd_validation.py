@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from e2e.fixtures import running_api_cluster
+from e2e.stsp import wait_crd_established
 from e2e.kube import Kube, KubectlError
 from podkit_operator import manifests
 
@@ -38,8 +39,7 @@ def kube() -> Iterator[Kube]:
         kube = cluster.kube()
         try:
             kube.run("apply", "-k", str(DEPLOY))
-            kube.run("wait", "--for=condition=Established", f"crd/{manifests.CRD_NAME}",
-                     "--timeout=60s")
+            wait_crd_established(kube)
         except KubectlError as err:
             pytest.fail(f"kubectl apply -k {DEPLOY} failed: {err.stderr}", pytrace=False)
         yield kube

@@ -9,7 +9,6 @@ containers by tests/e2e/test_operator_release.py.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import time
@@ -19,8 +18,10 @@ from typing import Any
 import pytest
 
 from e2e.fixtures import running_api_cluster
-from e2e.operator_proc import OperatorProcess
 from e2e.kube import Kube
+from e2e.operator_proc import OperatorProcess
+from e2e.stsp import (batch_status, events, install_crd, pods, pods_named, serving_image,
+                      set_image, status)
 from podkit_operator import manifests
 
 pytestmark = pytest.mark.integration
@@ -34,9 +35,7 @@ def cluster() -> Iterator[tuple[Kube, OperatorProcess]]:
     """An API-only cluster with the CRD, and the operator running against it."""
     with running_api_cluster(f"op-{os.getpid()}", nodes=4) as api:
         kube = api.kube()
-        kube.apply(manifests.crd())
-        kube.run("wait", "--for=condition=Established", f"crd/{manifests.CRD_NAME}",
-                 "--timeout=60s")
+        install_crd(kube)
         operator = OperatorProcess(kube.kubeconfig, api.layout.state / "operator.log").start()
         try:
             yield kube, operator
@@ -69,40 +68,9 @@ def stsp(namespace: str, replicas: int, image: str, **batch: Any) -> dict[str, A
     }
 
 
-def pods(kube: Kube, namespace: str) -> list[dict[str, Any]]:
-    return json.loads(kube.run("get", "pods", "-n", namespace, "-l", "podkit.io/stsp=web",
-                               "-o", "json"))["items"]
-
-
-def serving(pod: dict[str, Any]) -> str | None:
-    """The image of the pod's active slot, once no update is under way on it."""
-    annotations = pod["metadata"].get("annotations", {})
-    if "podkit.io/target-revision" in annotations:
-        return None
-    slot = annotations.get("podkit.io/active-slot")
-    return next((c["image"] for c in pod["spec"]["containers"] if c["name"] == f"web-{slot}"),
-                None)
-
-
 def at(kube: Kube, namespace: str, image: str, count: int) -> bool:
     listed = pods(kube, namespace)
-    return len(listed) == count and all(serving(p) == image for p in listed)
-
-
-def bds(kube: Kube, namespace: str) -> dict[str, Any]:
-    status = kube.get(manifests.PLURAL, "web", namespace).get("status") or {}
-    return status.get("batchDeployStatus") or {}
-
-
-def set_image(kube: Kube, namespace: str, image: str) -> None:
-    kube.patch(manifests.PLURAL, "web", [{"op": "replace",
-                                          "path": "/spec/template/spec/containers/0/image",
-                                          "value": image}], namespace)
-
-
-def events(kube: Kube, namespace: str, reason: str) -> list[str]:
-    listed = json.loads(kube.run("get", "events", "-n", namespace, "-o", "json"))["items"]
-    return [e["message"] for e in listed if e["reason"] == reason]
+    return len(listed) == count and all(serving_image(p) == image for p in listed)
 
 
 def swaps(pod: dict[str, Any]) -> float:
@@ -113,34 +81,34 @@ def swaps(pod: dict[str, Any]) -> float:
     return (pod["metadata"]["generation"] - 1) / 2
 
 
-def pods_named(messages: list[str]) -> list[str]:
-    """The pod each event message is about (messages begin with the pod's name)."""
-    return [m.split()[0].rstrip(":") for m in messages]
-
-
 def test_two_hundred_pods_released_batch_by_batch(kube: Kube, namespace: str) -> None:
     kube.apply(stsp(namespace, 200, V1, batchNum=4, podsNumToUpdate=[10, "25%", "60%", "100%"]))
     kube.wait_for("200 pods at v1", lambda: at(kube, namespace, V1, 200), timeout=180)
+    first_release = status(kube, namespace)["updateRevision"]
     set_image(kube, namespace, V2)
     targets = {1: 10, 2: 50, 3: 120, 4: 200}
     seen_orders = set()
 
     def watch_batches() -> bool:
-        """Only pods of the batches so far are touched: batches take the highest ordinals
-        first (within a batch, swaps run concurrently in any order)."""
-        listed = pods(kube, namespace)
-        # read after the pods: the batch can only have moved on since, never back
-        order = bds(kube, namespace).get("batchOrder", 0)
-        touched = sorted(int(p["metadata"]["name"].rsplit("-", 1)[1]) for p in listed
-                         if serving(p) != V1)
-        if order in targets:
-            seen_orders.add(order)
-            assert len(touched) <= targets[order], (order, len(touched))
-            assert all(o >= 200 - targets[order] for o in touched), (order, touched[:5])
-        return at(kube, namespace, V2, 200)
+        """Batches take the highest ordinals first, and batch k+1 starts only once batch k
+        converged: whenever a pod beyond batch k is touched, every pod of batches 1..k is at
+        v2. The status is written after the pods in each pass, so it can lag them: a batch
+        it names (of this release) is checked the other way round, read before the pods."""
+        found = status(kube, namespace)
+        order = (found.get("batchDeployStatus", {}).get("batchOrder", 0)
+                 if found.get("updateRevision") != first_release else 0)
+        image = {int(p["metadata"]["name"].rsplit("-", 1)[1]): serving_image(p)
+                 for p in pods(kube, namespace)}
+        for k, target in targets.items():
+            first = 200 - target  # batches 1..k hold the ordinals first..199
+            if k < order or any(image[o] != V1 for o in range(first)):
+                behind = [o for o in range(first, 200) if image[o] != V2]
+                assert not behind, (k, order, behind[:5])
+        seen_orders.add(order)
+        return all(i == V2 for i in image.values()) and len(image) == 200
 
     kube.wait_for("the release of 200 pods", watch_batches, timeout=300, interval=0.2)
-    final = bds(kube, namespace)
+    final = batch_status(kube, namespace)
     assert final["generalStatus"] == "Completed" and final["batchOrder"] == 4
     assert seen_orders >= {2, 3, 4}
     assert sorted(swaps(p) for p in pods(kube, namespace)) == [1] * 200  # each exactly once
@@ -151,7 +119,7 @@ def test_a_batch_that_cannot_start_fails_and_swaps_back(kube: Kube, namespace: s
                     maxFailedPercent=0))
     kube.wait_for("6 pods at v1", lambda: at(kube, namespace, V1, 6), timeout=120)
     set_image(kube, namespace, BROKEN)
-    kube.wait_for("the release to fail", lambda: bds(kube, namespace).get(
+    kube.wait_for("the release to fail", lambda: batch_status(kube, namespace).get(
         "generalStatus") == "Failed", timeout=120)
     kube.wait_for("every pod serving v1 again", lambda: at(kube, namespace, V1, 6),
                   timeout=120)
@@ -169,20 +137,20 @@ def test_scaling_up_during_a_release_adds_pods_at_the_last_good_version(
     kube.apply(stsp(namespace, 4, V1, batchNum=2, batchAuto=False))
     kube.wait_for("4 pods at v1", lambda: at(kube, namespace, V1, 4), timeout=120)
     set_image(kube, namespace, V2)
-    kube.wait_for("batch 1 to wait for a confirmation", lambda: bds(kube, namespace).get(
+    kube.wait_for("batch 1 to wait for a confirmation", lambda: batch_status(kube, namespace).get(
         "action") == "WaitToConfirm", timeout=120)
     kube.run("scale", f"{manifests.PLURAL}/web", "-n", namespace, "--replicas=6")
     # Batches follow the ordinals, highest first, over the replicas there are now: the new
     # web-4 and web-5 fall into the started batch 1. They are created at the last good
     # version (v1) and then swapped like the rest of their batch, never born half-rolled.
     kube.wait_for("6 pods", lambda: len(pods(kube, namespace)) == 6 and all(
-        serving(p) for p in pods(kube, namespace)), timeout=120)
+        serving_image(p) for p in pods(kube, namespace)), timeout=120)
     kube.wait_for("web-4 and web-5 swapped", lambda: {"web-4", "web-5"} <= set(
         pods_named(events(kube, namespace, "UpdateCompleted"))), timeout=60)
-    images = {p["metadata"]["name"]: serving(p) for p in pods(kube, namespace)}
+    images = {p["metadata"]["name"]: serving_image(p) for p in pods(kube, namespace)}
     assert images == {"web-0": V1, "web-1": V1, "web-2": V2, "web-3": V2, "web-4": V2,
                       "web-5": V2}, images
-    assert bds(kube, namespace)["action"] == "WaitToConfirm"
+    assert batch_status(kube, namespace)["action"] == "WaitToConfirm"
 
     kube.run("annotate", manifests.PLURAL, "web", "-n", namespace, "podkit.io/confirm-batch=2")
     kube.wait_for("all 6 pods at v2", lambda: at(kube, namespace, V2, 6), timeout=120)
@@ -206,7 +174,7 @@ def test_operator_killed_at_random_points_swaps_every_pod_once(
         operator.start()
     kube.wait_for("the release after the restarts", lambda: at(kube, namespace, V2, 60),
                   timeout=180)
-    assert bds(kube, namespace)["generalStatus"] == "Completed"
+    assert batch_status(kube, namespace)["generalStatus"] == "Completed"
     counted = {p["metadata"]["name"]: swaps(p) for p in pods(kube, namespace)}
     assert set(counted.values()) == {1}, counted  # no pod swapped twice, none skipped
 
@@ -225,7 +193,7 @@ def test_inplace_and_recreate_strategies(kube: Kube, namespace: str, strategy: s
 
     def released() -> bool:
         listed = [p for p in pods(kube, namespace) if not p["metadata"].get("deletionTimestamp")]
-        return (len(listed) == 4 and bds(kube, namespace).get("generalStatus") == "Completed"
+        return (len(listed) == 4 and batch_status(kube, namespace).get("generalStatus") == "Completed"
                 and all(p["spec"]["containers"][0]["image"] == V2 for p in listed))
 
     kube.wait_for(f"the {strategy} release", released, timeout=180)

@@ -8,7 +8,9 @@ PYTEST := $(PY) -m pytest
 .PHONY: help venv test test-unit test-integration test-go test-e2e bench-handover bench-state k8s images cluster-up cluster-down demo clean
 
 help:
-	@echo "make demo            the main job (a real A/B upgrade on a local cluster)"
+	@echo "make demo            the main job: a real A/B upgrade on a local cluster beside a kubelet"
+	@echo "                     restart and a rolling update, 1 kHz probes; out/demo/report.json"
+	@echo "                     and out/demo/jitter.png (KEEP=1 leaves the cluster up)"
 	@echo "make test            every test: unit, integration, Go patch tests, e2e on a local cluster"
 	@echo "make cluster-up      start the local cluster (cluster-down stops it); make images builds the images"
 	@echo "make bench-handover  1,000 hand-overs between two slot processes (JSON)"
@@ -55,9 +57,9 @@ bench-handover: venv
 bench-state: venv
 	$(PY) -m podkit.bench.state
 
-demo:
-	@echo "make demo is not built yet (issue 7): it will start a local cluster and run a real A/B upgrade." >&2
-	@exit 1
+# KEEP=1 leaves the cluster, the operator and the demo's namespace running afterwards.
+demo: venv
+	KEEP=$(KEEP) $(PY) -m e2e.demo --out out/demo
 
 clean:
 	rm -rf $(VENV) out build *.egg-info

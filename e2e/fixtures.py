@@ -6,6 +6,8 @@
   fails the tests, naming the component: an e2e run that skips would prove nothing.
 - `podkit_images`: podkit's images, built (cached) and present in the cluster's containerd.
 - `kube`, `namespace`: kubectl on the full cluster, and a fresh namespace per test.
+- `deployed_operator`: the operator's Deployment applied with `kubectl apply -k`, removed after
+  the test.
 - `api_clusters`: a factory of API-only clusters (kwok nodes), all removed after the session.
 - `docker_images`: a Docker engine (started if none runs) holding podkit's images, for
   testcontainers.
@@ -17,14 +19,15 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 
 import pytest
 
 from e2e import docker, images
 from e2e.apicluster import ApiCluster
 from e2e.errors import TestbedError
+from e2e.images import Tags as Images
 from e2e.kube import Kube
+from e2e.operator_deploy import deploy_operator, remove_operator
 from e2e.testbed import Testbed
 
 
@@ -41,30 +44,14 @@ def cluster() -> Iterator[Testbed]:
     was_up = bed.is_up()
     try:
         bed.up()  # quick when it runs: it only checks, or restarts what changed
+        # An operator Deployment left by `make demo KEEP=1` watches every namespace: it would
+        # fight the tests' own operators over their pods.
+        remove_operator(bed.kube())
     except TestbedError as err:
         pytest.fail(f"the testbed did not come up: {err}", pytrace=False)
     yield bed
     if not was_up and os.environ.get("PODKIT_KEEP_TESTBED") != "1":
         bed.down()
-
-
-@dataclass(frozen=True)
-class Images:
-    """Tags of podkit's images, built and present in the cluster's containerd."""
-
-    base: str
-    pause: str
-    sidecar: str
-    demo_v1: str
-    demo_v2: str
-    operator: str
-
-
-def _tags() -> Images:
-    tags = {image.tag.split("/", 1)[1]: image.tag for image in images.IMAGES}
-    return Images(base=tags["podkit-base:dev"], pause=tags["podkit-pause:dev"],
-                  sidecar=tags["podkit-sidecar:dev"], demo_v1=tags["podkit-demo:v1"],
-                  demo_v2=tags["podkit-demo:v2"], operator=tags["podkit-operator:dev"])
 
 
 @pytest.fixture(scope="session")
@@ -73,7 +60,7 @@ def podkit_images(cluster: Testbed) -> Images:
         images.load_into_testbed(images.build_all())
     except TestbedError as err:
         pytest.fail(f"podkit's images could not be built or loaded: {err}", pytrace=False)
-    return _tags()
+    return images.tags()
 
 
 @pytest.fixture(scope="session")
@@ -85,7 +72,7 @@ def docker_images() -> Iterator[Images]:
     try:
         with docker.engine():
             images.load_into_docker(images.build_all())
-            yield _tags()
+            yield images.tags()
     except TestbedError as err:
         pytest.fail(f"Docker or podkit's images are not available: {err}", pytrace=False)
 
@@ -93,6 +80,16 @@ def docker_images() -> Iterator[Images]:
 @pytest.fixture(scope="session")
 def kube(cluster: Testbed) -> Kube:
     return cluster.kube()
+
+
+@pytest.fixture
+def deployed_operator(kube: Kube, podkit_images: Images) -> Iterator[str]:
+    """The operator's Deployment as a user applies it (its namespace is yielded), removed
+    afterwards: other tests run their own operator."""
+    try:
+        yield deploy_operator(kube)
+    finally:
+        remove_operator(kube)
 
 
 @pytest.fixture

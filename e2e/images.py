@@ -58,6 +58,25 @@ IMAGES: tuple[Image, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class Tags:
+    """The tags of podkit's images, by role."""
+
+    base: str
+    pause: str
+    sidecar: str
+    demo_v1: str
+    demo_v2: str
+    operator: str
+
+
+def tags() -> Tags:
+    by_name = {image.tag.split("/", 1)[1]: image.tag for image in IMAGES}
+    return Tags(base=by_name["podkit-base:dev"], pause=by_name["podkit-pause:dev"],
+                sidecar=by_name["podkit-sidecar:dev"], demo_v1=by_name["podkit-demo:v1"],
+                demo_v2=by_name["podkit-demo:v2"], operator=by_name["podkit-operator:dev"])
+
+
 def _digest(*parts: bytes) -> str:
     h = hashlib.sha256()
     for p in parts:

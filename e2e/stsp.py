@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from e2e.kube import Kube
+from e2e.operator_proc import OperatorProcess
 from podkit_operator import manifests
 
 NAME = "web"
@@ -66,3 +70,44 @@ def events(kube: Kube, namespace: str, reason: str) -> list[str]:
 def pods_named(messages: list[str]) -> list[str]:
     """The pod each event message is about (messages begin with the pod's name)."""
     return [m.split()[0].rstrip(":") for m in messages]
+
+
+# --- config grayscale (spec.configMaps) ---------------------------------------------------------
+
+def set_config(kube: Kube, namespace: str, name: str, data: dict[str, str]) -> None:
+    """Create or replace ConfigMap ``name`` with ``data`` (a user's edit)."""
+    kube.apply({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": namespace}, "data": data})
+
+
+def config_copies(kube: Kube, namespace: str, source: str) -> dict[int, dict[str, Any]]:
+    """The versioned copies of ConfigMap ``source``, by version."""
+    listed = json.loads(kube.run("get", "configmaps", "-n", namespace, "-l",
+                                 f"podkit.io/config-source={source}", "-o", "json"))["items"]
+    return {int(c["metadata"]["labels"]["podkit.io/config-version"]): c for c in listed}
+
+
+def mounted_configs(kube: Kube, namespace: str, volume: str) -> dict[str, str]:
+    """Per pod name, the ConfigMap its volume ``volume`` mounts."""
+    return {p["metadata"]["name"]: next(v["configMap"]["name"] for v in p["spec"]["volumes"]
+                                        if v["name"] == volume)
+            for p in pods(kube, namespace)}
+
+
+def create_namespace(kube: Kube, name: str) -> str:
+    """Create namespace ``name`` and return it once its default service account exists (pods
+    are refused until then)."""
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    kube.wait_for(f"the service account of namespace {name}",
+                  lambda: kube.get("serviceaccount", "default", name), timeout=30)
+    return name
+
+
+@contextmanager
+def operator_for(kubeconfig: Path, log: Path, namespace: str) -> Iterator[OperatorProcess]:
+    """The operator as a local process for ``namespace``, stopped after the block."""
+    running = OperatorProcess(kubeconfig, log, namespace).start()
+    try:
+        yield running
+    finally:
+        running.stop()

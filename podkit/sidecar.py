@@ -4,6 +4,9 @@ It serves, over HTTP:
 
 * ``/readyz``  200 when the pod is converged (see :mod:`podkit.readiness`), else 503 with the
   reason; the pod's readiness probe points here (or runs ``podkit probe ready``);
+* ``/readyz/slot/<a|b>`` 200 while that slot's process lives and has initialised: the slot
+  containers' readiness probe (an HTTP probe costs the node nothing, where an exec probe starts a
+  process in the container every period);
 * ``/healthz`` 200 while the sidecar runs;
 * ``/state``   JSON of both slots, the lock, and the last config reload;
 * ``/metrics`` Prometheus text format.
@@ -24,6 +27,7 @@ from .layout import SharedDir
 from .readiness import observe
 
 DEFAULT_PORT = 9901
+SLOT_READYZ = "/readyz/slot/"
 
 StatusProvider = Callable[[], dict[str, Any]]
 
@@ -100,13 +104,17 @@ class Sidecar:
                 elif path == "/readyz":
                     ready, reason = observe(sidecar.shared).readiness()
                     self._send(200 if ready else 503, f"{reason}\n".encode(), "text/plain")
+                elif path.startswith(SLOT_READYZ) and path[len(SLOT_READYZ):] in ("a", "b"):
+                    ready, reason = observe(sidecar.shared).slot_readiness(
+                        path[len(SLOT_READYZ):])
+                    self._send(200 if ready else 503, f"{reason}\n".encode(), "text/plain")
                 elif path == "/state":
                     body = json.dumps(sidecar.state(), indent=2, sort_keys=True) + "\n"
                     self._send(200, body.encode(), "application/json")
                 elif path == "/metrics":
                     self._send(200, generate_latest(sidecar.registry), CONTENT_TYPE_LATEST)
                 else:
-                    self._send(404, b"not found: try /readyz /healthz /state /metrics\n",
+                    self._send(404, b"not found: try /readyz /readyz/slot/a /healthz /state /metrics\n",
                                "text/plain")
 
             def _send(self, code: int, body: bytes, content_type: str) -> None:

@@ -12,6 +12,7 @@ restarted operator simply reconciles again.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +24,9 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from prometheus_client import start_http_server
 
-from . import metrics
+from . import configio, metrics
+from . import service_endpoints  # noqa: F401  (registers the EndpointSlice handlers)
+from .configs import with_copies
 from .kubeio import GROUP, PLURAL, STSP_LABEL, VERSION, KubeIO
 from .release import CurrentAndUpdate, Plan, plan_release
 from .revision import RevisionInfo, controller_revision, prune
@@ -33,6 +36,7 @@ from .swap import annotations, parse_time
 
 PATCH_GATE = "PodkitMutablePodSpec"
 RESYNC_S = 60.0  # a loop with nothing to wait for still looks again this often
+CONFIG_POLL_S = 0.3  # how often pods awaiting a config report are asked again
 WRITERS = 16  # concurrent pod writes of one reconcile pass
 
 
@@ -72,6 +76,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.
     memo.patched = detect_patched(memo.io, logger)
     memo.writers = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="pod-write")
     memo.wakers = {}
+    memo.config_users = {}  # (namespace, ConfigMap) -> names of the stsp that release it
     port = int(os.environ.get("PODKIT_OPERATOR_METRICS_PORT", "9090"))
     if port:
         start_http_server(port)
@@ -98,6 +103,13 @@ async def stsp_changed(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> 
 async def pod_changed(namespace: str, labels: dict[str, str], memo: kopf.Memo,
                       **_: Any) -> None:
     _wake(memo, namespace, labels[STSP_LABEL])
+
+
+@kopf.on.event("", "v1", "configmaps")
+async def configmap_changed(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+    """An edit of a released ConfigMap starts a config release: wake its StatefulSetPlus."""
+    for stsp_name in memo.config_users.get((namespace, name), ()):
+        _wake(memo, namespace, stsp_name)
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0)
@@ -133,29 +145,45 @@ def reconcile(memo: kopf.Memo, namespace: str, name: str,
             return None
         try:
             spec = parse_spec(stsp["spec"])
-            revisions = resolve_revisions(io, stsp, spec.business, spec.revision_history_limit)
+            template, copies = stsp["spec"]["template"], {}
+            if spec.config_maps:
+                for source in spec.config_maps:
+                    memo.config_users.setdefault((namespace, source), set()).add(name)
+                if memo.patched:
+                    current_copies, copies = configio.resolve_copies(io, namespace, spec)
+                    template = with_copies(template, current_copies)
+            revisions = resolve_revisions(io, stsp, template, spec.business,
+                                          spec.revision_history_limit)
+            revisions = dataclasses.replace(revisions, copies=copies)
             pods = io.list_pods(namespace, name)
+            states = (configio.sidecar_states(pods, spec, memo.writers)
+                      if memo.patched and spec.config_volumes else {})
             plan = plan_release(stsp, pods, revisions, datetime.now(timezone.utc),
-                                memo.patched)
+                                memo.patched, sidecar_states=states)
         except SpecError as exc:
             kopf.warn(stsp, reason="InvalidSpec", message=str(exc))
             logger.warning("%s/%s: %s", namespace, name, exc)
             return None
         apply_plan(memo, stsp, plan)
         count_events(plan, pods)
+        if copies:
+            configio.collect_garbage(io, namespace, spec, revisions, pods, logger)
+    if memo.patched and any(configio.awaiting_report(p, spec) for p in pods):
+        return min(plan.requeue_after or CONFIG_POLL_S, CONFIG_POLL_S)
     return plan.requeue_after
 
 
-def resolve_revisions(io: KubeIO, stsp: dict[str, Any], business: str,
-                      history_limit: int) -> CurrentAndUpdate:
-    """The current, update and previous revisions; records the update revision and prunes
-    the history beyond ``history_limit``."""
+def resolve_revisions(io: KubeIO, stsp: dict[str, Any], template: dict[str, Any],
+                      business: str, history_limit: int) -> CurrentAndUpdate:
+    """The current, update and previous revisions, ``template`` being the update revision's
+    (the spec's, with released ConfigMaps replaced by their current copies); records the
+    update revision and prunes the history beyond ``history_limit``."""
     namespace, name = stsp["metadata"]["namespace"], stsp["metadata"]["name"]
     stored = {r["metadata"]["name"]: r for r in io.list_revisions(namespace, name)}
-    update = RevisionInfo.from_template(name, stsp["spec"]["template"], business)
+    update = RevisionInfo.from_template(name, template, business)
     if update.name not in stored:
         number = max((r.get("revision", 0) for r in stored.values()), default=0) + 1
-        body = controller_revision(stsp, stsp["spec"]["template"], number)
+        body = controller_revision(stsp, template, number)
         io.create_revision(namespace, body)
         stored[update.name] = body
 

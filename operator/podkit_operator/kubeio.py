@@ -14,6 +14,8 @@ from typing import Any, Iterator
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from .configs import LABEL_SOURCE
+
 GROUP, VERSION, PLURAL = "podkit.io", "v1alpha1", "statefulsetplus"
 STSP_LABEL = "podkit.io/stsp"
 _FEATURE_RE = re.compile(r'^kubernetes_feature_enabled\{name="(?P<name>[^"]+)"[^}]*\} (?P<v>\S+)',
@@ -43,6 +45,7 @@ class KubeIO:
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)
         self.custom = client.CustomObjectsApi(api)
+        self.discovery = client.DiscoveryV1Api(api)
 
     # --- reads ---------------------------------------------------------------------------
     def get_stsp(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -58,6 +61,21 @@ class KubeIO:
     def list_revisions(self, namespace: str, name: str) -> list[dict[str, Any]]:
         return _json(self.apps.list_namespaced_controller_revision(
             namespace, label_selector=f"{STSP_LABEL}={name}", _preload_content=False))["items"]
+
+    def list_namespace_pods(self, namespace: str) -> list[dict[str, Any]]:
+        return _json(self.core.list_namespaced_pod(namespace, _preload_content=False))["items"]
+
+    def get_configmap(self, namespace: str, name: str) -> dict[str, Any] | None:
+        with _tolerating(404):
+            return _json(self.core.read_namespaced_config_map(name, namespace,
+                                                              _preload_content=False))
+        return None
+
+    def list_config_copies(self, namespace: str, source: str) -> list[dict[str, Any]]:
+        """The versioned copies of ConfigMap ``source`` (podkit_operator.configs)."""
+        return _json(self.core.list_namespaced_config_map(
+            namespace, label_selector=f"{LABEL_SOURCE}={source}",
+            _preload_content=False))["items"]
 
     def feature_gates(self) -> dict[str, bool]:
         """The apiserver's feature gates, from its ``kubernetes_feature_enabled`` metric."""
@@ -78,6 +96,14 @@ class KubeIO:
     def patch_pod(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         """A strategic merge patch (containers merge by name)."""
         self.core.patch_namespaced_pod(name, namespace, patch, _preload_content=False)
+
+    def create_configmap(self, namespace: str, body: dict[str, Any]) -> None:
+        with _tolerating(409):
+            self.core.create_namespaced_config_map(namespace, body, _preload_content=False)
+
+    def delete_configmap(self, namespace: str, name: str) -> None:
+        with _tolerating(404):
+            self.core.delete_namespaced_config_map(name, namespace, _preload_content=False)
 
     def create_revision(self, namespace: str, body: dict[str, Any]) -> None:
         with _tolerating(409):
@@ -100,3 +126,21 @@ class KubeIO:
         self.custom.patch_namespaced_custom_object_status(
             GROUP, VERSION, namespace, PLURAL, name, {"status": status},
             _preload_content=False)
+
+    def put_endpoint_slice(self, body: dict[str, Any]) -> None:
+        """Replace an EndpointSlice whole, or create it: podkit is its only writer, so an
+        unconditional update (no resourceVersion) loses nobody's change."""
+        meta = body["metadata"]
+        try:
+            self.discovery.replace_namespaced_endpoint_slice(meta["name"], meta["namespace"],
+                                                             body, _preload_content=False)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            self.discovery.create_namespaced_endpoint_slice(meta["namespace"], body,
+                                                            _preload_content=False)
+
+    def delete_endpoint_slice(self, namespace: str, name: str) -> None:
+        with _tolerating(404):
+            self.discovery.delete_namespaced_endpoint_slice(name, namespace,
+                                                            _preload_content=False)

@@ -3,8 +3,10 @@
 The business container of the template becomes two symmetric slots: the active one runs the
 business image, the idle one the pause image; both carry the same spec otherwise, so a swap only
 changes images (and on a patched cluster the version env). Decisions:
-- the slots' readiness probe is ``podkit probe slot`` (the slot is up: idle, standing by or
-  active), because a business readiness probe would fail in the idle slot; liveness and startup
+- the slots' readiness probe asks the sidecar about the slot over HTTP (``/readyz/slot/<s>``:
+  the slot is up, idle, standing by or active; an exec probe would start a process in the
+  container every second, and those starts showed up as 10 ms stalls of the serving slot on a
+  2-core node), because a business readiness probe would fail in the idle slot; liveness and startup
   probes of the business container are dropped from the slots for the same reason;
 - both slots keep the business container's resources (either may become active);
 - container ports are declared on slot a only (a port name may appear once per pod);
@@ -16,6 +18,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from .configs import ANN_APPLIED, config_key, sidecar_dir
 from .revision import owner_reference, version_of
 from .spec import SIDECAR_NAME, StsPlusSpec
 
@@ -80,7 +83,8 @@ def build_slot(business: dict[str, Any], slot: str, image: str, version: str | N
     mounts += [{"name": "podkit", "mountPath": PODKIT_DIR},
                {"name": "podkit-shm", "mountPath": "/dev/shm"}]
     c["volumeMounts"] = mounts
-    c["readinessProbe"] = {"exec": {"command": ["podkit", "probe", "slot"]}, **_probe_timing()}
+    c["readinessProbe"] = {"httpGet": {"path": f"/readyz/slot/{slot}", "port": SIDECAR_PORT},
+                           **_probe_timing()}
     c.pop("livenessProbe", None)
     c.pop("startupProbe", None)
     if not ports:
@@ -89,13 +93,23 @@ def build_slot(business: dict[str, Any], slot: str, image: str, version: str | N
 
 
 def build_sidecar(spec: StsPlusSpec) -> dict[str, Any]:
-    """The referee: reports the slots, serves /readyz (the pod's readiness) and /metrics."""
+    """The referee: reports the slots, serves /readyz (the pod's readiness) and /metrics; it
+    watches the released ConfigMaps' volumes (read-only, at /podkit-config/<volume>) and runs
+    the config hook when their content changes."""
+    env = [{"name": "PODKIT_DIR", "value": PODKIT_DIR}]
+    mounts = [{"name": "podkit", "mountPath": PODKIT_DIR}]
+    if spec.config_volumes:
+        dirs = [sidecar_dir(v) for v in spec.config_volumes]
+        env += [{"name": "PODKIT_CONFIG_DIRS", "value": ":".join(dirs)},
+                {"name": "PODKIT_CONFIG_HOOK", "value": spec.config_hook}]
+        mounts += [{"name": v, "mountPath": d, "readOnly": True}
+                   for v, d in zip(spec.config_volumes, dirs)]
     return {
         "name": SIDECAR_NAME,
         "image": spec.sidecar_image,
-        "env": [{"name": "PODKIT_DIR", "value": PODKIT_DIR}],
+        "env": env,
         "ports": [{"name": "podkit-sidecar", "containerPort": SIDECAR_PORT, "protocol": "TCP"}],
-        "volumeMounts": [{"name": "podkit", "mountPath": PODKIT_DIR}],
+        "volumeMounts": mounts,
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": SIDECAR_PORT},
                            **_probe_timing()},
     }
@@ -144,6 +158,8 @@ def build_pod(stsp_obj: dict[str, Any], spec: StsPlusSpec, ordinal: int, revisio
     ann[ANN_ACTIVE_SLOT] = "a"
     if patched:
         ann[ANN_MUTABLE] = "true"
+    if spec.config_volumes:  # the sidecar starts with this content: applied from the start
+        ann[ANN_APPLIED] = config_key(pod["spec"], spec.config_volumes)
     return pod
 
 

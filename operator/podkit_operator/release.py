@@ -24,9 +24,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Mapping
 
 from .batches import batch_members, batch_targets, started_members, update_order
+from .configs import ConfigCopy, batch_versions, volume_sources
 from .podspec import (ANN_FAILED, ANN_REVISION, ANN_STARTED, ANN_TARGET, build_plain_pod,
                       build_pod, ordinal_of, pod_name)
 from .revision import RevisionInfo
@@ -53,6 +54,7 @@ class CurrentAndUpdate:
     current: RevisionInfo
     update: RevisionInfo
     previous: RevisionInfo | None = None
+    copies: Mapping[str, ConfigCopy] = field(default_factory=dict)  # config copies by name
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ class Plan:
 
 def merge_patches(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     """Merge two pod patches of the shapes the step functions produce (annotations, and
-    containers by name)."""
+    containers and volumes by name)."""
     out: dict[str, Any] = {}
     ann = {**(a.get("metadata") or {}).get("annotations", {}),
            **(b.get("metadata") or {}).get("annotations", {})}
@@ -115,6 +117,10 @@ def merge_patches(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         by_name.setdefault(c["name"], {}).update(c)
     if by_name:
         out["spec"] = {"containers": list(by_name.values())}
+    volumes = {v["name"]: v for v in [*(a.get("spec") or {}).get("volumes", []),
+                                      *(b.get("spec") or {}).get("volumes", [])]}
+    if volumes:
+        out.setdefault("spec", {})["volumes"] = list(volumes.values())
     return out
 
 
@@ -146,8 +152,9 @@ class _Round:
 class _Planner:
     def __init__(self, stsp: dict[str, Any], pods: list[dict[str, Any]],
                  revisions: CurrentAndUpdate, now: datetime, patched: bool,
-                 max_concurrent: int) -> None:
+                 max_concurrent: int, sidecar_states: Mapping[str, dict[str, Any]]) -> None:
         self.stsp = stsp
+        self.sidecar_states = sidecar_states
         self.meta = stsp["metadata"]
         self.name = self.meta["name"]
         self.ann = self.meta.get("annotations") or {}
@@ -177,7 +184,8 @@ class _Planner:
             pod, spec = self.pods[ordinal], self.spec
             if spec.strategy == "ABSwap":
                 prev = self.rev.current if target.name != self.rev.current.name else None
-                st = swap_step(pod, target, spec, self.patched, self.now, prev)
+                st = swap_step(pod, target, spec, self.patched, self.now, prev,
+                               self.sidecar_states.get(pod_name(self.name, ordinal)))
             elif spec.strategy == "InPlace":
                 st = inplace_step(pod, target, spec, self.now)
             else:
@@ -387,15 +395,18 @@ class _Planner:
 
 def plan_release(stsp_obj: dict[str, Any], pods: list[dict[str, Any]],
                  revisions: CurrentAndUpdate, now: datetime, patched: bool,
-                 max_concurrent: int = DEFAULT_MAX_CONCURRENT) -> Plan:
+                 max_concurrent: int = DEFAULT_MAX_CONCURRENT,
+                 sidecar_states: Mapping[str, dict[str, Any]] | None = None) -> Plan:
     """The next actions for a StatefulSetPlus; raises SpecError for an unusable spec.
 
     ``pods``: the pods the object owns (any order). ``patched``: the apiserver patch is on (the
     controller found out, e.g. by a dry-run env update of a pod with the opt-in annotation).
     ``max_concurrent``: at most this many pod updates *start* per call; updates under way always
-    continue.
+    continue. ``sidecar_states``: by pod name, the sidecar's ``/state`` of pods that await a
+    config report (:func:`podkit_operator.configs.verdict`).
     """
-    p = _Planner(stsp_obj, pods, revisions, now, patched, max_concurrent)
+    p = _Planner(stsp_obj, pods, revisions, now, patched, max_concurrent,
+                 sidecar_states or {})
     plan = Plan()
     if p.ann.get(ANN_ROLLBACK) == "true":
         rnd, bds, cur, upd = _plan_rollback(p)
@@ -407,6 +418,8 @@ def plan_release(stsp_obj: dict[str, Any], pods: list[dict[str, Any]],
         plan.stsp_annotations = stsp_ann
     _fill_pods(p, rnd, plan)
     plan.events = rnd.events + plan.events
+    if p.spec.config_maps and not patched and _condition(p.old, "ConfigGrayscale") != "False":
+        plan.events.append(Event("ConfigGrayscaleRefused", CONFIG_REFUSED, "Warning"))
     plan.status = _status(p, bds, cur, upd)
     plan.requeue_after = _requeue(p, rnd, bds)
     return plan
@@ -616,6 +629,8 @@ def _conditions(p: _Planner, bds: dict[str, Any], rollback: bool) -> list[dict[s
          ("a pod could not be rolled back" if rollback else
           f"batch {bds['batchOrder']} failed and is rolled back") if failed else ""),
     ]
+    if p.spec.config_maps:
+        wanted.append(_config_condition(p.patched))
     old = {c.get("type"): c for c in p.old.get("conditions") or []}
     out = []
     for ctype, status, reason, message in wanted:
@@ -623,6 +638,43 @@ def _conditions(p: _Planner, bds: dict[str, Any], rollback: bool) -> list[dict[s
         since = prev.get("lastTransitionTime") if prev.get("status") == status else None
         out.append({"type": ctype, "status": status, "reason": reason, "message": message,
                     "lastTransitionTime": since or rfc3339(p.now)})
+    return out
+
+
+CONFIG_REFUSED = ("the apiserver does not let pods change volumes in place (no "
+                  "PodkitMutablePodSpec gate): config grayscale is refused; pods mount "
+                  "spec.configMaps as named, so an edit reaches every pod at once")
+
+
+def _config_condition(patched: bool) -> tuple[str, str, str, str]:
+    """``ConfigGrayscale``: whether edits of spec.configMaps are released batch by batch."""
+    if patched:
+        return ("ConfigGrayscale", "True", "Enabled",
+                "each edit of spec.configMaps is a versioned copy released batch by batch")
+    return ("ConfigGrayscale", "False", "StockCluster", CONFIG_REFUSED)
+
+
+def _config_status(p: _Planner, current: str, update: str) -> list[dict[str, Any]]:
+    """Per released ConfigMap: the copies of the current and update revisions, and the
+    versions the pods of each batch mount."""
+    volumes = p.spec.config_volumes
+    revs = {r.name: r for r in (p.rev.current, p.rev.update, p.rev.previous) if r}
+    specs = {o: pod.get("spec") or {} for o, pod in p.pods.items() if o < p.replicas}
+    per_batch = [batch_versions(specs, batch_members(p.order, p.targets, k), volumes,
+                                p.rev.copies) for k in range(1, len(p.targets) + 1)]
+    out = []
+    for source in p.spec.config_maps:
+        entry: dict[str, Any] = {"name": source}
+        for key, rev_name in (("current", current), ("update", update)):
+            rev = revs.get(rev_name)
+            mounted = volume_sources(rev.template["spec"], volumes) if rev else {}
+            name = next((n for n in mounted.values()
+                         if (c := p.rev.copies.get(n)) and c.source == source), None)
+            if name:
+                entry[f"{key}Copy"] = name
+                entry[f"{key}Version"] = p.rev.copies[name].version
+        entry["batchVersions"] = [b.get(source, "") for b in per_batch]
+        out.append(entry)
     return out
 
 
@@ -643,6 +695,8 @@ def _status(p: _Planner, bds: dict[str, Any], current: str, update: str) -> dict
         "selector": selector_string(p.spec.selector),
         "batchDeployStatus": bds,
     }
+    if p.spec.config_maps and p.patched:
+        status["configMaps"] = _config_status(p, current, update)
     status["conditions"] = _conditions(p, bds, rollback)
     return status
 

@@ -19,6 +19,8 @@ DEFAULT_PAUSE_IMAGE = "podkit.local/podkit-pause:dev"
 DEFAULT_SIDECAR_IMAGE = "podkit.local/podkit-sidecar:dev"
 DEFAULT_DEADLINE_S = 600
 DEFAULT_HISTORY = 10
+DEFAULT_CONFIG_HISTORY = 10
+DEFAULT_CONFIG_HOOK = "none"
 SIDECAR_NAME = "podkit-sidecar"
 RESERVED_VOLUMES = ("podkit", "podkit-shm")
 _PERCENT_RE = re.compile(r"^\s*(\d{1,3})\s*%\s*$")
@@ -48,6 +50,9 @@ class StsPlusSpec:
     revision_history_limit: int = DEFAULT_HISTORY
     pause_image: str = DEFAULT_PAUSE_IMAGE
     sidecar_image: str = DEFAULT_SIDECAR_IMAGE
+    config_maps: tuple[str, ...] = ()
+    config_history_limit: int = DEFAULT_CONFIG_HISTORY
+    config_hook: str = DEFAULT_CONFIG_HOOK
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -59,6 +64,13 @@ class StsPlusSpec:
     def swaps(self) -> bool:
         """True when pods are built with A/B slots."""
         return self.strategy == "ABSwap"
+
+    @property
+    def config_volumes(self) -> tuple[str, ...]:
+        """The template's volumes that mount a released ConfigMap (``spec.configMaps``)."""
+        vols = self.template["spec"].get("volumes") or []
+        return tuple(v["name"] for v in vols
+                     if (v.get("configMap") or {}).get("name") in self.config_maps)
 
 
 def _int(value: Any, name: str, minimum: int = 0, maximum: int | None = None) -> int:
@@ -135,6 +147,37 @@ def _check_selector(selector: Any, template: dict[str, Any]) -> dict[str, Any]:
     return selector
 
 
+def _check_config_maps(spec: dict[str, Any], strategy: str,
+                       template: dict[str, Any]) -> tuple[tuple[str, ...], str]:
+    """``spec.configMaps`` and the hook: each released ConfigMap is mounted whole by a
+    configMap volume of the template, and only swap pods (with a sidecar) can report a
+    config applied."""
+    names = spec.get("configMaps") or []
+    hook = (spec.get("podkit") or {}).get("configHook") or DEFAULT_CONFIG_HOOK
+    if not names:
+        return (), hook
+    if strategy != "ABSwap":
+        raise SpecError("spec.configMaps needs updateStrategy.type ABSwap: the pod's sidecar "
+                        "reports the config applied; remove spec.configMaps or use ABSwap")
+    volumes = template["spec"].get("volumes") or []
+    for name in names:
+        mounts = [v for v in volumes if (v.get("configMap") or {}).get("name") == name]
+        if not mounts:
+            raise SpecError(f"spec.configMaps names {name!r} but no configMap volume of the "
+                            "template mounts it; add a volume with configMap.name "
+                            f"{name!r}")
+        if any(v["configMap"].get("items") for v in mounts):
+            raise SpecError(f"the volume of ConfigMap {name!r} lists items; a released "
+                            "ConfigMap is mounted whole (remove items)")
+    from podkit.errors import PodkitError
+    from podkit.reload import Hook
+    try:
+        Hook.parse(hook)
+    except PodkitError as exc:
+        raise SpecError(f"podkit.configHook: {exc}") from None
+    return tuple(names), hook
+
+
 def parse_spec(spec: dict[str, Any]) -> StsPlusSpec:
     """Parse and check ``spec`` of a StatefulSetPlus; raise :class:`SpecError` when unusable."""
     strategy_obj = spec.get("updateStrategy") or {}
@@ -148,6 +191,7 @@ def parse_spec(spec: dict[str, Any]) -> StsPlusSpec:
     template = spec.get("template")
     business = _check_template(template, strategy, pause_image)
     selector = _check_selector(spec.get("selector"), template)
+    config_maps, config_hook = _check_config_maps(spec, strategy, template)
     replicas = _int(spec.get("replicas", 1), "spec.replicas")
     cfg = strategy_obj.get("batchDeployConfig") or {}
     batch_num = _int(cfg.get("batchNum", 1), "batchDeployConfig.batchNum", minimum=1)
@@ -180,6 +224,10 @@ def parse_spec(spec: dict[str, Any]) -> StsPlusSpec:
                                     "spec.revisionHistoryLimit"),
         pause_image=pause_image,
         sidecar_image=sidecar_image,
+        config_maps=config_maps,
+        config_history_limit=_int(spec.get("configHistoryLimit", DEFAULT_CONFIG_HISTORY),
+                                  "spec.configHistoryLimit", minimum=1),
+        config_hook=config_hook,
     )
 
 

@@ -19,6 +19,11 @@ target changed while it ran:
 
 A swap toward the revision a pod already runs with the same image is a relabel: nothing
 restarts (a stock cluster could not apply the rest of a template change to a running pod).
+
+Released ConfigMaps come first (:func:`config_step`, patched clusters only): when the target
+mounts other copies than the pod, the pod's volumes are switched in place and the step waits
+until the sidecar reports that content applied; only then do the slots swap, so a new
+business version starts with its new config.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Union
 
+from .configs import ANN_APPLIED, Applied, HookFailed, config_key, verdict, volume_sources
 from .images import same_image
 from .podspec import (ANN_ACTIVE_SLOT, ANN_REVISION, ANN_STARTED, ANN_TARGET, slot_names)
 from .revision import RevisionInfo
@@ -212,11 +218,13 @@ def _at_target(pod: dict[str, Any], target: RevisionInfo) -> bool:
 # --- the step functions --------------------------------------------------------------------
 
 def swap_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec, patched: bool,
-              now: datetime, previous: RevisionInfo | None = None) -> Step:
+              now: datetime, previous: RevisionInfo | None = None,
+              sidecar_state: dict[str, Any] | None = None) -> Step:
     """The next step of an A/B swap of ``pod`` to ``target``.
 
     ``previous`` only helps to tell the active slot when the pod lacks the active-slot
     annotation; rolling back is a swap whose target is the previous revision.
+    ``sidecar_state``: the pod's sidecar ``/state``, read when the pod awaits a config report.
     """
     if _at_target(pod, target):
         return Done()
@@ -231,6 +239,9 @@ def swap_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec, patc
     if failed := _check_failure(pod, target, spec.batch_deadline_s, now, watched):
         return failed
     start = _start_annotations(pod, target, now)
+    if patched and spec.config_volumes:
+        if (config := config_step(pod, target, spec, start, sidecar_state)) is not None:
+            return config
     active = _active_slot(pod, spec, previous)
     other = {a: b, b: a}
 
@@ -265,6 +276,38 @@ def swap_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec, patc
         return to_target(other[active], f"slot {other[active]} (a standby of another "
                                         f"revision) gets {target.name}'s image")
     return to_target(active, f"no slot serves: slot {active} gets {target.name}'s image")
+
+
+def config_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec,
+                start: dict[str, str], sidecar_state: dict[str, Any] | None) -> Step | None:
+    """The config part of an update: None once the pod has the target's copies applied.
+
+    Switch the volumes to the target's copies (one patch); then wait for the sidecar's report
+    and record it in ``podkit.io/config-applied``; a hook that failed on that content fails
+    the update (it is rolled back by the same step towards the previous revision)."""
+    volumes = spec.config_volumes
+    want = volume_sources(target.template["spec"], volumes)
+    have = volume_sources(pod.get("spec") or {}, volumes)
+    if have != want:
+        switch = [{"name": v, "configMap": {"name": want[v]}} for v in sorted(want)
+                  if have.get(v) != want[v]]
+        body = _patch(ann=start)
+        body["spec"] = {"volumes": switch}
+        return PatchPod(body, "config: " + ", ".join(f"volume {v['name']} mounts "
+                                                     f"{v['configMap']['name']}"
+                                                     for v in switch))
+    key = config_key(pod["spec"], volumes)
+    if annotations(pod).get(ANN_APPLIED) == key:
+        return None
+    found = verdict(sidecar_state, want)
+    if isinstance(found, HookFailed):
+        return Failed(found.reason)
+    if isinstance(found, Applied):
+        return PatchPod(_patch(ann={**start, ANN_APPLIED: key}),
+                        f"config: the sidecar applied {key}")
+    if start:
+        return PatchPod(_patch(ann=start), f"mark the update to {target.name}")
+    return Wait(f"config: {found.reason}")
 
 
 def _active_slot(pod: dict[str, Any], spec: StsPlusSpec, previous: RevisionInfo | None) -> str:

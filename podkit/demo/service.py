@@ -19,6 +19,7 @@ from ..slot import Slot, SlotStopping
 from .state import DemoState
 
 DEFAULT_LISTEN = "tcp=tcp://0.0.0.0:7000,udp=udp://0.0.0.0:7001"
+MAX_GREETING = 200
 DRAIN_S = 2.0  # accepted connections get this long to finish after the hand-over starts
 
 
@@ -47,13 +48,23 @@ class DemoService:
             pass
 
     def _read_greeting(self) -> str:
+        """The greeting file: one line of at most MAX_GREETING printable characters; anything
+        else is a bad config, refused (a process starting with it exits: a restart hook then
+        fails and the running process keeps serving)."""
         try:
-            return self.config_path.read_text().strip().replace("\n", " ") or "hello"
+            greeting = self.config_path.read_text().strip().replace("\n", " ") or "hello"
         except FileNotFoundError:
             return "hello"
+        if len(greeting) > MAX_GREETING or not greeting.isprintable():
+            raise PodkitError(f"bad config {self.config_path}: the greeting must be at most "
+                              f"{MAX_GREETING} printable characters")
+        return greeting
 
     def reload_config(self) -> None:
-        self.greeting = self._read_greeting()
+        try:
+            self.greeting = self._read_greeting()
+        except PodkitError as exc:  # keep serving the greeting we have
+            print(f"podkit-demo: {exc}; keeping {self.greeting!r}", file=sys.stderr, flush=True)
 
     # --- requests ------------------------------------------------------------------------
     def answer(self, request: bytes) -> bytes:

@@ -7,6 +7,7 @@ from e2e.errors import TestbedError
 from e2e.fixtures import (  # noqa: F401
     api_clusters,
     cluster,
+    deployed_operator,
     docker_images,
     kube,
     namespace,

@@ -5,31 +5,10 @@ reconciling a StatefulSetPlus of the demo service."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from e2e.fixtures import Images
 from e2e.kube import Kube
 from podkit_operator import manifests
-
-DEPLOY = Path(__file__).resolve().parents[2] / "operator" / "deploy"
-
-
-@pytest.fixture
-def deployed_operator(kube: Kube, podkit_images: Images) -> Iterator[str]:
-    """The operator's Deployment, removed afterwards: other tests run their own operator."""
-    kube.run("apply", "-k", str(DEPLOY))
-    try:
-        kube.run("rollout", "status", "deployment/podkit-operator", "-n", manifests.NAMESPACE,
-                 "--timeout=180s", timeout=200)
-        yield manifests.NAMESPACE
-    finally:
-        kube.run("delete", "deployment", "podkit-operator", "-n", manifests.NAMESPACE,
-                 "--wait=true", "--timeout=120s", timeout=150)
-        kube.wait_for("the operator's pod to be gone", lambda: not json.loads(kube.run(
-            "get", "pods", "-n", manifests.NAMESPACE, "-o", "json"))["items"], timeout=120)
 
 
 def test_deployed_operator_reconciles_a_statefulsetplus(deployed_operator: str, kube: Kube,

@@ -166,7 +166,12 @@ def test_the_operator_pod_passes_the_restricted_pod_security_standard(kube: Kube
     ("create", "customresourcedefinitions.apiextensions.k8s.io", False),
     ("list", "namespaces", True),
     ("get", "secrets", False),
-    ("list", "configmaps", False),
+    ("list", "configmaps", True),
+    ("watch", "configmaps", True),
+    ("create", "configmaps", True),
+    ("delete", "configmaps", True),
+    ("update", "configmaps", False),
+    ("patch", "configmaps", False),
     ("create", "deployments.apps", False),
     ("create", "leases.coordination.k8s.io", False),
     ("create", "kopfpeerings.kopf.dev", False),
@@ -232,6 +237,9 @@ def test_a_full_object_is_kept_as_given(kube: Kube) -> None:
     ("selector-expressions", lambda s: s.update(selector={"matchExpressions": [
         {"key": "tier", "operator": "In", "values": ["media", "edge"]},
         {"key": "canary", "operator": "DoesNotExist"}]})),
+    ("config-maps", lambda s: with_config(s).update(configHistoryLimit=3)),
+    ("config-hook-command", lambda s: with_config(s).update(
+        podkit={"configHook": "command:/app/reload --all"})),
 ])
 def test_valid_specs_are_accepted(kube: Kube, name: str,
                                   change: Callable[[dict[str, Any]], Any]) -> None:
@@ -239,6 +247,15 @@ def test_valid_specs_are_accepted(kube: Kube, name: str,
     change(obj["spec"])
     create(kube, obj)
     assert get(kube, f"ok-{name}")["spec"]["replicas"] == obj["spec"]["replicas"]
+
+
+def with_config(spec: dict[str, Any]) -> dict[str, Any]:
+    """Release ConfigMap ``media-config``, mounted by volume ``config``; returns the spec."""
+    spec["configMaps"] = ["media-config"]
+    spec["podkit"] = {"configHook": "signal:HUP"}
+    spec["template"]["spec"]["volumes"] = [{"name": "config",
+                                            "configMap": {"name": "media-config"}}]
+    return spec
 
 
 # --- rejected specs: each message says what to fix -----------------------------------------------
@@ -299,6 +316,19 @@ BAD_SPECS: list[tuple[str, Callable[[dict[str, Any]], Any], list[str]]] = [
      ["maxFailedPercent in body should be less than or equal to 100"]),
     ("no-containers", lambda s: s["template"]["spec"].update(containers=[]),
      ["spec.template.spec.containers in body should have at least 1 items"]),
+    ("config-map-not-mounted", lambda s: with_config(s).update(configMaps=["other"]),
+     ["every name in configMaps must be mounted by a configMap volume of the template"]),
+    ("config-map-items", lambda s: with_config(s)["template"]["spec"]["volumes"][0][
+        "configMap"].update(items=[{"key": "a", "path": "b"}]),
+     ["its volume must not list items"]),
+    ("config-map-inplace", lambda s: with_config(s)["updateStrategy"].update(type="InPlace"),
+     ["configMaps needs updateStrategy.type ABSwap"]),
+    ("config-hook-unknown", lambda s: with_config(s).update(podkit={"configHook": "reload"}),
+     ["spec.podkit.configHook in body should match"]),
+    ("config-history-zero", lambda s: with_config(s).update(configHistoryLimit=0),
+     ["spec.configHistoryLimit in body should be greater than or equal to 1"]),
+    ("config-map-name-too-long", lambda s: with_config(s).update(configMaps=["a" * 243]),
+     ["spec.configMaps[0]: Too long"]),
     ("misspelt-field", lambda s: batch_config(s).update(batchnum=3),
      ['unknown field "spec.updateStrategy.batchDeployConfig.batchnum"']),
 ]

@@ -35,7 +35,8 @@ def test_swap_pod_containers():
     assert side["image"] == "podkit.local/podkit-sidecar:dev"
     assert a["ports"] == [{"name": "http", "containerPort": 8080}] and "ports" not in b
     for c, slot in ((a, "a"), (b, "b")):
-        assert c["readinessProbe"]["exec"]["command"] == ["podkit", "probe", "slot"]
+        assert c["readinessProbe"]["httpGet"] == {"path": f"/readyz/slot/{c['name'][-1]}",
+                                                  "port": 9901}
         assert c["readinessProbe"]["periodSeconds"] == 1
         assert {"name": "podkit", "mountPath": "/podkit"} in c["volumeMounts"]
         assert {"name": "podkit-shm", "mountPath": "/dev/shm"} in c["volumeMounts"]
@@ -76,7 +77,8 @@ def test_probes_of_the_business_are_replaced():
     tmpl["spec"]["containers"][0]["livenessProbe"] = {"httpGet": {"path": "/", "port": 8080}}
     tmpl["spec"]["containers"][0]["readinessProbe"] = {"httpGet": {"path": "/", "port": 8080}}
     a = _pod(tmpl=tmpl)["spec"]["containers"][0]
-    assert "livenessProbe" not in a and "exec" in a["readinessProbe"]
+    assert "livenessProbe" not in a
+    assert a["readinessProbe"]["httpGet"] == {"path": "/readyz/slot/a", "port": 9901}
 
 
 def test_extra_containers_and_volumes_kept():

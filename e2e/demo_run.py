@@ -1,0 +1,116 @@
+"""One upgrade under the probes: the measuring core of ``make demo`` and of its e2e test.
+
+For a method (see :mod:`e2e.demo_workloads`) whose pod serves v1: probe streams start (TCP and
+UDP, to the pod's IP and through each of its Services), run a baseline, then the upgrade to v2 is
+started as a user would start it; the probes run on until the workload reports the upgrade done
+and a settling time has passed. The pod-IP streams follow the pod if it comes back with a new
+IP. The shared-memory state is read before and after through the demo's ``STATE`` request.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from e2e.demo_workloads import TCP_PORT, UDP_PORT, Method, cluster_ip, pod_ip
+from e2e.images import Tags
+from e2e.kube import Kube
+from e2e.pod_follower import PodIPFollower
+from e2e.probe import DEFAULT_RATE_HZ, ProbeProcess, StreamRecords
+from podkit.demo.client import tcp_get, tcp_state
+from podkit.demo.protocol import get_request
+
+PROTOCOLS = ("tcp", "udp")
+PORTS = {"tcp": TCP_PORT, "udp": UDP_PORT}
+
+
+@dataclass
+class MethodRun:
+    """What one upgrade under the probes gave."""
+
+    method: Method
+    streams: dict[tuple[str, str], StreamRecords]  # (path, protocol) -> records
+    started_ns: int  # probes started
+    upgrade_ns: int  # upgrade requested
+    done_ns: int  # the workload reported it done
+    state_before: dict[str, Any]
+    state_after: dict[str, Any]
+    pod_ips: list[str] = field(default_factory=list)
+
+    @property
+    def paths(self) -> list[str]:
+        return list(dict.fromkeys(path for path, _ in self.streams))
+
+    @property
+    def state_intact(self) -> bool:
+        """The blob is the one the pod had before, unchanged, and the request counter went on
+        from where it was (a new pod starts a new blob and a new count)."""
+        before, after = self.state_before, self.state_after
+        return bool(after.get("intact") and after["blob_crc"] == before["blob_crc"]
+                    and after["blob_crc_at_create"] == before["blob_crc_at_create"]
+                    and after["served"] > before["served"])
+
+
+def _answers(protocol: str, target: tuple[str, int]) -> bool:
+    try:
+        if protocol == "tcp":
+            tcp_get(target, 0, timeout=0.5)
+        else:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                udp.settimeout(0.5)
+                udp.sendto(get_request(0), target)
+                udp.recv(2048)
+    except OSError:
+        return False
+    return True
+
+
+def _wait_ip(kube: Kube, namespace: str, method: Method, timeout: float) -> str:
+    return kube.wait_for(f"the {method.name} pod to be Ready",
+                         lambda: pod_ip(kube, namespace, method), timeout=timeout)
+
+
+def upgrade_under_probes(kube: Kube, namespace: str, method: Method, images: Tags,
+                         rate_hz: float = DEFAULT_RATE_HZ, baseline_s: float = 2.0,
+                         settle_s: float = 2.0, timeout: float = 300) -> MethodRun:
+    """Upgrade ``method``'s pod from v1 to v2 while probing it; see the module docstring."""
+    ip = _wait_ip(kube, namespace, method, timeout)
+    before = tcp_state((ip, TCP_PORT))
+    addresses = {"pod-ip": ip} | {path: cluster_ip(kube, namespace, name)
+                                  for path, name in method.service_paths.items()}
+    targets = {(path, proto): (address, PORTS[proto])
+               for path, address in addresses.items() for proto in PROTOCOLS}
+    for (path, proto), target in targets.items():  # kube-proxy may lag the endpoints
+        kube.wait_for(f"{path} to answer over {proto}", lambda t=target, p=proto: _answers(p, t),
+                      timeout=60, interval=0.2)
+    probes = {key: ProbeProcess(key[1], target, rate_hz) for key, target in targets.items()}
+
+    def follow(new_ip: str) -> None:
+        for proto in PROTOCOLS:
+            probes["pod-ip", proto].retarget((new_ip, PORTS[proto]))
+
+    follower = PodIPFollower(kube, namespace, method.pod, follow)
+    try:
+        started = time.monotonic_ns()
+        for probe in probes.values():
+            probe.start()
+        follower.start()
+        time.sleep(baseline_s)
+        upgrade = time.monotonic_ns()
+        method.upgrade(kube, namespace, images.demo_v2)
+        kube.wait_for(f"{method.label} to finish its upgrade",
+                      lambda: method.settled_at(kube, namespace, images.demo_v2),
+                      timeout=timeout, interval=1.0)
+        done = time.monotonic_ns()
+        time.sleep(settle_s)
+        streams = {key: probe.stop() for key, probe in probes.items()}
+    finally:
+        for probe in probes.values():
+            probe.kill()
+        follower.stop()
+    new_ip = _wait_ip(kube, namespace, method, timeout)
+    after = tcp_state((new_ip, TCP_PORT))
+    return MethodRun(method, streams, started, upgrade, done, before, after,
+                     pod_ips=list(dict.fromkeys([ip, *follower.seen])))

@@ -1,0 +1,62 @@
+"""Figures from a probe stream's records: requests sent and lost, latency, and gaps.
+
+The *gap* is what a client feels during an upgrade: the longest time between two consecutive
+replies. A stream at 1 kHz that is never disturbed shows gaps of about 1 ms; an outage of
+``d`` ms shows a gap of about ``d + 1`` ms. Latency counts from when a request was due.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from e2e.probe import LOST, StreamRecords
+from podkit.bench.intervals import percentile
+
+
+@dataclass(frozen=True)
+class Window:
+    """A stretch of CLOCK_MONOTONIC time, ``end_ns`` None meaning to the end."""
+
+    start_ns: int = 0
+    end_ns: int | None = None
+
+    def holds(self, t_ns: int) -> bool:
+        return t_ns >= self.start_ns and (self.end_ns is None or t_ns < self.end_ns)
+
+
+@dataclass(frozen=True)
+class StreamFigures:
+    sent: int
+    lost: int
+    max_gap_ms: float
+    p99_ms: float
+    max_latency_ms: float
+
+
+def reply_times_ns(rec: StreamRecords, window: Window = Window()) -> list[int]:
+    """When each answered request of the window got its reply, in order."""
+    return sorted(due + lat for due, lat in zip(rec.due_ns, rec.latency_ns)
+                  if lat != LOST and window.holds(due))
+
+
+def figures(rec: StreamRecords, window: Window = Window()) -> StreamFigures:
+    """The figures of the requests due within ``window``."""
+    latencies = [lat / 1e6 for due, lat in zip(rec.due_ns, rec.latency_ns)
+                 if window.holds(due) and lat != LOST]
+    sent = sum(1 for due in rec.due_ns if window.holds(due))
+    replies = reply_times_ns(rec, window)
+    gaps = [(b - a) / 1e6 for a, b in zip(replies, replies[1:])]
+    return StreamFigures(sent=sent, lost=sent - len(latencies),
+                         max_gap_ms=round(max(gaps, default=0.0), 3),
+                         p99_ms=round(percentile(latencies, 99), 3),
+                         max_latency_ms=round(max(latencies, default=0.0), 3))
+
+
+def answering_versions(rec: StreamRecords) -> list[str]:
+    """The versions that answered, in the order they first did."""
+    seen = sorted((due, rec.versions[v]) for due, v in zip(rec.due_ns, rec.version) if v >= 0)
+    order: list[str] = []
+    for _, version in seen:
+        if version not in order:
+            order.append(version)
+    return order

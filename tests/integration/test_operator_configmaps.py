@@ -1,0 +1,184 @@
+"""Config grayscale against a real apiserver with kwok's fake nodes: versioned copies named by
+content hash (never two of the same content), GC rules, and a stock cluster's refusal.
+
+kwok pods run no sidecar, so no pod ever reports a config applied here: a release started by
+an edit stays in its first batch, which is what these tests need (a pod keeps mounting a copy
+while newer ones are made). The release through real pods is tests/e2e/test_operator_configmaps.py.
+Each test runs its own operator process for its namespace (one of them a stock-cluster
+operator).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import ExitStack
+from typing import Any
+
+import pytest
+
+from e2e.fixtures import running_api_cluster
+from e2e.kube import Kube
+from e2e.operator_proc import OperatorProcess
+from e2e.stsp import (config_copies, create_namespace, events, install_crd, mounted_configs,
+                      operator_for, pods, set_config, status)
+from podkit_operator import manifests
+from podkit_operator.configs import copy_name, data_hash
+
+pytestmark = pytest.mark.integration
+
+CONFIG, VOLUME = "cfg", "config"
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    with running_api_cluster(f"cfg-{os.getpid()}", nodes=1) as api:
+        install_crd(api.kube())
+        yield api
+
+
+@pytest.fixture
+def kube(cluster: Any) -> Kube:
+    return cluster.kube()
+
+
+@pytest.fixture
+def namespace(kube: Kube) -> str:
+    return create_namespace(kube, f"cfg-{os.urandom(4).hex()}")
+
+
+@pytest.fixture
+def operator(cluster: Any, namespace: str,
+             monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """``operator(patched)``: an operator for the test's namespace; stopped after the test."""
+    with ExitStack() as stack:
+        def start(patched: bool = True) -> OperatorProcess:
+            monkeypatch.setenv("PODKIT_PATCHED", "true" if patched else "false")
+            return stack.enter_context(operator_for(
+                cluster.kube().kubeconfig, cluster.layout.state / f"operator-{namespace}.log",
+                namespace))
+
+        yield start
+
+
+def stsp(namespace: str, replicas: int = 2, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{manifests.GROUP}/{manifests.VERSION}", "kind": manifests.KIND,
+        "metadata": {"name": "web", "namespace": namespace},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+                 "configMaps": [CONFIG],
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "web",
+                                                       "image": "podkit.local/podkit-demo:v1"}],
+                                       "volumes": [{"name": VOLUME,
+                                                    "configMap": {"name": CONFIG}}]}},
+                 "updateStrategy": {"type": "ABSwap", "batchDeployConfig": {"batchNum": 1}},
+                 **spec},
+    }
+
+
+def name_of(data: dict[str, str]) -> str:
+    return copy_name(CONFIG, data_hash({"data": data}))
+
+
+def revisions(kube: Kube, namespace: str) -> list[str]:
+    listed = json.loads(kube.run("get", "controllerrevisions", "-n", namespace, "-o",
+                                 "json"))["items"]
+    return sorted(r["metadata"]["name"] for r in listed)
+
+
+def test_copies_are_named_by_content_and_the_same_content_makes_no_second_copy(
+        operator, kube: Kube, namespace: str) -> None:
+    one, two = {"greeting": "hello one"}, {"greeting": "hello two"}
+    set_config(kube, namespace, CONFIG, one)
+    operator()
+    kube.apply(stsp(namespace))
+    kube.wait_for("2 pods mounting the first copy", lambda: mounted_configs(
+        kube, namespace, VOLUME) == {"web-0": name_of(one), "web-1": name_of(one)}, timeout=60)
+    first = config_copies(kube, namespace, CONFIG)
+    assert list(first) == [1]
+    body = first[1]
+    assert body["metadata"]["name"] == name_of(one) and body["immutable"] is True
+    assert body["data"] == one
+    assert body["metadata"]["annotations"]["podkit.io/config-hash"] == data_hash({"data": one})
+    owner = body["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"]) == ("ConfigMap", CONFIG)
+    sidecar = next(c for c in pods(kube, namespace)[0]["spec"]["containers"]
+                   if c["name"] == "podkit-sidecar")
+    assert {"name": "PODKIT_CONFIG_DIRS", "value": f"/podkit-config/{VOLUME}"} in sidecar["env"]
+    first_revision = status(kube, namespace)["updateRevision"]
+    uids = {p["metadata"]["uid"] for p in pods(kube, namespace)}
+
+    set_config(kube, namespace, CONFIG, two)
+    kube.wait_for("the second copy", lambda: sorted(config_copies(kube, namespace, CONFIG))
+                  == [1, 2], timeout=60)
+    assert config_copies(kube, namespace, CONFIG)[2]["metadata"]["name"] == name_of(two)
+    kube.wait_for("a release of the new copy", lambda: status(kube, namespace)[
+        "updateRevision"] != first_revision, timeout=60)
+    # batch 1 is both pods: their volume switched in place, no report comes (kwok)
+    kube.wait_for("both pods switched to the new copy", lambda: mounted_configs(
+        kube, namespace, VOLUME) == {"web-0": name_of(two), "web-1": name_of(two)}, timeout=60)
+    assert {p["metadata"]["uid"] for p in pods(kube, namespace)} == uids  # in place
+
+    set_config(kube, namespace, CONFIG, dict(one))  # back to the first content
+    kube.wait_for("the release of the first revision again", lambda: status(
+        kube, namespace)["updateRevision"] == first_revision, timeout=60)
+    assert sorted(config_copies(kube, namespace, CONFIG)) == [1, 2]  # no third copy
+    assert len(revisions(kube, namespace)) == 2  # nor a third revision
+    found = status(kube, namespace)["configMaps"][0]
+    assert (found["updateCopy"], found["updateVersion"]) == (name_of(one), 1)
+
+
+def test_gc_keeps_the_newest_and_every_copy_in_use(operator, kube: Kube,
+                                                    namespace: str) -> None:
+    set_config(kube, namespace, CONFIG, {"v": "1"})
+    operator()
+    kube.apply(stsp(namespace, replicas=1, configHistoryLimit=3))
+    kube.wait_for("web-0 at version 1", lambda: status(kube, namespace).get(
+        "updatedReplicas") == 1, timeout=60)
+    # another pod of the namespace (no StatefulSetPlus's) mounts version 2
+    set_config(kube, namespace, CONFIG, {"v": "2"})
+    kube.wait_for("version 2", lambda: 2 in config_copies(kube, namespace, CONFIG), timeout=60)
+    kube.apply({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "reader", "namespace": namespace},
+                "spec": {"containers": [{"name": "c", "image": "podkit.local/podkit-demo:v1"}],
+                         "volumes": [{"name": "v", "configMap": {"name": name_of({"v": "2"})}}]}})
+    for n in range(3, 8):
+        set_config(kube, namespace, CONFIG, {"v": str(n)})
+        kube.wait_for(f"version {n}", lambda: n in config_copies(kube, namespace, CONFIG),
+                      timeout=60)
+    # kept: the 3 newest; version 1, which the current revision names (the release of the
+    # edits never completes on kwok); version 2, which the other pod mounts
+    kube.wait_for("GC to keep versions 1, 2, 5, 6, 7", lambda: sorted(
+        config_copies(kube, namespace, CONFIG)) == [1, 2, 5, 6, 7], timeout=60)
+    assert mounted_configs(kube, namespace, VOLUME) == {"web-0": name_of({"v": "7"})}
+    current = status(kube, namespace)["configMaps"][0]
+    assert (current["currentVersion"], current["updateVersion"]) == (1, 7)
+    assert current["batchVersions"] == ["7"]
+
+    kube.run("delete", "pod", "reader", "-n", namespace, "--grace-period=0", "--force")
+    set_config(kube, namespace, CONFIG, {"v": "8"})  # an edit makes the operator look again
+    kube.wait_for("version 2 collected once no pod mounts it", lambda: sorted(
+        config_copies(kube, namespace, CONFIG)) == [1, 6, 7, 8], timeout=60)
+
+
+def test_a_stock_cluster_refuses_config_grayscale_in_a_condition(
+        operator, kube: Kube, namespace: str) -> None:
+    set_config(kube, namespace, CONFIG, {"greeting": "hello"})
+    operator(patched=False)
+    kube.apply(stsp(namespace))
+
+    def refused() -> dict[str, Any] | None:
+        conditions = {c["type"]: c for c in status(kube, namespace).get("conditions", [])}
+        return conditions.get("ConfigGrayscale")
+
+    condition = kube.wait_for("the ConfigGrayscale condition", refused, timeout=60)
+    assert (condition["status"], condition["reason"]) == ("False", "StockCluster")
+    assert "refused" in condition["message"]
+    kube.wait_for("2 pods", lambda: len(pods(kube, namespace)) == 2, timeout=60)
+    assert mounted_configs(kube, namespace, VOLUME) == {"web-0": CONFIG, "web-1": CONFIG}
+    assert config_copies(kube, namespace, CONFIG) == {}  # no copy made
+    assert "configMaps" not in status(kube, namespace)
+    kube.wait_for("a warning event", lambda: events(kube, namespace,
+                                                    "ConfigGrayscaleRefused"), timeout=30)

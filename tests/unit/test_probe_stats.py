@@ -1,0 +1,68 @@
+"""Figures of probe streams (e2e.probe_stats) and the demo's report rows (e2e.demo_report),
+from records made up here: the arithmetic, not the network."""
+
+from __future__ import annotations
+
+from e2e.demo_report import records, table, target_met
+from e2e.demo_run import MethodRun
+from e2e.demo_workloads import method_named
+from e2e.probe import LOST, StreamRecords
+from e2e.probe_stats import Window, answering_versions, figures, reply_times_ns
+
+MS = 1_000_000
+
+
+def stream(latencies_ms: list[float | None], versions: list[int] | None = None,
+           protocol: str = "tcp") -> StreamRecords:
+    """One request a millisecond; None is a lost request."""
+    rec = StreamRecords(protocol, 1000.0, versions=["v1", "v2"])
+    for i, lat in enumerate(latencies_ms):
+        rec.due_ns.append(i * MS)
+        rec.latency_ns.append(LOST if lat is None else int(lat * MS))
+        rec.version.append(-1 if lat is None else (versions[i] if versions else 0))
+    return rec
+
+
+def test_an_undisturbed_stream_has_gaps_of_its_interval() -> None:
+    found = figures(stream([0.1] * 100))
+    assert (found.sent, found.lost, found.max_gap_ms) == (100, 0, 1.0)
+    assert found.p99_ms == 0.1
+
+
+def test_lost_requests_and_late_replies_make_the_gap() -> None:
+    lat: list[float | None] = [0.1] * 50 + [None] * 5 + [0.1] * 45
+    found = figures(stream(lat))
+    assert found.lost == 5 and found.max_gap_ms == 6.0  # replies at 49.1 ms, then at 55.1 ms
+    late = figures(stream([0.1] * 50 + [4.0] + [0.1] * 49))
+    assert late.lost == 0 and late.max_latency_ms == 4.0
+    # one slow request leaves no hole: the next ones answer meanwhile (49.1 ms -> 51.1 ms)
+    assert late.max_gap_ms == 2.0
+
+
+def test_windows_select_requests_by_when_they_were_due() -> None:
+    rec = stream([0.1] * 10 + [None] * 10 + [0.1] * 10)
+    assert figures(rec, Window(0, 10 * MS)).lost == 0
+    assert figures(rec, Window(10 * MS)).lost == 10
+    assert reply_times_ns(rec, Window(20 * MS)) == [i * MS + MS // 10 for i in range(20, 30)]
+
+
+def test_versions_in_the_order_they_first_answered() -> None:
+    assert answering_versions(stream([0.1] * 4, versions=[0, 0, 1, 1])) == ["v1", "v2"]
+
+
+def test_report_rows_join_protocols_per_path_and_judge_the_target() -> None:
+    streams = {("pod-ip", "tcp"): stream([0.1] * 10), ("pod-ip", "udp"): stream([0.2] * 10),
+               ("service", "tcp"): stream([0.1] * 5 + [None] + [0.1] * 4),
+               ("service", "udp"): stream([0.1] * 10)}
+    state = {"intact": True, "blob_crc": 7, "blob_crc_at_create": 7, "served": 10}
+    run = MethodRun(method_named("abswap"), streams, started_ns=0, upgrade_ns=0, done_ns=5 * MS,
+                    state_before=state, state_after={**state, "served": 30})
+    rows = records(run)
+    assert [(r["path"], r["sent"], r["lost"]) for r in rows] == [("pod-ip", 20, 0),
+                                                                 ("service", 20, 1)]
+    assert rows[0]["p99_ms"] == 0.2 and rows[0]["state_intact"] is True
+    assert target_met(rows) is True
+    assert "abswap" in table(rows).splitlines()[1]
+    recreated = MethodRun(method_named("abswap"), streams, 0, 0, 5 * MS, state,
+                          {**state, "blob_crc": 9})
+    assert target_met(records(recreated)) is False

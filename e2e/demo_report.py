@@ -4,7 +4,9 @@ A record joins the TCP and UDP streams of one path: ``sent`` and ``lost`` add up
 and ``p99_ms`` are the worse of the two (each protocol's own figures are kept under
 ``protocols``). Figures cover the requests due from the upgrade's start to the end of the run;
 ``baseline_max_gap_ms`` is the same gap measured before the upgrade began, the noise floor of the
-machine and the probe, so a reader can tell the upgrade's jitter from the machine's.
+machine and the probe, so a reader can tell the upgrade's jitter from the machine's;
+``handover_gap_ms`` is the gap just before the new version's first reply (the hand-over, or the
+restart, itself), where ``max_gap_ms`` is the worst anywhere in the upgrade.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from e2e.demo_run import PROTOCOLS, MethodRun
-from e2e.probe_stats import Window, answering_versions, figures
+from e2e.probe_stats import Window, answering_versions, figures, handover_gap_ms
 
 TARGETS = {"method": "abswap", "path": "pod-ip", "max_gap_ms": 2.0, "lost": 0,
            "state_intact": True}
@@ -38,12 +40,19 @@ def records(run: MethodRun) -> list[dict[str, Any]]:
             "sent": sum(f.sent for f in per_proto.values()),
             "state_intact": run.state_intact,
             "baseline_max_gap_ms": max(f.max_gap_ms for f in base),
+            "handover_gap_ms": _worst([handover_gap_ms(run.streams[path, proto])
+                                       for proto in PROTOCOLS]),
             "upgrade_s": round((run.done_ns - run.upgrade_ns) / 1e9, 2),
             "versions": answering_versions(run.streams[path, "tcp"]),
             "protocols": {proto: asdict(f) for proto, f in per_proto.items()},
             "label": run.method.label,
         })
     return out
+
+
+def _worst(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return max(known) if known else None
 
 
 def target_met(rows: list[dict[str, Any]]) -> bool | None:
@@ -65,10 +74,12 @@ def write_json(rows: list[dict[str, Any]], path: Path, context: dict[str, Any]) 
 
 def table(rows: list[dict[str, Any]]) -> str:
     """The records as aligned text columns."""
-    head = ("method", "path", "max gap ms", "p99 ms", "lost", "sent", "state intact",
-            "baseline gap ms", "upgrade s")
-    lines = [head] + [(r["method"], r["path"], f"{r['max_gap_ms']:.2f}", f"{r['p99_ms']:.2f}",
-                       str(r["lost"]), str(r["sent"]), "yes" if r["state_intact"] else "no",
+    head = ("method", "path", "max gap ms", "hand-over gap ms", "p99 ms", "lost", "sent",
+            "state intact", "baseline gap ms", "upgrade s")
+    lines = [head] + [(r["method"], r["path"], f"{r['max_gap_ms']:.2f}",
+                       "-" if r["handover_gap_ms"] is None else f"{r['handover_gap_ms']:.2f}",
+                       f"{r['p99_ms']:.2f}", str(r["lost"]), str(r["sent"]),
+                       "yes" if r["state_intact"] else "no",
                        f"{r['baseline_max_gap_ms']:.2f}", f"{r['upgrade_s']:.1f}")
                       for r in rows]
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]

@@ -46,6 +46,10 @@ def _demo_container(name: str, image: str, own_dir: bool) -> dict[str, Any]:
                   {"name": "udp", "containerPort": UDP_PORT, "protocol": "UDP"}],
         "resources": {"requests": {"cpu": CPU_REQUEST, "memory": "128Mi"}},
     }
+    if not own_dir:
+        # podkit starts a standby at idle CPU priority only where it may raise it again
+        # (podkit.cpu): CAP_SYS_NICE, outside the baseline Pod Security Standard, so opt-in.
+        container["securityContext"] = {"capabilities": {"add": ["SYS_NICE"]}}
     if own_dir:
         container["env"] += [{"name": "PODKIT_SLOT", "value": "a"},
                              {"name": "PODKIT_DIR", "value": "/podkit"}]

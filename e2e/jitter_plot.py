@@ -16,19 +16,13 @@ matplotlib.use("Agg")  # files only: no display on a server
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
 from e2e.demo_run import PROTOCOLS, MethodRun  # noqa: E402
-from e2e.probe import LOST, StreamRecords  # noqa: E402
+from e2e.probe import LOST  # noqa: E402
+from e2e.probe_stats import first_new_reply_ns  # noqa: E402
 
 COLOURS = {("pod-ip", "tcp"): "tab:blue", ("pod-ip", "udp"): "tab:cyan",
            ("service", "tcp"): "tab:orange", ("service", "udp"): "tab:red",
            ("service-pod-ready", "tcp"): "tab:purple", ("service-pod-ready", "udp"): "tab:pink"}
 LOST_AT_MS = 2000.0
-
-
-def first_new_reply_ns(rec: StreamRecords) -> int | None:
-    """When the first reply from a version other than the first one's came."""
-    replies = sorted((due + lat, v) for due, lat, v in zip(rec.due_ns, rec.latency_ns,
-                                                            rec.version) if lat != LOST)
-    return next((t for t, v in replies if v != replies[0][1]), None) if replies else None
 
 
 def plot(runs: list[MethodRun], path: Path) -> None:

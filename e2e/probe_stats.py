@@ -52,6 +52,24 @@ def figures(rec: StreamRecords, window: Window = Window()) -> StreamFigures:
                          max_latency_ms=round(max(latencies, default=0.0), 3))
 
 
+def first_new_reply_ns(rec: StreamRecords) -> int | None:
+    """When the first reply from a version other than the first one's came (None: no
+    other version answered)."""
+    replies = sorted((due + lat, v) for due, lat, v in zip(rec.due_ns, rec.latency_ns,
+                                                            rec.version) if lat != LOST)
+    return next((t for t, v in replies if v != replies[0][1]), None) if replies else None
+
+
+def handover_gap_ms(rec: StreamRecords) -> float | None:
+    """The time from the last reply before the new version's first reply to that reply: the
+    gap of the hand-over itself, as a client sees it (None: no other version answered)."""
+    switch = first_new_reply_ns(rec)
+    if switch is None:
+        return None
+    before = [t for t in reply_times_ns(rec) if t < switch]
+    return round((switch - before[-1]) / 1e6, 3) if before else None
+
+
 def answering_versions(rec: StreamRecords) -> list[str]:
     """The versions that answered, in the order they first did."""
     seen = sorted((due, rec.versions[v]) for due, v in zip(rec.due_ns, rec.version) if v >= 0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import signal
 
+from . import cpu
 from .errors import PodkitError
 from .layout import SlotEnv, other_slot
 from .state import SlotState, read_version, write_state, write_version
@@ -21,6 +22,7 @@ FOLLOW_INTERVAL_S = 1.0
 def run_pause(env: SlotEnv) -> int:
     """Idle until SIGTERM or SIGINT; return the exit code (0)."""
     env.shared.check_writable()
+    cpu.background(permanent=True)  # it never serves (podkit.cpu)
     alive = env.shared.claim_slot(env.slot)  # held until this process exits
     stop = (signal.SIGTERM, signal.SIGINT)
     signal.pthread_sigmask(signal.SIG_BLOCK, stop)

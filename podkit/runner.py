@@ -32,6 +32,7 @@ import threading
 from dataclasses import dataclass
 from typing import Sequence
 
+from . import cpu
 from . import slot as warm
 from .errors import PodkitError
 from .layout import SlotEnv
@@ -102,6 +103,7 @@ class SlotRunner:
         self._selector.register(self._control_server, selectors.EVENT_READ,
                                 self._on_control_request)
         if self.mode == "warm":
+            cpu.background()  # the business initialises behind the serving slot (podkit.cpu)
             self.current = self._start_business()
         else:
             self._set_state("standby")
@@ -186,8 +188,10 @@ class SlotRunner:
         if message not in roles:
             print(f"podkit: ignoring unknown control message {message!r}", flush=True)
         elif self.successor is None:  # while a successor takes over, the slot stays active
-            if message == warm.RELEASED:
-                warm.yield_cpu()  # this slot is done; the peer's business must not wait for us
+            if message == warm.READY:
+                cpu.foreground()
+            elif message == warm.RELEASED:
+                cpu.yield_cpu()  # this slot is done; the peer's business must not wait for us
             self._set_state(roles[message])
 
     # --- the control socket --------------------------------------------------------------

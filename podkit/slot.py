@@ -28,6 +28,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Callable
 
+from . import cpu
 from .errors import PodkitError
 from .layout import DEFAULT_DIR, SharedDir
 from .lock import OfdLock
@@ -36,14 +37,6 @@ CONTROL_FD_ENV = "PODKIT_CONTROL_FD"
 READY = b"READY\n"
 ACTIVE = b"ACTIVE\n"
 RELEASED = b"RELEASED\n"
-
-
-def yield_cpu() -> None:
-    """Drop this thread to the lowest CPU priority: once a process has handed over, its exit
-    (interpreter teardown, freeing memory) must not delay its successor's wake-up. On a busy
-    machine the scheduler otherwise lets the waking successor wait behind it for up to its
-    wake-up granularity (milliseconds)."""
-    os.setpriority(os.PRIO_PROCESS, 0, 19)
 
 
 class SlotStopping(PodkitError):
@@ -105,8 +98,11 @@ class Slot:
     def wait_active(self) -> None:
         """Say READY, block until this process holds the hand-over lock, say ACTIVE.
 
-        Raises :class:`SlotStopping` if SIGTERM comes first.
+        Raises :class:`SlotStopping` if SIGTERM comes first. A slot that initialised in the
+        background (:mod:`podkit.cpu`) competes normally from here, so its wake-up on the lock
+        is not delayed.
         """
+        cpu.foreground()
         self._send(READY)
         self._waiting = True
         try:
@@ -126,7 +122,7 @@ class Slot:
             self._released = True
             self.lock.release()
             self._send(RELEASED)
-            yield_cpu()
+            cpu.yield_cpu()
 
     def active(self) -> "_ActiveBlock":
         """A context manager: waits until active on entry, releases on exit."""

@@ -7,7 +7,8 @@ from e2e.demo_report import records, table, target_met
 from e2e.demo_run import MethodRun
 from e2e.demo_workloads import method_named
 from e2e.probe import LOST, StreamRecords
-from e2e.probe_stats import Window, answering_versions, figures, reply_times_ns
+from e2e.probe_stats import (Window, answering_versions, figures, handover_gap_ms,
+                             reply_times_ns)
 
 MS = 1_000_000
 
@@ -48,6 +49,12 @@ def test_windows_select_requests_by_when_they_were_due() -> None:
 
 def test_versions_in_the_order_they_first_answered() -> None:
     assert answering_versions(stream([0.1] * 4, versions=[0, 0, 1, 1])) == ["v1", "v2"]
+
+
+def test_the_handover_gap_ends_at_the_new_versions_first_reply() -> None:
+    rec = stream([0.1] * 3 + [None] * 2 + [0.1] * 3, versions=[0, 0, 0, -1, -1, 1, 1, 1])
+    assert handover_gap_ms(rec) == 3.0  # 2.1 ms (last v1) -> 5.1 ms (first v2)
+    assert handover_gap_ms(stream([0.1] * 5)) is None
 
 
 def test_report_rows_join_protocols_per_path_and_judge_the_target() -> None:

@@ -20,6 +20,7 @@ from .state import DemoState
 
 DEFAULT_LISTEN = "tcp=tcp://0.0.0.0:7000,udp=udp://0.0.0.0:7001"
 MAX_GREETING = 200
+UDP_RCVBUF = 4 << 20
 DRAIN_S = 2.0  # accepted connections get this long to finish after the hand-over starts
 
 
@@ -183,6 +184,10 @@ def main() -> int:
         slot = Slot.from_environ()
         specs = os.environ.get("PODKIT_DEMO_LISTEN", DEFAULT_LISTEN).split(",")
         listeners = acquire_listeners(env.shared, specs)
+        # Datagrams wait in the shared socket while no process reads it (a hand-over, a
+        # stall of the node): the buffer must hold them at the peak rate. The kernel caps
+        # the size at net.core.rmem_max.
+        listeners["udp"].setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
         blob_mb = int(os.environ.get("PODKIT_DEMO_STATE_MB", "16"))
         state = DemoState.open(os.environ.get("PODKIT_DEMO_SEGMENT", "podkit-demo"),
                                blob_mb << 20)

@@ -231,12 +231,16 @@ class ConfigReloader:
             hashes = {str(d): content_hash(d) for d in self.directories}
             if hashes == self.hashes:
                 return
-            self.hashes = hashes
             ok, message = self.runner.run()
             result = ReloadResult(hashes=hashes, hook=str(self.runner.hook), ok=ok,
                                   message=message, detected_ns=detected_ns,
                                   finished_ns=time.monotonic_ns())
+            # The result first, then the hashes: ``status`` reads them in the other order, so
+            # new hashes are never seen beside the previous result. Until the hook has
+            # finished, ``status`` shows the content as it was: a reader polling for "this
+            # content applied" must not take a hook still running for done.
             self.last = result
+            self.hashes = hashes
             self._reloads.labels(result="ok" if ok else "failed").inc()
             self._last_time.set(result.at)
             self._duration.observe((result.finished_ns - detected_ns) / 1e9)

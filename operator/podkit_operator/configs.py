@@ -211,7 +211,8 @@ def verdict(state: Mapping[str, Any] | None, expected: Mapping[str, str]) -> Ver
                               "built before spec.configMaps named it): delete the pod to "
                               "recreate it")
         if not seen.startswith(name_hash(name)):
-            return Pending(f"volume {volume}: the kubelet has not projected {name} yet")
+            return Pending(f"volume {volume}: {name} is not projected yet, or its hook still "
+                           "runs")
     last = config.get("last_reload")
     if last is None:
         return Applied()

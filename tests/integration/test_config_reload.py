@@ -252,3 +252,24 @@ def test_restart_hook_restarts_the_business_process_in_place(demo_pod: DemoPod, 
         'podkit_config_reloads_total{result="ok"} 1.0']
     ready = h.state_json(side.port)
     assert ready["ready"] is True, ready["reason"]
+
+
+def test_state_shows_new_content_only_once_its_hook_has_finished(demo_pod: DemoPod, sidecar,
+                                                                 h, tmp_path: Path) -> None:
+    """An operator polls /state for "this content applied": while the hook runs, /state must
+    still show the previous content, or a hook about to fail would look done."""
+    gate = tmp_path / "hook-may-finish"
+    side = sidecar(f"command:sh -c 'while [ ! -e {gate} ]; do sleep 0.05; done'")
+    old_hashes = side.config(h)["hashes"]
+    new = {"greeting": b"slow hook\n"}
+    write_like_kubelet(demo_pod.config, new)
+    # for a second, while the hook is held, /state never runs ahead of it
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        config = side.config(h)
+        assert (config["hashes"], config["last_reload"]) == (old_hashes, None), config
+        time.sleep(0.05)
+    gate.touch()
+    last = wait_reload(side, h)
+    assert last["ok"] is True
+    assert side.config(h)["hashes"] == {str(demo_pod.config): hash_files(new)}

@@ -31,6 +31,7 @@ from e2e.kube import Kube
 from e2e.operator_deploy import deploy_operator, remove_operator
 from e2e.stsp import wait_crd_established
 from e2e.testbed import Testbed
+from podkit.errors import PodkitError
 
 STEPS = 6
 
@@ -57,9 +58,7 @@ class Progress:
 def deploy_workloads(kube: Kube, namespace: str, methods: list[Method],
                      imgs: images.Tags) -> None:
     """A fresh namespace with each method's workload and Service, all serving v1."""
-    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
-    kube.wait_for(f"the service account of namespace {namespace}",
-                  lambda: kube.get("serviceaccount", "default", namespace), timeout=60)
+    kube.create_namespace(namespace, timeout=60)
     for method in methods:
         for body in method.services(namespace):
             kube.apply(body)
@@ -138,7 +137,7 @@ def main(argv: list[str]) -> int:
     try:
         methods = [method_named(n.strip()) for n in args.methods.split(",") if n.strip()]
         return run(methods, args.out, args.keep, args.rate)
-    except (TestbedError, ValueError) as err:
+    except (TestbedError, PodkitError, ValueError) as err:
         print(f"demo: {err}", file=sys.stderr)
         return 1
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from e2e.demo_run import PROTOCOLS, MethodRun
 from e2e.probe_stats import Window, answering_versions, figures, handover_gap_ms
+from podkit.files import atomic_write
 
 TARGETS = {"method": "abswap", "path": "pod-ip", "max_gap_ms": 2.0, "lost": 0,
            "state_intact": True}
@@ -67,9 +68,7 @@ def target_met(rows: list[dict[str, Any]]) -> bool | None:
 def write_json(rows: list[dict[str, Any]], path: Path, context: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     body = {**context, "targets": TARGETS, "targets_met": target_met(rows), "records": rows}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(body, indent=2) + "\n")
-    tmp.replace(path)
+    atomic_write(path, (json.dumps(body, indent=2) + "\n").encode())
 
 
 def table(rows: list[dict[str, Any]]) -> str:

@@ -9,7 +9,6 @@ IP. The shared-memory state is read before and after through the demo's ``STATE`
 
 from __future__ import annotations
 
-import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,8 +18,7 @@ from e2e.images import Tags
 from e2e.kube import Kube
 from e2e.pod_follower import PodIPFollower
 from e2e.probe import DEFAULT_RATE_HZ, ProbeProcess, StreamRecords
-from podkit.demo.client import tcp_get, tcp_state
-from podkit.demo.protocol import get_request
+from podkit.demo.client import tcp_get, tcp_state, udp_get
 
 PROTOCOLS = ("tcp", "udp")
 PORTS = {"tcp": TCP_PORT, "udp": UDP_PORT}
@@ -55,13 +53,7 @@ class MethodRun:
 
 def _answers(protocol: str, target: tuple[str, int]) -> bool:
     try:
-        if protocol == "tcp":
-            tcp_get(target, 0, timeout=0.5)
-        else:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                udp.settimeout(0.5)
-                udp.sendto(get_request(0), target)
-                udp.recv(2048)
+        (tcp_get if protocol == "tcp" else udp_get)(target, 0, timeout=0.5)
     except OSError:
         return False
     return True

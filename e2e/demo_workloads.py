@@ -5,10 +5,11 @@
 - ``rolling``: a StatefulSet with a RollingUpdate; the pod is deleted and created again.
 
 Each runs one pod of the same image with the same state size, behind its own ClusterIP Service
-(TCP 7000, UDP 7001; the A/B swap behind two, see :attr:`Method.service_paths`), so the probes compare the upgrade methods and nothing else. The two
-methods without podkit's sidecar get the readiness probe a user would give them (the TCP port)
-and, like podkit's pods, a memory-backed emptyDir at /dev/shm (the runtime's own /dev/shm holds
-only 64 MiB); it lives as long as the pod, so it outlives a container restart.
+(TCP 7000, UDP 7001; the A/B swap behind two, see :attr:`Method.service_paths`), so the probes
+compare the upgrade methods and nothing else. The two methods without podkit's sidecar get the
+readiness probe a user would give them (the TCP port) and, like podkit's pods, a memory-backed
+emptyDir at /dev/shm (the runtime's own /dev/shm holds only 64 MiB); it lives as long as the
+pod, so it outlives a container restart.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from typing import Any
 
 from e2e.images import Tags
 from e2e.kube import Kube
+from e2e.stsp import serving_image
 from podkit_operator import manifests
 from podkit_operator.endpoints import ANN_ENDPOINTS_OF
 from podkit_operator.images import same_image
+from podkit_operator.swap import pod_ready
 
 TCP_PORT = 7000
 UDP_PORT = 7001
@@ -30,10 +33,11 @@ GRACE_S = 5
 # A latency-critical service requests real CPU: the kubelet turns the request into the pod's
 # CPU weight, and at 50m the serving process stalls for 100 ms whenever the node's daemons run.
 CPU_REQUEST = "300m"
+BUSINESS = "demo"  # the demo's container; podkit's slots are demo-a and demo-b
 
 
 def _labels(app: str) -> dict[str, Any]:
-    return {"labels": {"app": app, "podkit.io/demo": "true"}}
+    return {"labels": {"app": app}}
 
 
 def _demo_container(name: str, image: str, own_dir: bool) -> dict[str, Any]:
@@ -62,7 +66,7 @@ def _demo_container(name: str, image: str, own_dir: bool) -> dict[str, Any]:
 
 def _own_dir_spec(image: str) -> dict[str, Any]:
     return {"terminationGracePeriodSeconds": GRACE_S,
-            "containers": [_demo_container("demo", image, own_dir=True)],
+            "containers": [_demo_container(BUSINESS, image, own_dir=True)],
             "volumes": [{"name": "podkit", "emptyDir": {}},
                         {"name": "shm", "emptyDir": {"medium": "Memory"}}]}
 
@@ -115,13 +119,14 @@ class Method:
                     "spec": {"replicas": 1, "selector": {"matchLabels": {"app": self.app}},
                              "template": {"metadata": _labels(self.app), "spec": {
                                  "terminationGracePeriodSeconds": GRACE_S,
-                                 "containers": [_demo_container("demo", images.demo_v1, False)]}},
+                                 "containers": [_demo_container(BUSINESS, images.demo_v1, False)]}},
                              "podkit": {"pauseImage": images.pause,
                                         "sidecarImage": images.sidecar},
                              "updateStrategy": {"type": "ABSwap"}}}
         if self.name == "inplace":
             return {"apiVersion": "v1", "kind": "Pod",
-                    "metadata": {**meta, **_labels(self.app)}, "spec": _own_dir_spec(images.demo_v1)}
+                    "metadata": {**meta, **_labels(self.app)},
+                    "spec": _own_dir_spec(images.demo_v1)}
         return {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": meta,
                 "spec": {"replicas": 1, "serviceName": self.app,
                          "selector": {"matchLabels": {"app": self.app}},
@@ -142,20 +147,16 @@ class Method:
 
     def settled_at(self, kube: Kube, namespace: str, image: str) -> bool:
         """True once the workload reports the upgrade to ``image`` done and its pod Ready."""
-        pod = _pod(kube, namespace, self.pod)
-        if pod is None or not _ready(pod) or pod["metadata"].get("deletionTimestamp"):
+        pod = _ready_pod(kube, namespace, self.pod)
+        if pod is None:
             return False
         if self.name == "abswap":
             status = kube.get(manifests.PLURAL, self.app, namespace).get("status") or {}
-            annotations = pod["metadata"].get("annotations", {})
-            active = annotations.get("podkit.io/active-slot")
-            serving = next((c["image"] for c in pod["spec"]["containers"]
-                            if c["name"] == f"demo-{active}"), None)
-            return (serving == image and "podkit.io/target-revision" not in annotations
+            return (serving_image(pod, BUSINESS) == image
                     and (status.get("batchDeployStatus") or {}).get("generalStatus")
                     == "Completed")
         running = [s for s in pod["status"].get("containerStatuses") or []
-                   if s["name"] == "demo" and "running" in s.get("state", {})]
+                   if s["name"] == BUSINESS and "running" in s.get("state", {})]
         return bool(running) and same_image(running[0]["image"], image)
 
 
@@ -174,23 +175,19 @@ def method_named(name: str) -> Method:
                      f"{', '.join(m.name for m in METHODS)}")
 
 
-def _pod(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
+def _ready_pod(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
+    """Pod ``name`` while it is Ready and not being deleted, else None."""
     found = json.loads(kube.run("get", "pods", "-n", namespace, "--field-selector",
                                 f"metadata.name={name}", "-o", "json"))["items"]
-    return found[0] if found else None
-
-
-def _ready(pod: dict[str, Any]) -> bool:
-    return any(c["type"] == "Ready" and c["status"] == "True"
-               for c in pod.get("status", {}).get("conditions") or [])
+    if not found or not pod_ready(found[0]) or found[0]["metadata"].get("deletionTimestamp"):
+        return None
+    return found[0]
 
 
 def pod_ip(kube: Kube, namespace: str, method: Method) -> str | None:
     """The IP of the method's pod while it is Ready and not being deleted."""
-    pod = _pod(kube, namespace, method.pod)
-    if pod is None or not _ready(pod) or pod["metadata"].get("deletionTimestamp"):
-        return None
-    return pod["status"].get("podIP")
+    pod = _ready_pod(kube, namespace, method.pod)
+    return pod["status"].get("podIP") if pod is not None else None
 
 
 def cluster_ip(kube: Kube, namespace: str, service_name: str) -> str:

@@ -6,6 +6,7 @@
   fails the tests, naming the component: an e2e run that skips would prove nothing.
 - `podkit_images`: podkit's images, built (cached) and present in the cluster's containerd.
 - `kube`, `namespace`: kubectl on the full cluster, and a fresh namespace per test.
+- `operator`: the CRD installed and the operator as a local process for the test's namespace.
 - `deployed_operator`: the operator's Deployment applied with `kubectl apply -k`, removed after
   the test.
 - `api_clusters`: a factory of API-only clusters (kwok nodes), all removed after the session.
@@ -28,6 +29,8 @@ from e2e.errors import TestbedError
 from e2e.images import Tags as Images
 from e2e.kube import Kube
 from e2e.operator_deploy import deploy_operator, remove_operator
+from e2e.operator_proc import OperatorProcess
+from e2e.stsp import install_crd
 from e2e.testbed import Testbed
 
 
@@ -98,12 +101,19 @@ def namespace(kube: Kube) -> Iterator[str]:
 
     Yielded once its default service account exists: pods are refused until then.
     """
-    name = f"e2e-{uuid.uuid4().hex[:8]}"
-    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    kube.wait_for(f"the service account of namespace {name}",
-                  lambda: kube.get("serviceaccount", "default", name), timeout=30)
+    name = kube.create_namespace(f"e2e-{uuid.uuid4().hex[:8]}")
     yield name
     kube.run("delete", "namespace", name, "--wait=false")
+
+
+@pytest.fixture
+def operator(cluster: Testbed, kube: Kube, namespace: str) -> Iterator[OperatorProcess]:
+    """The CRD installed and the operator running as a local process for ``namespace``
+    (tests may kill and restart it); its log is in the testbed's state directory."""
+    install_crd(kube)
+    log = cluster.layout.state / f"operator-{namespace}.log"
+    with OperatorProcess(cluster.kubeconfig, log, namespace) as running:
+        yield running
 
 
 @contextmanager

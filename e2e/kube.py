@@ -47,6 +47,14 @@ class Kube:
         """A JSON patch (RFC 6902): precise about which list element changes."""
         self.run("patch", kind, name, "-n", namespace, "--type=json", "-p", json.dumps(patch))
 
+    def create_namespace(self, name: str, timeout: float = 30) -> str:
+        """Create namespace ``name`` and return it once its default service account exists
+        (pods are refused until then)."""
+        self.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        self.wait_for(f"the service account of namespace {name}",
+                      lambda: self.get("serviceaccount", "default", name), timeout=timeout)
+        return name
+
     def exec(self, pod: str, container: str, *cmd: str, namespace: str = "default") -> str:
         return self.run("exec", pod, "-n", namespace, "-c", container, "--", *cmd)
 

@@ -15,7 +15,8 @@ from podkit.bench.state import free_port
 
 
 class OperatorProcess:
-    """One operator, watching ``namespace`` (or every namespace when ``None``)."""
+    """One operator, watching ``namespace`` (or every namespace when ``None``); as a context
+    manager, started on entry and stopped on exit."""
 
     def __init__(self, kubeconfig: Path, log: Path, namespace: str | None = None) -> None:
         self.kubeconfig, self.log, self.namespace = kubeconfig, log, namespace
@@ -31,6 +32,12 @@ class OperatorProcess:
                  "-m", "podkit_operator.controller"], env=env, stdout=out,
                 stderr=subprocess.STDOUT)
         return self
+
+    def __enter__(self) -> "OperatorProcess":
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
 
     def kill(self) -> None:
         """SIGKILL: the operator gets no chance to tidy up."""

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from e2e.kube import Kube
-from e2e.operator_proc import OperatorProcess
 from podkit_operator import manifests
 
 NAME = "web"
@@ -42,14 +38,15 @@ def pods(kube: Kube, namespace: str) -> list[dict[str, Any]]:
                                f"podkit.io/stsp={NAME}", "-o", "json"))["items"]
 
 
-def serving_image(pod: dict[str, Any]) -> str | None:
-    """The image of the pod's active slot, once no update is under way on the pod."""
+def serving_image(pod: dict[str, Any], business: str = NAME) -> str | None:
+    """The image of the pod's active slot (of business container ``business``), once no update
+    is under way on the pod."""
     annotations = pod["metadata"].get("annotations", {})
     if "podkit.io/target-revision" in annotations:
         return None
     slot = annotations.get("podkit.io/active-slot")
     return next((c["image"] for c in pod["spec"]["containers"]
-                 if c["name"] == f"{NAME}-{slot}"), None)
+                 if c["name"] == f"{business}-{slot}"), None)
 
 
 def set_image(kube: Kube, namespace: str, image: str) -> None:
@@ -92,22 +89,3 @@ def mounted_configs(kube: Kube, namespace: str, volume: str) -> dict[str, str]:
     return {p["metadata"]["name"]: next(v["configMap"]["name"] for v in p["spec"]["volumes"]
                                         if v["name"] == volume)
             for p in pods(kube, namespace)}
-
-
-def create_namespace(kube: Kube, name: str) -> str:
-    """Create namespace ``name`` and return it once its default service account exists (pods
-    are refused until then)."""
-    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    kube.wait_for(f"the service account of namespace {name}",
-                  lambda: kube.get("serviceaccount", "default", name), timeout=30)
-    return name
-
-
-@contextmanager
-def operator_for(kubeconfig: Path, log: Path, namespace: str) -> Iterator[OperatorProcess]:
-    """The operator as a local process for ``namespace``, stopped after the block."""
-    running = OperatorProcess(kubeconfig, log, namespace).start()
-    try:
-        yield running
-    finally:
-        running.stop()

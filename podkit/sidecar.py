@@ -114,8 +114,8 @@ class Sidecar:
                 elif path == "/metrics":
                     self._send(200, generate_latest(sidecar.registry), CONTENT_TYPE_LATEST)
                 else:
-                    self._send(404, b"not found: try /readyz /readyz/slot/a /healthz /state /metrics\n",
-                               "text/plain")
+                    self._send(404, b"not found: try /readyz /readyz/slot/a /healthz /state "
+                               b"/metrics\n", "text/plain")
 
             def _send(self, code: int, body: bytes, content_type: str) -> None:
                 self.send_response(code)

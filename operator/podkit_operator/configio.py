@@ -77,7 +77,8 @@ def awaiting_report(pod: dict[str, Any], spec: StsPlusSpec) -> bool:
     """An update is under way on the pod and its config volumes differ from what its sidecar
     last reported applied."""
     ann = annotations(pod)
-    return (bool(spec.config_volumes) and ANN_TARGET in ann and bool((pod.get("status") or {}).get("podIP"))
+    return (bool(spec.config_volumes) and ANN_TARGET in ann
+            and bool((pod.get("status") or {}).get("podIP"))
             and config_key(pod.get("spec") or {}, spec.config_volumes) != ann.get(ANN_APPLIED))
 
 

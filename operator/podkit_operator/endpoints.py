@@ -20,6 +20,7 @@ from typing import Any
 
 from .images import same_image
 from .podspec import slot_names
+from .swap import pod_ready
 
 ANN_ENDPOINTS_OF = "podkit.io/endpoints-of"
 MANAGED_BY = "operator.podkit.io"
@@ -33,17 +34,12 @@ def _ready_statuses(pod: dict[str, Any]) -> dict[str, bool]:
             for s in (pod.get("status") or {}).get("containerStatuses") or []}
 
 
-def _pod_ready(pod: dict[str, Any]) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in (pod.get("status") or {}).get("conditions") or [])
-
-
 def serves(pod: dict[str, Any], business: str, pause_image: str) -> bool:
     """The rule of the module docstring."""
     containers = {c["name"]: c for c in pod["spec"]["containers"]}
     slots = [s for s in slot_names(business) if s in containers]
     if len(slots) != 2:
-        return _pod_ready(pod)
+        return pod_ready(pod)
     ready = _ready_statuses(pod)
     return any(ready.get(s) and not same_image(containers[s]["image"], pause_image)
                for s in slots)

@@ -21,6 +21,14 @@ def tcp_get(address: Address, seq: int, timeout: float = 2.0) -> bytes:
         return _read_line(conn)
 
 
+def udp_get(address: Address, seq: int, timeout: float = 2.0) -> bytes:
+    """One request in one datagram from a new socket; raises OSError (a timeout) on failure."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.settimeout(timeout)
+        udp.sendto(get_request(seq), address)
+        return _udp_reply(udp, seq)
+
+
 def tcp_state(address: Address, timeout: float = 30.0) -> dict[str, Any]:
     with socket.create_connection(address, timeout=timeout) as conn:
         conn.sendall(b"STATE\n")

@@ -11,6 +11,7 @@ from e2e.fixtures import (  # noqa: F401
     docker_images,
     kube,
     namespace,
+    operator,
     podkit_images,
 )
 

@@ -13,17 +13,12 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from e2e.fixtures import Images
 from e2e.kube import Kube
-from e2e.operator_proc import OperatorProcess
-from e2e.stsp import (batch_status, config_copies, events, install_crd, mounted_configs,
-                      operator_for, pods, set_config, status)
-from e2e.testbed import Testbed
+from e2e.stsp import (batch_status, config_copies, events, mounted_configs, pods, set_config,
+                      status)
 from podkit.demo.client import tcp_get
 from podkit_operator import manifests
 from podkit_operator.configs import copy_name, data_hash
@@ -31,14 +26,6 @@ from podkit_operator.configs import copy_name, data_hash
 DEMO_PORT, SIDECAR_PORT = 7000, 9901
 CONFIG, VOLUME = "demo-config", "greeting"
 PODS = ["web-0", "web-1", "web-2"]
-
-
-@pytest.fixture
-def operator(cluster: Testbed, kube: Kube, namespace: str) -> Iterator[OperatorProcess]:
-    install_crd(kube)
-    with operator_for(cluster.kubeconfig, cluster.layout.state / f"operator-{namespace}.log",
-                      namespace) as running:
-        yield running
 
 
 def config_stsp(namespace: str, images: Images, hook: str, batches: int,

@@ -7,31 +7,18 @@ namespace only.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
-
-import pytest
 
 from e2e.fixtures import Images
 from e2e.kube import Kube
 from e2e.operator_proc import OperatorProcess
-from e2e.stsp import (batch_status, events, install_crd, pods, pods_named, serving_image,
-                      set_image, status)
-from e2e.testbed import Testbed
+from e2e.stsp import (batch_status, events, pods, pods_named, serving_image, set_image,
+                      status)
 from podkit.demo.client import tcp_get, tcp_state
 from podkit_operator import manifests
 
 DEMO_PORT = 7000
-
-
-@pytest.fixture
-def operator(cluster: Testbed, kube: Kube, namespace: str) -> Iterator[OperatorProcess]:
-    """The CRD installed and the operator running for ``namespace``."""
-    install_crd(kube)
-    log = cluster.layout.state / f"operator-{namespace}.log"
-    running = OperatorProcess(cluster.kubeconfig, log, namespace).start()
-    yield running
-    running.stop()
 
 
 def stsp(namespace: str, images: Images, image: str, batches: int, **batch: Any) -> dict:

@@ -21,8 +21,8 @@ import pytest
 from e2e.fixtures import running_api_cluster
 from e2e.kube import Kube
 from e2e.operator_proc import OperatorProcess
-from e2e.stsp import (config_copies, create_namespace, events, install_crd, mounted_configs,
-                      operator_for, pods, set_config, status)
+from e2e.stsp import (config_copies, events, install_crd, mounted_configs, pods, set_config,
+                      status)
 from podkit_operator import manifests
 from podkit_operator.configs import copy_name, data_hash
 
@@ -45,7 +45,7 @@ def kube(cluster: Any) -> Kube:
 
 @pytest.fixture
 def namespace(kube: Kube) -> str:
-    return create_namespace(kube, f"cfg-{os.urandom(4).hex()}")
+    return kube.create_namespace(f"cfg-{os.urandom(4).hex()}")
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def operator(cluster: Any, namespace: str,
     with ExitStack() as stack:
         def start(patched: bool = True) -> OperatorProcess:
             monkeypatch.setenv("PODKIT_PATCHED", "true" if patched else "false")
-            return stack.enter_context(operator_for(
+            return stack.enter_context(OperatorProcess(
                 cluster.kube().kubeconfig, cluster.layout.state / f"operator-{namespace}.log",
                 namespace))
 

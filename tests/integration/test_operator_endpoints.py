@@ -32,11 +32,8 @@ def kube() -> Iterator[Kube]:
     with running_api_cluster(f"ep-{os.getpid()}", nodes=1) as api:
         kube = api.kube()
         install_crd(kube)
-        operator = OperatorProcess(kube.kubeconfig, api.layout.state / "operator.log").start()
-        try:
+        with OperatorProcess(kube.kubeconfig, api.layout.state / "operator.log"):
             yield kube
-        finally:
-            operator.stop()
 
 
 def stsp(replicas: int) -> dict[str, Any]:

@@ -36,11 +36,8 @@ def cluster() -> Iterator[tuple[Kube, OperatorProcess]]:
     with running_api_cluster(f"op-{os.getpid()}", nodes=4) as api:
         kube = api.kube()
         install_crd(kube)
-        operator = OperatorProcess(kube.kubeconfig, api.layout.state / "operator.log").start()
-        try:
+        with OperatorProcess(kube.kubeconfig, api.layout.state / "operator.log") as operator:
             yield kube, operator
-        finally:
-            operator.stop()
 
 
 @pytest.fixture
@@ -50,11 +47,7 @@ def kube(cluster: tuple[Kube, OperatorProcess]) -> Kube:
 
 @pytest.fixture
 def namespace(kube: Kube) -> str:
-    name = f"op-{os.urandom(4).hex()}"
-    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    kube.wait_for("the namespace's service account",
-                  lambda: kube.get("serviceaccount", "default", name), timeout=30)
-    return name
+    return kube.create_namespace(f"op-{os.urandom(4).hex()}")
 
 
 def stsp(namespace: str, replicas: int, image: str, **batch: Any) -> dict[str, Any]:

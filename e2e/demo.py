@@ -34,6 +34,7 @@ from e2e.testbed import Testbed
 from podkit.errors import PodkitError
 
 STEPS = 6
+NAMESPACE_PREFIX = "podkit-demo-"
 
 
 class Progress:
@@ -55,6 +56,22 @@ class Progress:
                   file=sys.stderr, flush=True)
 
 
+def remove_kept_namespaces(kube: Kube, timeout: float = 180) -> None:
+    """Delete the namespaces an earlier ``make demo KEEP=1`` left, and wait until they are
+    gone: their pods hold the node's CPU, and the new pods would stay Pending."""
+    names = [item.split("/", 1)[1] for item in kube.run("get", "namespaces", "-o",
+                                                         "name").split()]
+    kept = [name for name in names if name.startswith(NAMESPACE_PREFIX)]
+    for name in kept:
+        print(f"demo       removing namespace {name}, left by an earlier run",
+              file=sys.stderr, flush=True)
+        kube.run("delete", "namespace", name, "--ignore-not-found", "--wait=false")
+    for name in kept:
+        kube.wait_for(f"namespace {name} to be deleted", lambda n=name: not kube.run(
+            "get", "namespace", n, "--ignore-not-found", "-o", "name").strip(),
+            timeout=timeout, interval=1.0, explain=lambda n=name: kube.why_pods_wait(n))
+
+
 def deploy_workloads(kube: Kube, namespace: str, methods: list[Method],
                      imgs: images.Tags) -> None:
     """A fresh namespace with each method's workload and Service, all serving v1."""
@@ -65,7 +82,9 @@ def deploy_workloads(kube: Kube, namespace: str, methods: list[Method],
         kube.apply(method.workload(namespace, imgs))
     for method in methods:
         kube.wait_for(f"{method.label} to serve v1",
-                      lambda m=method: m.settled_at(kube, namespace, imgs.demo_v1), timeout=300)
+                      lambda m=method: m.settled_at(kube, namespace, imgs.demo_v1),
+                      timeout=300, explain=lambda m=method: kube.why_pods_wait(
+                          namespace, f"app={m.app}"))
 
 
 def save_streams(runs: list[MethodRun], path: Path) -> None:
@@ -85,7 +104,7 @@ def run(methods: list[Method], out: Path, keep: bool, rate_hz: float) -> int:
     bed = Testbed()
     bed.up()
     kube = bed.kube()
-    namespace = f"podkit-demo-{uuid.uuid4().hex[:6]}"
+    namespace = f"{NAMESPACE_PREFIX}{uuid.uuid4().hex[:6]}"
     try:
         progress("podkit's images (cached), imported into the cluster's containerd")
         host.ensure_packages(["docker.io", "debootstrap"])
@@ -93,6 +112,7 @@ def run(methods: list[Method], out: Path, keep: bool, rate_hz: float) -> int:
         progress("the operator, deployed with kubectl apply -k operator/deploy")
         deploy_operator(kube)
         wait_crd_established(kube)
+        remove_kept_namespaces(kube)
         imgs = images.tags()
         progress(f"the demo service three ways, in namespace {namespace}")
         deploy_workloads(kube, namespace, methods, imgs)

@@ -7,6 +7,13 @@ and ``p99_ms`` are the worse of the two (each protocol's own figures are kept un
 machine and the probe, so a reader can tell the upgrade's jitter from the machine's;
 ``handover_gap_ms`` is the gap just before the new version's first reply (the hand-over, or the
 restart, itself), where ``max_gap_ms`` is the worst anywhere in the upgrade.
+
+Beside them, the prober's own part, so that no figure is read as the service's that is the
+prober's: ``send_lateness_p99_ms`` and ``send_lateness_max_ms`` (how long after they were due
+the path's requests left, during the upgrade; ``baseline_send_lateness_max_ms`` before it), and
+the prober process's CPU time over the method's whole run, every stream together
+(``prober_cpu_percent`` of one core, ``prober_cpu_us_per_request``, user+sys from its rusage;
+``prober_realtime`` whether it ran at real-time priority).
 """
 
 from __future__ import annotations
@@ -41,6 +48,12 @@ def records(run: MethodRun) -> list[dict[str, Any]]:
             "sent": sum(f.sent for f in per_proto.values()),
             "state_intact": run.state_intact,
             "baseline_max_gap_ms": max(f.max_gap_ms for f in base),
+            "send_lateness_p99_ms": max(f.lateness_p99_ms for f in per_proto.values()),
+            "send_lateness_max_ms": max(f.lateness_max_ms for f in per_proto.values()),
+            "baseline_send_lateness_max_ms": max(f.lateness_max_ms for f in base),
+            "prober_cpu_percent": run.prober.cpu_percent,
+            "prober_cpu_us_per_request": run.prober.cpu_us_per_request,
+            "prober_realtime": run.prober.realtime,
             "handover_gap_ms": _worst([handover_gap_ms(run.streams[path, proto])
                                        for proto in PROTOCOLS]),
             "upgrade_s": round((run.done_ns - run.upgrade_ns) / 1e9, 2),
@@ -74,12 +87,13 @@ def write_json(rows: list[dict[str, Any]], path: Path, context: dict[str, Any]) 
 def table(rows: list[dict[str, Any]]) -> str:
     """The records as aligned text columns."""
     head = ("method", "path", "max gap ms", "hand-over gap ms", "p99 ms", "lost", "sent",
-            "state intact", "baseline gap ms", "upgrade s")
+            "state intact", "baseline gap ms", "send late max ms", "prober cpu %", "upgrade s")
     lines = [head] + [(r["method"], r["path"], f"{r['max_gap_ms']:.2f}",
                        "-" if r["handover_gap_ms"] is None else f"{r['handover_gap_ms']:.2f}",
                        f"{r['p99_ms']:.2f}", str(r["lost"]), str(r["sent"]),
                        "yes" if r["state_intact"] else "no",
-                       f"{r['baseline_max_gap_ms']:.2f}", f"{r['upgrade_s']:.1f}")
+                       f"{r['baseline_max_gap_ms']:.2f}", f"{r['send_lateness_max_ms']:.2f}",
+                       f"{r['prober_cpu_percent']:.1f}", f"{r['upgrade_s']:.1f}")
                       for r in rows]
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     return "\n".join("  ".join(cell.ljust(w) if i < 2 else cell.rjust(w)

@@ -10,6 +10,7 @@ IP. The shared-memory state is read before and after through the demo's ``STATE`
 from __future__ import annotations
 
 import time
+from functools import partial
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +18,7 @@ from e2e.demo_workloads import TCP_PORT, UDP_PORT, Method, cluster_ip, pod_ip
 from e2e.images import Tags
 from e2e.kube import Kube
 from e2e.pod_follower import PodIPFollower
-from e2e.probe import DEFAULT_RATE_HZ, ProbeProcess, StreamRecords
+from e2e.probe import DEFAULT_RATE_HZ, ProberUsage, ProbeProcess, Stream, StreamRecords
 from podkit.demo.client import tcp_get, tcp_state, udp_get
 
 PROTOCOLS = ("tcp", "udp")
@@ -35,6 +36,7 @@ class MethodRun:
     done_ns: int  # the workload reported it done
     state_before: dict[str, Any]
     state_after: dict[str, Any]
+    prober: ProberUsage  # the one prober process behind every stream
     pod_ips: list[str] = field(default_factory=list)
 
     @property
@@ -51,6 +53,11 @@ class MethodRun:
                     and after["served"] > before["served"])
 
 
+def _name(key: tuple[str, str]) -> str:
+    """A stream's name in the prober: ``path/protocol``."""
+    return "/".join(key)
+
+
 def _answers(protocol: str, target: tuple[str, int]) -> bool:
     try:
         (tcp_get if protocol == "tcp" else udp_get)(target, 0, timeout=0.5)
@@ -61,7 +68,8 @@ def _answers(protocol: str, target: tuple[str, int]) -> bool:
 
 def _wait_ip(kube: Kube, namespace: str, method: Method, timeout: float) -> str:
     return kube.wait_for(f"the {method.name} pod to be Ready",
-                         lambda: pod_ip(kube, namespace, method), timeout=timeout)
+                         lambda: pod_ip(kube, namespace, method), timeout=timeout,
+                         explain=lambda: kube.why_pods_wait(namespace, f"app={method.app}"))
 
 
 def upgrade_under_probes(kube: Kube, namespace: str, method: Method, images: Tags,
@@ -75,34 +83,35 @@ def upgrade_under_probes(kube: Kube, namespace: str, method: Method, images: Tag
     targets = {(path, proto): (address, PORTS[proto])
                for path, address in addresses.items() for proto in PROTOCOLS}
     for (path, proto), target in targets.items():  # kube-proxy may lag the endpoints
-        kube.wait_for(f"{path} to answer over {proto}", lambda t=target, p=proto: _answers(p, t),
+        kube.wait_for(f"{path} to answer over {proto}", partial(_answers, proto, target),
                       timeout=60, interval=0.2)
-    probes = {key: ProbeProcess(key[1], target, rate_hz) for key, target in targets.items()}
+    probes = ProbeProcess({_name(key): Stream(key[1], target) for key, target in targets.items()},
+                          rate_hz)
 
     def follow(new_ip: str) -> None:
         for proto in PROTOCOLS:
-            probes["pod-ip", proto].retarget((new_ip, PORTS[proto]))
+            probes.retarget(_name(("pod-ip", proto)), (new_ip, PORTS[proto]))
 
     follower = PodIPFollower(kube, namespace, method.pod, follow)
     try:
         started = time.monotonic_ns()
-        for probe in probes.values():
-            probe.start()
+        probes.start()
         follower.start()
         time.sleep(baseline_s)
         upgrade = time.monotonic_ns()
         method.upgrade(kube, namespace, images.demo_v2)
         kube.wait_for(f"{method.label} to finish its upgrade",
                       lambda: method.settled_at(kube, namespace, images.demo_v2),
-                      timeout=timeout, interval=1.0)
+                      timeout=timeout, interval=1.0,
+                      explain=lambda: kube.why_pods_wait(namespace, f"app={method.app}"))
         done = time.monotonic_ns()
         time.sleep(settle_s)
-        streams = {key: probe.stop() for key, probe in probes.items()}
+        probed = probes.stop()
     finally:
-        for probe in probes.values():
-            probe.kill()
+        probes.kill()
         follower.stop()
     new_ip = _wait_ip(kube, namespace, method, timeout)
     after = tcp_state((new_ip, TCP_PORT))
-    return MethodRun(method, streams, started, upgrade, done, before, after,
+    streams = {key: probed.streams[_name(key)] for key in targets}
+    return MethodRun(method, streams, started, upgrade, done, before, after, probed.usage,
                      pod_ips=list(dict.fromkeys([ip, *follower.seen])))

@@ -62,8 +62,9 @@ class Kube:
         self.run("delete", kind, name, "-n", namespace, "--ignore-not-found", "--wait=false")
 
     def wait_for(self, what: str, check: Callable[[], Any], timeout: float = 60,
-                 interval: float = 0.5) -> Any:
-        """Poll `check` until it returns something truthy; raise naming `what` on time-out."""
+                 interval: float = 0.5, explain: Callable[[], str] | None = None) -> Any:
+        """Poll `check` until it returns something truthy; raise naming `what` on time-out,
+        with what `explain` says of the cause (e.g. :meth:`why_pods_wait`)."""
         deadline = time.monotonic() + timeout
         last_error: Exception | None = None
         while time.monotonic() < deadline:
@@ -74,5 +75,47 @@ class Kube:
             except (TestbedError, KeyError, IndexError, OSError) as err:
                 last_error = err
             time.sleep(interval)
-        raise TestbedError(f"timed out after {timeout:.0f}s waiting for {what}"
-                           + (f" (last error: {last_error})" if last_error else ""))
+        message = (f"timed out after {timeout:.0f}s waiting for {what}"
+                   + (f" (last error: {last_error})" if last_error else ""))
+        if explain is not None:
+            try:
+                message += "\n" + explain()
+            except (TestbedError, OSError, subprocess.TimeoutExpired) as err:
+                message += f"\n(no diagnosis: {err})"
+        raise TestbedError(message)
+
+    def why_pods_wait(self, namespace: str, selector: str | None = None) -> str:
+        """What keeps the pods of ``namespace`` from serving, one line each: phase, the
+        message of an unmet condition (the scheduler's reason for a Pending pod), each
+        container's waiting reason or last termination; then the namespace's last Warning
+        events."""
+        args = ["get", "pods", "-n", namespace, "-o", "json"]
+        pods = json.loads(self.run(*args, *(["-l", selector] if selector else [])))["items"]
+        lines = [_pod_line(pod) for pod in pods] or [f"no pods in namespace {namespace}"]
+        events = json.loads(self.run("get", "events", "-n", namespace,
+                                     "--field-selector", "type=Warning", "-o", "json"))["items"]
+        events.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+        lines += [f"event {e['involvedObject'].get('kind')}/{e['involvedObject'].get('name')}: "
+                  f"{e.get('reason')}: {e.get('message', '').strip()}" for e in events[-5:]]
+        return "\n".join(lines)
+
+
+def _pod_line(pod: dict[str, Any]) -> str:
+    status = pod.get("status") or {}
+    parts = [f"pod {pod['metadata']['name']}: {status.get('phase', 'Unknown')}"]
+    if pod["metadata"].get("deletionTimestamp"):
+        parts.append("being deleted")
+    for cond in status.get("conditions") or []:
+        if cond.get("status") != "True" and cond.get("message"):
+            parts.append(f"{cond['type']}: {cond['message']}")
+    for container in status.get("containerStatuses") or []:
+        state = container.get("state") or {}
+        last = (container.get("lastState") or {}).get("terminated")
+        if "waiting" in state:
+            waiting = state["waiting"]
+            parts.append(f"{container['name']} waiting: {waiting.get('reason')} "
+                         f"{waiting.get('message', '')}".rstrip())
+        elif last:
+            parts.append(f"{container['name']} last exited {last.get('exitCode')} "
+                         f"({last.get('reason')}), {container.get('restartCount', 0)} restarts")
+    return "; ".join(parts)

@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from e2e.kube import Kube
+from e2e.errors import TestbedError
+from e2e.kube import Kube, KubectlError
 from podkit_operator import manifests
 
 DEPLOY = Path(__file__).resolve().parent.parent / "operator" / "deploy"
@@ -23,8 +24,11 @@ def deploy_operator(kube: Kube, timeout: float = 180) -> str:
     kube.run("apply", "-k", str(DEPLOY))
     if existed:
         kube.run("rollout", "restart", "deployment/podkit-operator", "-n", manifests.NAMESPACE)
-    kube.run("rollout", "status", "deployment/podkit-operator", "-n", manifests.NAMESPACE,
-             f"--timeout={int(timeout)}s", timeout=timeout + 20)
+    try:
+        kube.run("rollout", "status", "deployment/podkit-operator", "-n", manifests.NAMESPACE,
+                 f"--timeout={int(timeout)}s", timeout=timeout + 20)
+    except KubectlError as err:
+        raise TestbedError(f"{err}\n{kube.why_pods_wait(manifests.NAMESPACE)}") from None
     return manifests.NAMESPACE
 
 

@@ -2,7 +2,8 @@
 
 The *gap* is what a client feels during an upgrade: the longest time between two consecutive
 replies. A stream at 1 kHz that is never disturbed shows gaps of about 1 ms; an outage of
-``d`` ms shows a gap of about ``d + 1`` ms. Latency counts from when a request was due.
+``d`` ms shows a gap of about ``d + 1`` ms. Latency counts from when a request was due. The
+*send lateness* is the prober's own part: how long after it was due a request left.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ class StreamFigures:
     max_gap_ms: float
     p99_ms: float
     max_latency_ms: float
+    lateness_p99_ms: float
+    lateness_max_ms: float
 
 
 def reply_times_ns(rec: StreamRecords, window: Window = Window()) -> list[int]:
@@ -44,12 +47,16 @@ def figures(rec: StreamRecords, window: Window = Window()) -> StreamFigures:
     latencies = [lat / 1e6 for due, lat in zip(rec.due_ns, rec.latency_ns)
                  if window.holds(due) and lat != LOST]
     sent = sum(1 for due in rec.due_ns if window.holds(due))
+    lateness = [late / 1e6 for due, late in zip(rec.due_ns, rec.lateness_ns)
+                if window.holds(due)]
     replies = reply_times_ns(rec, window)
     gaps = [(b - a) / 1e6 for a, b in zip(replies, replies[1:])]
     return StreamFigures(sent=sent, lost=sent - len(latencies),
                          max_gap_ms=round(max(gaps, default=0.0), 3),
                          p99_ms=round(percentile(latencies, 99), 3),
-                         max_latency_ms=round(max(latencies, default=0.0), 3))
+                         max_latency_ms=round(max(latencies, default=0.0), 3),
+                         lateness_p99_ms=round(percentile(lateness, 99), 3),
+                         lateness_max_ms=round(max(lateness, default=0.0), 3))
 
 
 def first_new_reply_ns(rec: StreamRecords) -> int | None:

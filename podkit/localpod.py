@@ -46,6 +46,7 @@ class LocalPod:
         self.mode = mode
         self.env = env or {}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.exits: list[tuple[str, int]] = []  # (slot, exit code) of each process stopped
         root.mkdir(parents=True, exist_ok=True)
 
     # --- one slot ------------------------------------------------------------------------
@@ -72,10 +73,12 @@ class LocalPod:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
         try:
-            return proc.wait(timeout)
+            code = proc.wait(timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             raise PodkitError(f"slot {slot} did not stop within {timeout}s of SIGTERM")
+        self.exits.append((slot, code))
+        return code
 
     def kill(self, slot: str) -> int:
         proc = self.procs.pop(slot)
@@ -137,6 +140,7 @@ class LocalPod:
         self.stop(old)
         self.start_pause(old, version)
         self.wait_role(new, "active", version)
+        self.wait_role(old, "idle")  # converged, as the operator waits for the pod to be
         return new
 
     def close(self) -> None:

@@ -21,21 +21,25 @@ def become_subreaper() -> None:
     _libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
-def _child_setup() -> None:
+def _child_setup(idle: bool) -> None:
     # Runs in the child between fork and exec: die with the parent (a killed slot must not
     # leave its business process serving), and take a session of its own so a terminal's
-    # Ctrl-C reaches only podkit, which forwards it once.
+    # Ctrl-C reaches only podkit, which forwards it once. ``idle``: SCHED_IDLE from the first
+    # instruction of the program (podkit.cpu), without podkit itself ever being idle.
     _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     os.setsid()
+    if idle:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
-def spawn(command: Sequence[str], env: Mapping[str, str],
-          pass_fds: Sequence[int] = ()) -> subprocess.Popen[bytes]:
-    """Start the business process; a missing program is a :class:`PodkitError`."""
+def spawn(command: Sequence[str], env: Mapping[str, str], pass_fds: Sequence[int] = (),
+          idle: bool = False) -> subprocess.Popen[bytes]:
+    """Start the business process (``idle``: at ``SCHED_IDLE``); a missing program is a
+    :class:`PodkitError`."""
     try:
         # preexec_fn is safe here: podkit spawns only while its main thread is the only one.
         return subprocess.Popen(list(command), env=dict(env), pass_fds=tuple(pass_fds),
-                                preexec_fn=_child_setup)
+                                preexec_fn=lambda: _child_setup(idle))
     except FileNotFoundError as exc:
         raise PodkitError(f"command not found: {command[0]!r}; check the command after `--`",
                           exit_code=127) from exc

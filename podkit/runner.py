@@ -16,8 +16,20 @@ run config hooks in the active slot: ``SIGNAL <NAME>`` forwards a signal; ``REST
 the business process in place. In warm mode a restart is a swap inside the slot: a successor
 starts, initialises (it receives the listeners and maps the state like any standby) and says
 READY; only then is the running process told to hand over, so a successor that fails to start
-leaves it serving. The answer (``OK ...`` or ``ERR ...``) comes once the restart is done. Everything runs in one thread with a selector loop, except the
-wrapped-mode lock wait, which blocks in the kernel in a one-shot thread.
+leaves it serving. The answer (``OK ...`` or ``ERR ...``) comes once the restart is done:
+when the successor says ACTIVE, whether or not its predecessor's exit was handled first.
+
+CPU priorities (:mod:`podkit.cpu`), where the slot may undo them (``CAP_SYS_NICE`` or
+``RLIMIT_NICE`` 20): a warm business process, a restart's successor included, starts
+``SCHED_IDLE``, so its initialisation takes no CPU from the serving slot; when it says READY,
+and again when it says ACTIVE, podkit returns every thread of it and of the processes it
+started to ``SCHED_OTHER``, so a business in any language that follows the protocol waits on
+the lock and serves at normal priority. podkit itself stays ``SCHED_OTHER``: it handles READY,
+forwards the kubelet's signals and records the roles. Wrapped mode starts the business at
+normal priority, since it serves at once.
+
+Everything runs in one thread with a selector loop, except the wrapped-mode lock wait, which
+blocks in the kernel in a one-shot thread.
 """
 
 from __future__ import annotations
@@ -44,6 +56,7 @@ MODES = ("wrapped", "warm")
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
              signal.SIGUSR1, signal.SIGUSR2)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+ROLES = {warm.READY: "standby", warm.ACTIVE: "active", warm.RELEASED: "stopping"}
 
 
 @dataclass(eq=False)
@@ -57,6 +70,13 @@ class Business:
     @property
     def running(self) -> bool:
         return self.proc.returncode is None
+
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` unless the process was reaped. Not ``Popen.send_signal``: it polls
+        first, which reaps an exited child behind :func:`podkit.procs.reap`, and the slot would
+        never handle that exit. Until podkit reaps the process, its pid cannot be reused."""
+        if self.running:
+            os.kill(self.proc.pid, signum)
 
 
 class SlotRunner:
@@ -82,8 +102,7 @@ class SlotRunner:
         self.current: Business | None = None
         self.successor: Business | None = None  # a warm restart under way
         self.role = "starting"
-        self._restart_reply: socket.socket | None = None  # who asked for the restart
-        self._wrapped_restart = False
+        self._restart_reply: socket.socket | None = None  # who waits for a restart's answer
         self._selector = selectors.DefaultSelector()
         self._signal_r, self._signal_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._lock_r, self._lock_w = os.pipe2(os.O_CLOEXEC)
@@ -103,7 +122,6 @@ class SlotRunner:
         self._selector.register(self._control_server, selectors.EVENT_READ,
                                 self._on_control_request)
         if self.mode == "warm":
-            cpu.background()  # the business initialises behind the serving slot (podkit.cpu)
             self.current = self._start_business()
         else:
             self._set_state("standby")
@@ -129,9 +147,12 @@ class SlotRunner:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         env = dict(os.environ, **{warm.CONTROL_FD_ENV: str(theirs.fileno())})
         try:
-            business = Business(spawn(self.command, env, pass_fds=[theirs.fileno()]), ours)
+            # It initialises behind the serving slot, where podkit can restore it (podkit.cpu).
+            proc = spawn(self.command, env, pass_fds=[theirs.fileno()],
+                         idle=cpu.may_leave_idle())
         finally:
             theirs.close()
+        business = Business(proc, ours)
         self._selector.register(ours, selectors.EVENT_READ,
                                 lambda: self._on_channel(business))
         return business
@@ -156,7 +177,8 @@ class SlotRunner:
 
     # --- the warm channel ----------------------------------------------------------------
     def _on_channel(self, business: Business) -> int | None:
-        assert business.channel is not None
+        if business.channel is None:
+            return None  # closed as its process's exit was handled, in the same round of events
         try:
             data = business.channel.recv(256)
         except OSError:
@@ -177,22 +199,28 @@ class SlotRunner:
             business.channel = None
 
     def _on_channel_message(self, business: Business, message: bytes) -> None:
-        if business is self.successor:
-            if message == warm.READY and self.current is not None and self.current.running:
-                self.current.proc.send_signal(signal.SIGTERM)  # hand over to the successor
-            elif message == warm.ACTIVE:
-                self._set_state("active")
-                self._answer_restart(f"OK restarted, pid {business.proc.pid}")
-            return
-        roles = {warm.READY: "standby", warm.ACTIVE: "active", warm.RELEASED: "stopping"}
-        if message not in roles:
+        if message not in ROLES:
             print(f"podkit: ignoring unknown control message {message!r}", flush=True)
-        elif self.successor is None:  # while a successor takes over, the slot stays active
+            return
+        if message != warm.RELEASED:
+            # It started SCHED_IDLE; from READY on it waits on the lock or serves. Threads and
+            # processes it started before are restored too; ACTIVE repeats it for any started
+            # by a thread still idle at READY.
+            cpu.foreground(business.proc.pid)
+        if self.successor is not None:
+            if business is not self.successor:
+                return  # a restart's predecessor: the slot stays active
             if message == warm.READY:
-                cpu.foreground()
-            elif message == warm.RELEASED:
-                cpu.yield_cpu()  # this slot is done; the peer's business must not wait for us
-            self._set_state(roles[message])
+                if self.current is not None:
+                    self.current.signal(signal.SIGTERM)  # hand over to the successor
+                return
+        if message == warm.RELEASED:
+            cpu.yield_cpu()  # this slot is done; the peer's business must not wait for us
+        self._set_state(ROLES[message])
+        if message == warm.ACTIVE:
+            # Completes a restart under way: this is its successor, still ``self.successor``
+            # or already ``self.current`` if its predecessor's exit was handled first.
+            self._answer_restart(f"OK restarted, pid {business.proc.pid}")
 
     # --- the control socket --------------------------------------------------------------
     def _on_control_request(self) -> int | None:
@@ -214,26 +242,26 @@ class SlotRunner:
         current = self.current
         if self.role != "active" or current is None or not current.running:
             return f"ERR slot {self.env.slot} is not active (it is {self.role})"
-        if self.successor is not None or self._wrapped_restart:
+        if self.successor is not None or self._restart_reply is not None:
             return "ERR a restart is under way; try again when it is done"
         if request[:1] == ["SIGNAL"] and len(request) == 2:
             try:
                 signum = signal.Signals[f"SIG{request[1].upper().removeprefix('SIG')}"]
             except KeyError:
                 return f"ERR unknown signal {request[1]}"
-            current.proc.send_signal(signum)
+            current.signal(signum)
             return "OK"
         if request == ["RESTART"]:
             self._restart_reply = conn
             if self.mode == "warm":
                 self.successor = self._start_business()
             else:
-                self._wrapped_restart = True
-                current.proc.send_signal(signal.SIGTERM)
+                current.signal(signal.SIGTERM)  # its exit starts the new one
             return None
         return "ERR unknown request; use SIGNAL <NAME> or RESTART"
 
     def _answer_restart(self, answer: str) -> None:
+        """Answer the restart under way, if there is one."""
         conn, self._restart_reply = self._restart_reply, None
         if conn is not None:
             try:
@@ -257,7 +285,7 @@ class SlotRunner:
 
     def _on_forwarded_signal(self, signum: int) -> int | None:
         if signum in STOP_SIGNALS:
-            self._wrapped_restart = False
+            self._answer_restart(f"ERR slot {self.env.slot} is stopping")
         running = [b for b in (self.current, self.successor) if b is not None and b.running]
         if not running:
             if signum not in STOP_SIGNALS:
@@ -265,27 +293,29 @@ class SlotRunner:
             self._set_state("exited")
             return 0
         for business in running:
-            business.proc.send_signal(signum)
+            business.signal(signum)
         return None
 
     def _on_child_exit(self) -> int | None:
         children = {b.proc.pid: b.proc for b in (self.current, self.successor) if b is not None}
         for pid, code in reap(children):
+            # For a restart still waiting for its answer: its successor exited before ACTIVE
+            # (as ``self.current`` if its predecessor's exit came first).
+            failed = f"ERR the new business process exited with {code} before it was active"
             if self.successor is not None and pid == self.successor.proc.pid:
                 self._close_channel(self.successor)
                 self.successor = None
-                self._answer_restart(f"ERR the new business process exited with {code} "
-                                     "before it was active")
+                self._answer_restart(failed)
             elif self.current is not None and pid == self.current.proc.pid:
                 self._close_channel(self.current)
                 self.current, self.successor = self.successor, None
                 if self.current is not None:
                     continue  # the successor carries on
-                if self._wrapped_restart:
-                    self._wrapped_restart = False
+                if self.mode == "wrapped" and self._restart_reply is not None:
                     self.current = self._start_business()
                     self._answer_restart(f"OK restarted, pid {self.current.proc.pid}")
                     continue
+                self._answer_restart(failed)
                 self.lock.release()
                 self._set_state("exited")
                 return code

@@ -10,12 +10,24 @@ through podkit. The protocol, for programs in any language:
 2. Take an exclusive open-file-description lock on ``$PODKIT_DIR/handover.lock``: open it
    (O_RDWR|O_CREAT|O_CLOEXEC) and ``fcntl(fd, F_OFD_SETLKW, {F_WRLCK, SEEK_SET, 0, 0})``.
    It blocks until the active slot lets go. Then write ``ACTIVE\\n`` and serve.
-3. On SIGTERM (podkit forwards the kubelet's), stop accepting and stop writing shared state,
-   close the lock fd (the peer wakes now), write ``RELEASED\\n``, finish in-flight work within
-   a bound, and exit. A process that dies holding the lock releases it with its fd.
+3. On SIGTERM (podkit forwards the kubelet's): stop accepting and reading new requests,
+   answer those already read, make the last write to shared state, close the lock fd (the
+   peer wakes now), write ``RELEASED\\n``, then drain within a bound (queued replies sent,
+   connections half-closed, no more writes to shared state) and exit: "The stop order" in
+   ``docs/handoff-protocol.md``. A process that dies holding the lock releases it with its fd.
+   :class:`podkit.upgrader.Upgrader` owns this order for Python services.
 
 A standby that gets SIGTERM while it waits simply exits. The lock must be an OFD lock (not
 ``flock``), because the two kinds do not exclude each other; see :mod:`podkit.lock`.
+
+CPU priority is podkit's job; the business does nothing. Where the slot may undo it
+(``CAP_SYS_NICE``, or ``RLIMIT_NICE`` 20), ``podkit run`` starts CMD ``SCHED_IDLE``, so that
+its initialisation takes only CPU time the serving slot leaves, and when CMD writes
+``READY``, and again when it writes ``ACTIVE``, podkit returns every thread of CMD and of the
+processes CMD started to ``SCHED_OTHER``. Without the capability CMD runs ``SCHED_OTHER``
+throughout. A thread meant to run idle is set so after ``ACTIVE``; processes detached by a
+double fork before ``READY`` are not followed. :meth:`Slot.wait_active` also restores itself
+just before ``READY``, so it never waits on the lock idle.
 """
 
 from __future__ import annotations

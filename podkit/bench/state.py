@@ -1,8 +1,8 @@
 """``make bench-state``: state, sockets and config across A/B swaps of the demo service.
 
 A :class:`~podkit.localpod.LocalPod` runs the demo service (warm mode, a blob of
-``--state-mb`` in shared memory) while a TCP client (one connection per request) and a UDP
-client send requests at full speed; the pod swaps versions ``--swaps`` times. Then the
+``--state-mb`` in shared memory) while a TCP client (one connection per request), a keep-alive
+TCP client (one connection for all its requests) and a UDP client send requests at full speed; the pod swaps versions ``--swaps`` times. Then the
 shared-memory attach time by segment size, and the config hook latency (from the kubelet-style
 ``..data`` swap to the hook done, through a real ``podkit sidecar``). The last stdout line is
 one JSON object.
@@ -64,15 +64,17 @@ def swaps_under_load(pod: LocalPod, tcp_port: int, udp_port: int,
     pod.start("v1")
     before = tcp_state(("127.0.0.1", tcp_port))
     tcp = LoadLoop(("127.0.0.1", tcp_port), "tcp").start()
+    kept = LoadLoop(("127.0.0.1", tcp_port), "keepalive").start()
     udp = LoadLoop(("127.0.0.1", udp_port), "udp").start()
     time.sleep(0.2)
     for n in range(swaps):
         pod.swap("v2" if n % 2 == 0 else "v1")
         print(f"bench-state: swap {n + 1}/{swaps}", file=sys.stderr, flush=True)
     time.sleep(0.2)
-    tcp_result, udp_result = tcp.stop(), udp.stop()
+    tcp_result, kept_result, udp_result = tcp.stop(), kept.stop(), udp.stop()
     after = tcp_state(("127.0.0.1", tcp_port))
     gaps = tcp_result.handover_gaps_ms()
+    kept_gaps = kept_result.handover_gaps_ms()
     udp_gaps = udp_result.handover_gaps_ms()
     return {
         "swaps": swaps,
@@ -80,8 +82,14 @@ def swaps_under_load(pod: LocalPod, tcp_port: int, udp_port: int,
         "gap_p99_ms": round(percentile(gaps, 99), 3),
         "gap_p50_ms": round(percentile(gaps, 50), 3),
         "handovers_seen": len(gaps),
-        "lost_requests": tcp_result.lost + udp_result.lost,
+        "lost_requests": tcp_result.lost + kept_result.lost + udp_result.lost,
         "tcp": {"sent": tcp_result.sent, "lost": tcp_result.lost},
+        # One connection for every request: the service closes it gracefully at each
+        # hand-over, and the client sends its unanswered request again to the successor.
+        "keepalive": {"sent": kept_result.sent, "lost": kept_result.lost,
+                      "retries": kept_result.retries,
+                      "gap_max_ms": round(max(kept_gaps, default=0.0), 3),
+                      "gap_p50_ms": round(percentile(kept_gaps, 50), 3)},
         "udp": {"sent": udp_result.sent, "lost": udp_result.lost,
                 "gap_max_ms": round(max(udp_gaps, default=0.0), 3)},
         "state_intact": bool(before["intact"] and after["intact"]

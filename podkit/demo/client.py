@@ -55,6 +55,7 @@ class LoadResult:
     reply_versions: list[str] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    retries: int = 0  # keep-alive requests sent again after the service closed the connection
 
     @property
     def versions(self) -> dict[str, int]:
@@ -83,16 +84,22 @@ class LoadResult:
 class LoadLoop:
     """Sends requests in a thread until stopped: at full speed, or at ``rate_hz``.
 
-    TCP uses one connection per request (a lost request is one that fails or gets no reply);
-    UDP waits ``udp_timeout`` for each reply and counts a missing one as lost.
+    ``tcp`` uses one connection per request (a lost request is one that fails or gets no
+    reply); ``keepalive`` sends every request on one connection, as a long-lived client does,
+    and when the service closes it without a reply (a hand-over's graceful close) sends that
+    request again on a new one, counted in ``retries``; ``udp`` waits ``udp_timeout`` for each
+    reply and counts a missing one as lost.
     """
 
     def __init__(self, address: Address, protocol: str = "tcp", rate_hz: float | None = None,
                  udp_timeout: float = 0.5) -> None:
+        if protocol not in ("tcp", "keepalive", "udp"):
+            raise ValueError(f"protocol {protocol!r}: use tcp, keepalive or udp")
         self.address = address
         self.result = LoadResult(protocol)
         self.rate_hz = rate_hz
         self.udp_timeout = udp_timeout
+        self._conn: socket.socket | None = None  # the keep-alive connection
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"load-{protocol}", daemon=True)
 
@@ -123,13 +130,37 @@ class LoadLoop:
             self._one(seq, udp)
         if udp is not None:
             udp.close()
+        if self._conn is not None:
+            self._conn.close()
+
+    def _keepalive_get(self, seq: int) -> bytes:
+        """One request on the kept connection; once more on a new connection if the service
+        closed the kept one without replying (then it never read that request)."""
+        try:
+            return self._kept_get(seq)
+        except ConnectionError:  # reset, broken pipe, or EOF before the reply
+            self.result.retries += 1
+            return self._kept_get(seq)
+
+    def _kept_get(self, seq: int) -> bytes:
+        if self._conn is None:
+            self._conn = socket.create_connection(self.address, timeout=2.0)
+        try:
+            self._conn.sendall(get_request(seq))
+            return _read_line(self._conn)
+        except OSError:
+            self._conn.close()
+            self._conn = None
+            raise
 
     def _one(self, seq: int, udp: socket.socket | None) -> None:
         result = self.result
         result.sent += 1
         started = time.monotonic_ns()
         try:
-            if udp is None:
+            if result.protocol == "keepalive":
+                reply = self._keepalive_get(seq)
+            elif udp is None:
                 reply = tcp_get(self.address, seq)
             else:
                 udp.sendto(get_request(seq), self.address)

@@ -8,6 +8,7 @@ releases, so that the tests see the active intervals of every business process.
 from __future__ import annotations
 
 import signal
+import socket
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -251,6 +252,45 @@ def test_sigterm_to_run_reaches_the_business_process(tmp_path: Path, cli, h) -> 
         assert proc.wait(10) == 128 + signal.SIGTERM  # sleep died of the forwarded SIGTERM
         assert h.start_time(child) != started
         assert read_state(shared, "a").role == "exited"
+        assert not lock_is_held(shared.lock_file)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def process_state(pid: int) -> str:
+    """The state letter of /proc/<pid>/stat (R, S, T for stopped, Z for a zombie ...)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2]
+
+
+def test_a_signal_for_a_business_that_just_exited_does_not_hide_its_exit(tmp_path: Path, cli,
+                                                                         h) -> None:
+    """A config hook's signal for a business that has exited but is not reaped yet must not
+    reap it behind podkit's exit handling (``Popen.send_signal`` polls first), or the slot never
+    sees the exit. Stopping podkit while the business dies and the request arrives makes the
+    ordering certain: once continued, podkit's selector reports the request, ready first,
+    before the wake-up its SIGCHLD handler writes as the signal is delivered."""
+    shared = SharedDir(tmp_path)
+    proc = cli.start("run", "--", "sleep", "100", PODKIT_SLOT="a", PODKIT_VERSION="v1",
+                     PODKIT_DIR=str(tmp_path))
+    try:
+        wait_role(h, shared, "a", "active", proc.pid)
+        [child] = h.wait_for(lambda: h.children_of(proc.pid), "sleep to start")
+        started = h.start_time(child)
+        proc.send_signal(signal.SIGSTOP)
+        h.wait_for(lambda: process_state(proc.pid) == "T", "podkit to stop")
+        h.sigkill(child)
+        h.wait_gone(child, started, "sleep")  # a zombie: podkit cannot reap it while stopped
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(h.LIVENESS_S)
+            conn.connect(str(shared.control_socket("a")))
+            conn.sendall(b"SIGNAL HUP\n")
+            proc.send_signal(signal.SIGCONT)
+            assert conn.recv(256) == b"OK\n"
+        assert proc.wait(h.LIVENESS_S) == 128 + signal.SIGKILL
+        state = read_state(shared, "a")
+        assert state is not None and state.role == "exited"
         assert not lock_is_held(shared.lock_file)
     finally:
         proc.kill()

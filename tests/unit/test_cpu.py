@@ -1,5 +1,5 @@
 """podkit.cpu: a starting slot goes to SCHED_IDLE only where it may come back, and comes back
-for every thread; the pause slot may stay idle for good."""
+for every thread, also of another process; the pause slot may stay idle for good."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ import sys
 
 import pytest
 
+from podkit import cpu
+
 CHECK = """
 import os, sys, threading
 from podkit import cpu
+from podkit.procs import spawn
 if sys.argv[1] == "unprivileged":
     os.setuid(65534)  # after the imports: nobody may not read the interpreter's files
     assert not cpu.may_leave_idle()
@@ -22,6 +25,13 @@ if sys.argv[1] == "unprivileged":
     print("ok")
     sys.exit(0)
 assert cpu.may_leave_idle()
+started = spawn(["sleep", "30"], os.environ, idle=True)
+assert os.sched_getscheduler(0) == os.SCHED_OTHER, "the starter went idle"
+assert os.sched_getscheduler(started.pid) == os.SCHED_IDLE, "the process started idle is not"
+cpu.foreground(started.pid)
+assert os.sched_getscheduler(started.pid) == os.SCHED_OTHER, "another process was not restored"
+started.kill()
+started.wait()
 assert cpu.background() is True
 child = os.fork()
 if child == 0:  # processes started from here inherit the background policy
@@ -59,3 +69,39 @@ def test_without_it_only_a_permanent_background_is_taken() -> None:
     _need_root()
     done = _run("unprivileged")
     assert (done.returncode, done.stdout.strip(), done.stderr) == (0, "ok", "")
+
+
+def test_foreground_repeats_until_no_thread_is_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A thread created by a thread not yet restored starts idle, also while a pass runs: one
+    pass over /proc/<pid>/task is not enough."""
+    policies = {1: os.SCHED_IDLE, 2: os.SCHED_IDLE}
+
+    def set_policy(tid: int, policy: int, param: os.sched_param) -> None:
+        if tid == 2 and 3 not in policies:
+            policies[3] = os.SCHED_IDLE  # thread 2 created thread 3 just before it was restored
+        policies[tid] = policy
+
+    monkeypatch.setattr(cpu, "_threads", lambda pid: sorted(policies))
+    monkeypatch.setattr(cpu, "_children", lambda pid, tid: [])
+    monkeypatch.setattr(os, "sched_getscheduler", policies.__getitem__)
+    monkeypatch.setattr(os, "sched_setscheduler", set_policy)
+    cpu.foreground(1000)
+    assert policies == {1: os.SCHED_OTHER, 2: os.SCHED_OTHER, 3: os.SCHED_OTHER}
+
+
+def test_foreground_ends_when_a_process_keeps_going_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process that sets its threads idle again as soon as they are restored cannot hold
+    podkit's loop."""
+    restored: list[int] = []
+
+    def set_policy(tid: int, policy: int, param: os.sched_param) -> None:
+        restored.append(tid)
+        if len(restored) > 1000:
+            raise AssertionError("foreground() does not stop")
+
+    monkeypatch.setattr(cpu, "_threads", lambda pid: [1])
+    monkeypatch.setattr(cpu, "_children", lambda pid, tid: [])
+    monkeypatch.setattr(os, "sched_getscheduler", lambda tid: os.SCHED_IDLE)
+    monkeypatch.setattr(os, "sched_setscheduler", set_policy)
+    cpu.foreground(1000)
+    assert len(restored) > 1, "it did not try again"

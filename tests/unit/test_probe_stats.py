@@ -3,22 +3,29 @@ from records made up here: the arithmetic, not the network."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from e2e.demo_report import records, table, target_met
 from e2e.demo_run import MethodRun
 from e2e.demo_workloads import method_named
-from e2e.probe import LOST, StreamRecords
+from e2e.probe import LOST, ProberUsage, StreamRecords, parse_run
 from e2e.probe_stats import (Window, answering_versions, figures, handover_gap_ms,
                              reply_times_ns)
 
 MS = 1_000_000
 
 
-def stream(latencies_ms: list[float | None], versions: list[int] | None = None,
-           protocol: str = "tcp") -> StreamRecords:
-    """One request a millisecond; None is a lost request."""
+USAGE = ProberUsage(cpu_user_ns=30 * MS, cpu_sys_ns=10 * MS, wall_ns=1000 * MS, requests=40,
+                    realtime=True, max_in_flight=100, peak_in_flight=2)
+
+
+def stream(latencies_ms: Sequence[float | None], versions: list[int] | None = None,
+           protocol: str = "tcp", lateness_ms: list[float] | None = None) -> StreamRecords:
+    """One request a millisecond, sent 0.01 ms late unless told; None is a lost request."""
     rec = StreamRecords(protocol, 1000.0, versions=["v1", "v2"])
     for i, lat in enumerate(latencies_ms):
         rec.due_ns.append(i * MS)
+        rec.lateness_ns.append(int((lateness_ms[i] if lateness_ms else 0.01) * MS))
         rec.latency_ns.append(LOST if lat is None else int(lat * MS))
         rec.version.append(-1 if lat is None else (versions[i] if versions else 0))
     return rec
@@ -47,6 +54,23 @@ def test_windows_select_requests_by_when_they_were_due() -> None:
     assert reply_times_ns(rec, Window(20 * MS)) == [i * MS + MS // 10 for i in range(20, 30)]
 
 
+def test_send_lateness_is_the_probers_own_part_per_window() -> None:
+    rec = stream([0.5] * 10, lateness_ms=[0.01] * 5 + [0.3] + [0.01] * 4)
+    assert figures(rec, Window(0, 5 * MS)).lateness_max_ms == 0.01
+    found = figures(rec)
+    assert (found.lateness_max_ms, found.max_latency_ms) == (0.3, 0.5)
+
+
+def test_the_probers_output_parses_into_records_and_its_usage() -> None:
+    rec = stream([0.1, None])
+    run = parse_run({"streams": {"pod-ip/tcp": rec.to_json()}, "cpu_user_ns": 3000,
+                     "cpu_sys_ns": 1000, "wall_ns": 40_000, "realtime": False,
+                     "max_in_flight": 10, "peak_in_flight": 1})
+    assert run.streams["pod-ip/tcp"] == rec
+    assert (run.usage.requests, run.usage.cpu_percent, run.usage.cpu_us_per_request) == (
+        2, 10.0, 2.0)
+
+
 def test_versions_in_the_order_they_first_answered() -> None:
     assert answering_versions(stream([0.1] * 4, versions=[0, 0, 1, 1])) == ["v1", "v2"]
 
@@ -63,13 +87,15 @@ def test_report_rows_join_protocols_per_path_and_judge_the_target() -> None:
                ("service", "udp"): stream([0.1] * 10)}
     state = {"intact": True, "blob_crc": 7, "blob_crc_at_create": 7, "served": 10}
     run = MethodRun(method_named("abswap"), streams, started_ns=0, upgrade_ns=0, done_ns=5 * MS,
-                    state_before=state, state_after={**state, "served": 30})
+                    state_before=state, state_after={**state, "served": 30}, prober=USAGE)
     rows = records(run)
     assert [(r["path"], r["sent"], r["lost"]) for r in rows] == [("pod-ip", 20, 0),
                                                                  ("service", 20, 1)]
     assert rows[0]["p99_ms"] == 0.2 and rows[0]["state_intact"] is True
+    assert (rows[0]["prober_cpu_percent"], rows[0]["prober_cpu_us_per_request"]) == (4.0, 1000.0)
+    assert rows[0]["send_lateness_max_ms"] == 0.01 and rows[0]["prober_realtime"] is True
     assert target_met(rows) is True
     assert "abswap" in table(rows).splitlines()[1]
     recreated = MethodRun(method_named("abswap"), streams, 0, 0, 5 * MS, state,
-                          {**state, "blob_crc": 9})
+                          {**state, "blob_crc": 9}, USAGE)
     assert target_met(records(recreated)) is False

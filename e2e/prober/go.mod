@@ -1,0 +1,3 @@
+module podkit/e2e/prober
+
+go 1.22

@@ -5,13 +5,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST := $(PY) -m pytest
 
-.PHONY: help venv test test-unit test-integration test-go test-e2e bench-handover bench-state bench-probe k8s images cluster-up cluster-down demo clean
+.PHONY: help venv test test-unit test-integration test-go test-e2e bench-handover bench-state bench-probe lint k8s images cluster-up cluster-down demo clean
 
 help:
 	@echo "make demo            the main job: a real A/B upgrade on a local cluster beside a kubelet"
 	@echo "                     restart and a rolling update, 1 kHz probes; out/demo/report.json"
 	@echo "                     and out/demo/jitter.png (KEEP=1 leaves the cluster up)"
-	@echo "make test            every test: unit, integration, Go patch tests, e2e on a local cluster"
+	@echo "make test            every test: lint, unit, integration, Go patch tests, e2e on a local cluster"
+	@echo "make lint            ruff, mypy and the import-linter contracts of the layout"
 	@echo "make cluster-up      start the local cluster (cluster-down stops it); make images builds the images"
 	@echo "make bench-handover  1,000 hand-overs between two slot processes (JSON)"
 	@echo "make bench-state     state and sockets across swaps (JSON)"
@@ -20,13 +21,22 @@ help:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# Four distributions, all editable: the runtime (.), the operator, the demo service, the tools.
+DISTS := pyproject.toml operator/pyproject.toml demo_service/pyproject.toml tools/pyproject.toml
+
+$(VENV)/.installed: $(DISTS)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,e2e,operator]'
+	$(PY) -m pip install --quiet -e '.[test,lint]' -e ./operator -e ./demo_service -e ./tools
 	touch $@
 
-test: test-unit test-integration test-go test-e2e
+test: lint test-unit test-integration test-go test-e2e
+
+# ruff (style, imports, bugbear), mypy (every package), import-linter (the layering).
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 test-unit: venv
 	$(PYTEST) -q tests/unit
@@ -44,26 +54,26 @@ k8s:
 	bash apiserver-patches/build.sh
 
 images: venv
-	$(PY) -m e2e.images build
+	$(PY) -m testbed.images build
 
 cluster-up: venv
-	$(PY) -m e2e.testbed up
+	$(PY) -m testbed up
 
 cluster-down: venv
-	$(PY) -m e2e.testbed down
+	$(PY) -m testbed down
 
 bench-handover: venv
-	$(PY) -m podkit.bench.handover
+	$(PY) -m benchmarks.handover
 
 bench-state: venv
-	$(PY) -m podkit.bench.state
+	$(PY) -m benchmarks.swaps
 
 bench-probe: venv
-	$(PY) -m e2e.prober.bench
+	$(PY) -m upgrade_demo.prober.bench
 
 # KEEP=1 leaves the cluster, the operator and the demo's namespace running afterwards.
 demo: venv
-	KEEP=$(KEEP) $(PY) -m e2e.demo --out out/demo
+	KEEP=$(KEEP) $(PY) -m upgrade_demo --out out/demo
 
 clean:
 	rm -rf $(VENV) out build *.egg-info

@@ -6,8 +6,9 @@ import argparse
 import os
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn, Sequence
+from typing import NoReturn
 
 from .errors import PodkitError
 from .layout import DEFAULT_DIR, SharedDir, SlotEnv
@@ -34,11 +35,10 @@ def cmd_pause(args: argparse.Namespace) -> int:
 
 
 def cmd_sidecar(args: argparse.Namespace) -> int:
-    from .sidecar import Sidecar
-
     from prometheus_client import CollectorRegistry
 
     from .reload import ConfigReloader, Hook
+    from .sidecar import Sidecar
 
     shared = _shared_from(args)
     shared.check_writable()

@@ -13,8 +13,8 @@ import hashlib
 import os
 import shutil
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 DATA_LINK = "..data"
 

@@ -3,11 +3,11 @@
 Measured on the 2-core testbed: while a standby started (interpreter, imports, state attach:
 about 80 ms of CPU in 100 ms), the serving slot of the same pod sat runnable but unscheduled for
 up to 25 ms, since both weigh the same. So, where the policy may be undone:
-- a warm slot's business process starts ``SCHED_IDLE`` (it gets only CPU time nobody else
-  wants; the child sets it between fork and exec, :func:`podkit.procs.spawn`), and ``podkit run`` returns every thread of it, and of
-  the processes it started, to ``SCHED_OTHER`` when it says READY, and again when it says
-  ACTIVE (:func:`foreground`), whatever language it is written in: its wake-up on the lock is
-  not delayed and it never serves at idle priority;
+- a warm slot's business process starts ``SCHED_IDLE`` (it gets only CPU time nobody else wants;
+  the child sets it between fork and exec, :func:`podkit.procs.spawn`), and ``podkit run`` returns
+  every thread of it, and of the processes it started, to ``SCHED_OTHER`` when it says READY, and
+  again when it says ACTIVE (:func:`foreground`), whatever language it is written in: its wake-up
+  on the lock is not delayed and it never serves at idle priority;
 - ``podkit run`` itself is never idle: it handles READY (the restore above), forwards
   the kubelet's SIGTERM and the config hooks' signals, and records the roles;
 - the pause slot stays ``SCHED_IDLE``.

@@ -38,9 +38,10 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 from .errors import PodkitError
 from .layout import SharedDir
@@ -106,7 +107,7 @@ class ListenerSpec:
             raise PodkitError(f"{source}: backlog {self.backlog} must be at least 1")
 
     @classmethod
-    def parse(cls, text: str) -> "ListenerSpec":
+    def parse(cls, text: str) -> ListenerSpec:
         """Parse ``name=tcp://127.0.0.1:8080`` or ``name=udp://[::]:5000``."""
         match = _SPEC_RE.match(text.strip())
         if match is None:
@@ -167,7 +168,7 @@ class ListenerInfo:
                 "address": {"host": self.host, "port": self.port}}
 
     @classmethod
-    def from_json(cls, item: Any) -> "ListenerInfo":
+    def from_json(cls, item: Any) -> ListenerInfo:
         try:
             address = item["address"]
             info = cls(name=item["name"], family=item["family"], type=item["type"],
@@ -183,7 +184,7 @@ class ListenerInfo:
         return info
 
     @classmethod
-    def of_socket(cls, name: str, sock: socket.socket) -> "ListenerInfo":
+    def of_socket(cls, name: str, sock: socket.socket) -> ListenerInfo:
         family = "inet6" if sock.family == socket.AF_INET6 else "inet"
         kind = "tcp" if sock.type == socket.SOCK_STREAM else "udp"
         host, port = sock.getsockname()[:2]
@@ -221,7 +222,7 @@ class HandoffMessage:
         return HEADER.pack(MAGIC, len(body)) + body
 
     @classmethod
-    def decode(cls, data: bytes) -> "HandoffMessage":
+    def decode(cls, data: bytes) -> HandoffMessage:
         """Parse header and JSON; raise :class:`PodkitError` saying what is wrong."""
         if len(data) < HEADER.size:
             raise PodkitError(f"hand-off message is {len(data)} bytes, shorter than its header")
@@ -340,7 +341,7 @@ class ListenerSet:
         self.peer_pid = peer_pid
 
     @classmethod
-    def bind(cls, specs: Iterable[ListenerSpec | str]) -> "ListenerSet":
+    def bind(cls, specs: Iterable[ListenerSpec | str]) -> ListenerSet:
         """Bind fresh sockets; :class:`PodkitError` if one cannot be bound."""
         try:
             return cls._bind_all(parse_specs(specs))
@@ -349,7 +350,7 @@ class ListenerSet:
                               "stop the process that holds it or choose another port") from None
 
     @classmethod
-    def _bind_all(cls, specs: Sequence[ListenerSpec]) -> "ListenerSet":
+    def _bind_all(cls, specs: Sequence[ListenerSpec]) -> ListenerSet:
         bound: list[Listener] = []
         try:
             for spec in specs:
@@ -393,7 +394,7 @@ class ListenerSet:
     def message(self) -> HandoffMessage:
         return HandoffMessage(pid=os.getpid(), listeners=tuple(self.infos))
 
-    def acceptor(self) -> "Acceptor":
+    def acceptor(self) -> Acceptor:
         """An :class:`Acceptor` over all these listeners."""
         return Acceptor(item.sock for item in self._listeners)
 
@@ -409,7 +410,7 @@ class ListenerSet:
                 [item.sock.fileno() for item in self._listeners])
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str] | None = None) -> "ListenerSet | None":
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> ListenerSet | None:
         """The listeners a parent passed with :meth:`child_env`; ``None`` when it passed none.
 
         Reading ``os.environ`` (the default) removes the variable and makes the descriptors
@@ -437,7 +438,7 @@ class ListenerSet:
         for item in self._listeners:
             item.sock.close()
 
-    def __enter__(self) -> "ListenerSet":
+    def __enter__(self) -> ListenerSet:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -577,7 +578,7 @@ class Acceptor:
                 os.close(fd)
         self._wake_r = self._wake_w = -1
 
-    def __enter__(self) -> "Acceptor":
+    def __enter__(self) -> Acceptor:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -634,7 +635,7 @@ class HandoffServer:
         self._thread: threading.Thread | None = None
         self._identity: tuple[int, int] | None = None
 
-    def start(self) -> "HandoffServer":
+    def start(self) -> HandoffServer:
         """Serve the listeners at ``handoff.sock`` (replacing whatever is there)."""
         if self._thread is not None:
             return self
@@ -702,7 +703,7 @@ class HandoffServer:
         self._acceptor.close()
         self._thread = None
 
-    def __enter__(self) -> "HandoffServer":
+    def __enter__(self) -> HandoffServer:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:

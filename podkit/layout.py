@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from .errors import PodkitError
 from .lock import OfdLock
@@ -104,7 +104,7 @@ class SlotEnv:
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None,
-                     require_version: bool = True) -> "SlotEnv":
+                     require_version: bool = True) -> SlotEnv:
         env = os.environ if environ is None else environ
         slot = env.get("PODKIT_SLOT", "")
         if slot not in SLOTS:

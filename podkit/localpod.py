@@ -12,12 +12,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence, TypeVar
+from typing import TypeVar
 
 from .errors import PodkitError
 from .layout import SLOTS, SharedDir, other_slot
-from .state import SlotState, read_state
+from .slot_records import SlotState, read_state
 
 CommandFor = Callable[[str, str], Sequence[str]]  # (slot, version) -> business command
 T = TypeVar("T")
@@ -76,7 +77,7 @@ class LocalPod:
             code = proc.wait(timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
-            raise PodkitError(f"slot {slot} did not stop within {timeout}s of SIGTERM")
+            raise PodkitError(f"slot {slot} did not stop within {timeout}s of SIGTERM") from None
         self.exits.append((slot, code))
         return code
 

@@ -14,7 +14,7 @@ import signal
 from . import cpu
 from .errors import PodkitError
 from .layout import SlotEnv, other_slot
-from .state import SlotState, read_version, write_state, write_version
+from .slot_records import SlotState, read_version, write_state, write_version
 
 FOLLOW_INTERVAL_S = 1.0
 

@@ -7,7 +7,7 @@ import ctypes.util
 import os
 import signal
 import subprocess
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from .errors import PodkitError
 

@@ -14,7 +14,7 @@ from typing import Any
 from .errors import PodkitError
 from .layout import SLOTS, SharedDir
 from .lock import lock_is_held
-from .state import SlotState, read_state, read_version
+from .slot_records import SlotState, read_state, read_version
 
 
 @dataclass(frozen=True)

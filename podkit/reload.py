@@ -45,7 +45,7 @@ class Hook:
     argument: str = ""
 
     @classmethod
-    def parse(cls, text: str) -> "Hook":
+    def parse(cls, text: str) -> Hook:
         kind, _, argument = text.partition(":")
         if kind not in HOOK_KINDS:
             raise PodkitError(f"unknown config hook {text!r}; use signal:<NAME>, restart, "

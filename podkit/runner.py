@@ -41,8 +41,8 @@ import signal
 import socket
 import subprocess
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from . import cpu
 from . import slot as warm
@@ -50,7 +50,7 @@ from .errors import PodkitError
 from .layout import SlotEnv
 from .lock import OfdLock
 from .procs import become_subreaper, reap, spawn
-from .state import SlotState, write_state, write_version
+from .slot_records import SlotState, write_state, write_version
 
 MODES = ("wrapped", "warm")
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,

@@ -72,9 +72,9 @@ import struct
 import time
 import zlib
 from collections import deque
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Union
 
 from .errors import PodkitError
 
@@ -149,7 +149,7 @@ class Header:
         return fields + _CRC.pack(zlib.crc32(fields))
 
     @classmethod
-    def decode(cls, data: bytes | memoryview | mmap.mmap, source: str = "segment") -> "Header":
+    def decode(cls, data: bytes | memoryview | mmap.mmap, source: str = "segment") -> Header:
         """Parse and check a header; raise :class:`PodkitError` naming ``source`` if bad."""
         size = _FIELDS.size + _CRC.size
         if len(data) < size:
@@ -239,7 +239,7 @@ class Migrations:
         return len(self._steps)
 
 
-MigrationTable = Union[Migrations, Mapping[tuple[int, int], Migration]]
+MigrationTable = Migrations | Mapping[tuple[int, int], Migration]
 
 
 def shm_dir_path(shm_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -322,7 +322,7 @@ class Segment:
 
     @classmethod
     def create(cls, name: str, size: int, layout_version: int,
-               shm_dir: str | os.PathLike[str] | None = None, mode: int = 0o660) -> "Segment":
+               shm_dir: str | os.PathLike[str] | None = None, mode: int = 0o660) -> Segment:
         """Create a segment with ``size`` zeroed payload bytes, mapped writable.
 
         The file is built under a temporary name and linked into place, so no attacher ever
@@ -383,7 +383,7 @@ class Segment:
     def attach(cls, name: str, layout_version: int, writable: bool = False,
                migrations: MigrationTable | None = None,
                shm_dir: str | os.PathLike[str] | None = None,
-               verify: bool = False) -> "Segment":
+               verify: bool = False) -> Segment:
         """Map an existing segment in O(1): no byte of the payload is read.
 
         Read-only by default (the standby's view). ``writable=True`` marks the segment as
@@ -427,8 +427,9 @@ class Segment:
         if file_size < HEADER_SIZE:
             raise PodkitError(f"{source} is not a podkit segment: {file_size} bytes, shorter "
                               "than the header; unlink it or pick another name")
-        head = os.pread(self._fd, HEADER_SIZE, 0)
-        header = self._decode_retrying(lambda: os.pread(self._fd, HEADER_SIZE, 0), head)
+        fd = self._fd
+        head = os.pread(fd, HEADER_SIZE, 0)
+        header = self._decode_retrying(lambda: os.pread(fd, HEADER_SIZE, 0), head)
         needed = HEADER_SIZE + header.payload_size
         if file_size < needed:
             raise PodkitError(f"{source} is truncated: the header says {needed} bytes, the "
@@ -701,7 +702,7 @@ class Segment:
         except FileNotFoundError:
             pass
 
-    def __enter__(self) -> "Segment":
+    def __enter__(self) -> Segment:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

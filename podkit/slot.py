@@ -36,9 +36,9 @@ import os
 import signal
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Callable
 
 from . import cpu
 from .errors import PodkitError
@@ -82,7 +82,7 @@ class Slot:
             signal.signal(signal.SIGTERM, self._on_stop_signal)
 
     @classmethod
-    def from_environ(cls, handle_sigterm: bool = True) -> "Slot":
+    def from_environ(cls, handle_sigterm: bool = True) -> Slot:
         raw = os.environ.get(CONTROL_FD_ENV)
         if not raw:
             raise PodkitError(f"{CONTROL_FD_ENV} is not set; start the service with "
@@ -136,7 +136,7 @@ class Slot:
             self._send(RELEASED)
             cpu.yield_cpu()
 
-    def active(self) -> "_ActiveBlock":
+    def active(self) -> _ActiveBlock:
         """A context manager: waits until active on entry, releases on exit."""
         return _ActiveBlock(self)
 

@@ -28,8 +28,9 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Protocol
+from typing import Protocol
 
 from .handoff import HandoffServer, ListenerSet, ListenerSpec, acquire_listeners
 from .layout import DEFAULT_DIR, SharedDir
@@ -70,7 +71,7 @@ class Upgrader:
 
     @classmethod
     def from_environ(cls, specs: Iterable[ListenerSpec | str],
-                     drain_s: float = DEFAULT_DRAIN_S) -> "Upgrader":
+                     drain_s: float = DEFAULT_DRAIN_S) -> Upgrader:
         """The slot from ``PODKIT_CONTROL_FD`` and ``PODKIT_DIR``, and the listeners
         ``specs`` received from the active peer (or bound when nobody serves them)."""
         slot = Slot.from_environ()

@@ -1,10 +1,10 @@
-"""The e2e tier's fixtures live in e2e/fixtures.py (other suites import them too)."""
+"""The e2e tier's fixtures live in tools/testbed/fixtures.py (other suites import them too)."""
 
 import pytest
 
-from e2e import kubebin
-from e2e.errors import TestbedError
-from e2e.fixtures import (  # noqa: F401
+from testbed import kubebin
+from testbed.errors import TestbedError
+from testbed.fixtures import (  # noqa: F401
     api_clusters,
     cluster,
     deployed_operator,

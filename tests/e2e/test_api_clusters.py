@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from e2e.apicluster import ApiCluster
+from testbed.apicluster import ApiCluster
 
 
 def deployment(name: str, replicas: int) -> dict:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from testcontainers.core.container import DockerContainer
 
-from podkit.demo.client import LoadLoop, tcp_get, tcp_state
+from podkit_demo.client import LoadLoop, tcp_get, tcp_state
 
 PORT = 7000
 STATE_MB = 32

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 
-from e2e.demo import deploy_workloads
-from e2e.demo_report import records, write_json
-from e2e.demo_run import upgrade_under_probes
-from e2e.demo_workloads import method_named
-from e2e.fixtures import Images
-from e2e.kube import Kube
-from e2e.stsp import wait_crd_established
+from testbed.fixtures import Images
+from testbed.kube import Kube
+from testbed.stsp import wait_crd_established
+from upgrade_demo.command import deploy_workloads
+from upgrade_demo.report import records, write_json
+from upgrade_demo.run import upgrade_under_probes
+from upgrade_demo.workloads import method_named
 
 
 def test_ab_swap_under_probes_loses_nothing_and_keeps_its_state(

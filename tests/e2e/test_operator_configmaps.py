@@ -15,11 +15,11 @@ import time
 import urllib.request
 from typing import Any
 
-from e2e.fixtures import Images
-from e2e.kube import Kube
-from e2e.stsp import (batch_status, config_copies, events, mounted_configs, pods, set_config,
+from testbed.fixtures import Images
+from testbed.kube import Kube
+from testbed.stsp import (batch_status, config_copies, events, mounted_configs, pods, set_config,
                       status)
-from podkit.demo.client import tcp_get
+from podkit_demo.client import tcp_get
 from podkit_operator import manifests
 from podkit_operator.configs import copy_name, data_hash
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 
-from e2e.fixtures import Images
-from e2e.kube import Kube
+from testbed.fixtures import Images
+from testbed.kube import Kube
 from podkit_operator import manifests
 
 

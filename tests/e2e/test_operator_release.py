@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from e2e.fixtures import Images
-from e2e.kube import Kube
-from e2e.operator_proc import OperatorProcess
-from e2e.stsp import (batch_status, events, pods, pods_named, serving_image, set_image,
+from testbed.fixtures import Images
+from testbed.kube import Kube
+from testbed.operator_proc import OperatorProcess
+from testbed.stsp import (batch_status, events, pods, pods_named, serving_image, set_image,
                       status)
-from podkit.demo.client import tcp_get, tcp_state
+from podkit_demo.client import tcp_get, tcp_state
 from podkit_operator import manifests
 
 DEMO_PORT = 7000

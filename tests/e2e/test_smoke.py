@@ -9,7 +9,7 @@ from __future__ import annotations
 import urllib.request
 from typing import Any
 
-from e2e.kube import Kube, KubectlError
+from testbed.kube import Kube, KubectlError
 
 PORT = 8080
 SERVER = f"""

@@ -10,9 +10,9 @@ import os
 import subprocess
 from pathlib import Path
 
-from e2e import images, network
-from e2e.kube import Kube
-from e2e.testbed import COMPONENTS, Testbed
+from testbed import images, network
+from testbed.cluster import COMPONENTS, Testbed
+from testbed.kube import Kube
 
 
 def leftovers(bed: Testbed) -> list[str]:

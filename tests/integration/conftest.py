@@ -21,8 +21,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from podkit.layout import SharedDir
 from podkit.errors import PodkitError
+from podkit.layout import SharedDir
 from podkit.localpod import LocalPod, wait_until
 from podkit.sidecar import Sidecar
 
@@ -102,7 +102,7 @@ def stub_pod(tmp_path: Path) -> Iterator[Callable[[str], StubPod]]:
     def make(mode: str) -> StubPod:
         log = tmp_path / f"events-{len(pods)}.log"
         pod = LocalPod(tmp_path / f"pod-{len(pods)}", lambda slot, version: [
-            sys.executable, "-m", "podkit.bench.stub", "--log", str(log), "--mode", mode],
+            sys.executable, "-m", "benchmarks.stub", "--log", str(log), "--mode", mode],
             mode=mode)
         pods.append(pod)
         return StubPod(pod, log)

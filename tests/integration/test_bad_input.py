@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from podkit.layout import SharedDir
-from podkit.state import SlotState, read_state, write_state, write_version
+from podkit.slot_records import SlotState, read_state, write_state, write_version
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

@@ -14,19 +14,19 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
+from benchmarks.swaps import free_port
 from podkit import shm
-from podkit.bench.state import free_port
 from podkit.configdir import hash_files, write_like_kubelet
-from podkit.demo.client import tcp_get
-from podkit.demo.protocol import parse_reply
 from podkit.localpod import LocalPod
-from podkit.state import SlotState
+from podkit.slot_records import SlotState
+from podkit_demo.client import tcp_get
+from podkit_demo.protocol import parse_reply
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -66,7 +66,7 @@ def demo_pod(tmp_path: Path) -> Iterator[DemoPod]:
                                  f"udp=udp://127.0.0.1:{udp_port}",
            "PODKIT_DEMO_STATE_MB": "1", "PODKIT_DEMO_SEGMENT": segment,
            "PODKIT_DEMO_CONFIG": str(config / "greeting")}
-    pod = LocalPod(tmp_path / "pod", lambda slot, version: [sys.executable, "-m", "podkit.demo"],
+    pod = LocalPod(tmp_path / "pod", lambda slot, version: [sys.executable, "-m", "podkit_demo"],
                    mode="warm", env=env)
     try:
         pod.start("v1")

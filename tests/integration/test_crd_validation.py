@@ -1,6 +1,6 @@
 """The StatefulSetPlus CRD and the operator's deploy manifests against a real apiserver.
 
-An API-only cluster (etcd, the patched control plane, kwok's fake nodes; e2e/apicluster.py)
+An API-only cluster (etcd, the patched control plane, kwok's fake nodes; tools/testbed/apicluster.py)
 takes ``kubectl apply -k operator/deploy``; then every rule of the schema and its CEL
 validations is exercised through kubectl, the way a user meets it: a bad spec is rejected
 with a message that says what to fix. A cluster that cannot start fails the module.
@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 import yaml
 
-from e2e.fixtures import running_api_cluster
-from e2e.stsp import wait_crd_established
-from e2e.kube import Kube, KubectlError
+from testbed.fixtures import running_api_cluster
+from testbed.stsp import wait_crd_established
+from testbed.kube import Kube, KubectlError
 from podkit_operator import manifests
 
 pytestmark = pytest.mark.integration

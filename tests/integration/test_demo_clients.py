@@ -7,16 +7,16 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
+from benchmarks.swaps import demo_pod
 from podkit import shm
-from podkit.bench.state import demo_pod
-from podkit.demo.client import LoadLoop, tcp_get, tcp_state
-from podkit.demo.service import MAX_REQUEST
 from podkit.localpod import LocalPod
+from podkit_demo.client import LoadLoop, tcp_get, tcp_state
+from podkit_demo.service import MAX_REQUEST
 
 Address = tuple[str, int]
 SWAPS = 10
@@ -94,7 +94,7 @@ class Hostile:
             self.rounds += 1
             time.sleep(0.002)
 
-    def __enter__(self) -> "Hostile":
+    def __enter__(self) -> Hostile:
         self._thread.start()
         return self
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
+from benchmarks.swaps import check_shm_room, demo_pod
 from podkit import shm
-from podkit.bench.state import check_shm_room, demo_pod
-from podkit.demo.client import LoadLoop, tcp_get, tcp_state
 from podkit.localpod import LocalPod
+from podkit_demo.client import LoadLoop, tcp_get, tcp_state
 
 
 @pytest.fixture

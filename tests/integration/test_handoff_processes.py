@@ -24,8 +24,7 @@ from typing import Any
 
 import pytest
 
-from podkit.handoff import (Acceptor, HandoffServer, ListenerSet, acquire_listeners,
-                            fetch_listeners)
+from podkit.handoff import Acceptor, HandoffServer, ListenerSet, acquire_listeners, fetch_listeners
 from podkit.layout import SharedDir
 from podkit.lock import OfdLock
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from e2e.fixtures import running_api_cluster
-from e2e.kube import Kube
-from e2e.operator_proc import OperatorProcess
-from e2e.stsp import (config_copies, events, install_crd, mounted_configs, pods, set_config,
+from testbed.fixtures import running_api_cluster
+from testbed.kube import Kube
+from testbed.operator_proc import OperatorProcess
+from testbed.stsp import (config_copies, events, install_crd, mounted_configs, pods, set_config,
                       status)
 from podkit_operator import manifests
 from podkit_operator.configs import copy_name, data_hash

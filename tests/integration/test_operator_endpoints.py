@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from e2e.fixtures import running_api_cluster
-from e2e.kube import Kube
-from e2e.operator_proc import OperatorProcess
-from e2e.stsp import install_crd, pods
+from testbed.fixtures import running_api_cluster
+from testbed.kube import Kube
+from testbed.operator_proc import OperatorProcess
+from testbed.stsp import install_crd, pods
 from podkit_operator import manifests
 from podkit_operator.endpoints import ANN_ENDPOINTS_OF, LABEL_SERVICE
 

@@ -1,7 +1,7 @@
 """The operator against a real apiserver with kwok's fake nodes: releases of hundreds of pods,
 failure and batch rollback, scaling during a release.
 
-kwok plays the kubelet (e2e/kwok/pod-stages.yaml): a pod's container statuses follow its spec,
+kwok plays the kubelet (tools/testbed/kwok/pod-stages.yaml): a pod's container statuses follow its spec,
 and an image whose reference contains "broken" never becomes ready (CrashLoopBackOff). The
 operator runs as a local ``kopf run`` process; the swap itself is exercised on real
 containers by tests/e2e/test_operator_release.py.
@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from e2e.fixtures import running_api_cluster
-from e2e.kube import Kube
-from e2e.operator_proc import OperatorProcess
-from e2e.stsp import (batch_status, events, install_crd, pods, pods_named, serving_image,
+from testbed.fixtures import running_api_cluster
+from testbed.kube import Kube
+from testbed.operator_proc import OperatorProcess
+from testbed.stsp import (batch_status, events, install_crd, pods, pods_named, serving_image,
                       set_image, status)
 from podkit_operator import manifests
 

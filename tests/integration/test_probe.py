@@ -1,7 +1,7 @@
-"""The open-loop prober (e2e.probe, the compiled e2e/prober) as a process against real sockets:
-it counts every request, loses none to a server that answers, counts refusals and silences as
-lost, follows a new target, counts exactly the requests a target dropped, and keeps running when
-its target holds more connections open than it may have descriptors."""
+"""The open-loop prober (upgrade_demo.probe, the compiled tools/upgrade_demo/prober) as a process
+against real sockets: it counts every request, loses none to a server that answers, counts refusals
+and silences as lost, follows a new target, counts exactly the requests a target dropped, and keeps
+running when its target holds more connections open than it may have descriptors."""
 
 from __future__ import annotations
 
@@ -17,12 +17,19 @@ from pathlib import Path
 
 import pytest
 
-from e2e import host
-from e2e.prober.bench import responder
-from e2e.probe import IN_FLIGHT_BOUND, TIMEOUT, ProbeProcess, ProbeRun, Stream, StreamRecords
-from e2e.probe_stats import figures
-from podkit.bench.state import demo_pod, free_port
+from benchmarks.swaps import demo_pod, free_port
 from podkit.localpod import LocalPod
+from testbed import host
+from upgrade_demo.probe import (
+    IN_FLIGHT_BOUND,
+    TIMEOUT,
+    ProbeProcess,
+    ProbeRun,
+    Stream,
+    StreamRecords,
+)
+from upgrade_demo.probe_stats import figures
+from upgrade_demo.prober.bench import responder
 
 pytestmark = pytest.mark.integration
 LOOPBACK = "127.0.0.1"

@@ -126,6 +126,7 @@ def test_a_slot_stopped_during_a_wrapped_restart_answers_it(python_pod, h) -> No
         answer = pool.submit(restart, pod, h)
         h.wait_for(lambda: where.read_text() == "signalled",
                    "the restart's SIGTERM to reach the business")
-        assert pod.stop("a") == 128 + signal.SIGTERM  # the forwarded SIGTERM ended it; no new one started
+        # The forwarded SIGTERM ended it; no new one started.
+        assert pod.stop("a") == 128 + signal.SIGTERM
         assert answer.result(h.LIVENESS_S) == (False, "slot a: ERR slot a is stopping")
     assert not lock_is_held(pod.shared.lock_file)

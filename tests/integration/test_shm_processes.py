@@ -234,7 +234,7 @@ report(after_attach=after_attach, after_read=after_read)
 @pytest.mark.parametrize("size", [MIB, GIB], ids=["1MiB", "1GiB"])
 def test_attach_does_not_touch_the_payload(shm_dir: Path, size: int) -> None:
     """A fresh process that attaches has at most a few pages of the segment resident; only
-    reading the payload brings it in. (Timing is left to podkit.bench.shm_attach.)"""
+    reading the payload brings it in. (Timing is left to benchmarks.shm_attach.)"""
     require_free(shm_dir, size + 64 * MIB)
     with Segment.create("state", size, 1, shm_dir=shm_dir) as segment:
         segment.payload[-1] = 1

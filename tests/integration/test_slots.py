@@ -1,7 +1,7 @@
 """The A/B swap between real slot processes: ``podkit run`` (wrapped and warm), ``podkit
 pause`` and ``podkit probe`` over one shared directory, as the containers of a pod run them.
 
-The business is :mod:`podkit.bench.stub`, which logs when it becomes active and when it
+The business is :mod:`benchmarks.stub`, which logs when it becomes active and when it
 releases, so that the tests see the active intervals of every business process.
 """
 
@@ -14,10 +14,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from podkit.bench.intervals import gaps_ms, overlaps, read_intervals
+from benchmarks.intervals import gaps_ms, overlaps, read_intervals
 from podkit.layout import SharedDir
 from podkit.lock import lock_is_held
-from podkit.state import read_state, read_version, write_version
+from podkit.slot_records import read_state, read_version, write_version
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

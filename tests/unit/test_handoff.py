@@ -10,15 +10,27 @@ import json
 import os
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
 from podkit.errors import PodkitError
-from podkit.handoff import (HEADER, MAGIC, MAX_JSON_BYTES, Acceptor, HandoffMessage,
-                            HandoffServer, ListenerInfo, ListenerSet, ListenerSpec,
-                            acquire_listeners, check_match, fetch_listeners, parse_specs)
+from podkit.handoff import (
+    HEADER,
+    MAGIC,
+    MAX_JSON_BYTES,
+    Acceptor,
+    HandoffMessage,
+    HandoffServer,
+    ListenerInfo,
+    ListenerSet,
+    ListenerSpec,
+    acquire_listeners,
+    check_match,
+    fetch_listeners,
+    parse_specs,
+)
 from podkit.layout import SharedDir
 
 SPECS = ["web=tcp://127.0.0.1:0", "rtp=udp://127.0.0.1:0"]
@@ -311,7 +323,7 @@ class RawServer:
         with conn:
             self.answer(conn)
 
-    def __enter__(self) -> "RawServer":
+    def __enter__(self) -> RawServer:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

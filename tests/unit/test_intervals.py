@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from podkit.bench.intervals import Interval, gaps_ms, overlaps, percentile, read_intervals
+from benchmarks.intervals import Interval, gaps_ms, overlaps, percentile, read_intervals
 
 
 def log_of(tmp_path: Path, *lines: str) -> Path:

@@ -11,7 +11,7 @@ import pytest
 from podkit.errors import PodkitError
 from podkit.files import atomic_write, atomic_write_json, read_json
 from podkit.layout import DEFAULT_DIR, SLOTS, SharedDir, SlotEnv, other_slot, validate_version
-from podkit.state import SlotState, read_state, read_version, write_state, write_version
+from podkit.slot_records import SlotState, read_state, read_version, write_state, write_version
 
 
 def no_temp_files(directory: Path) -> bool:

@@ -1,16 +1,21 @@
-"""Figures of probe streams (e2e.probe_stats) and the demo's report rows (e2e.demo_report),
-from records made up here: the arithmetic, not the network."""
+"""Figures of probe streams (upgrade_demo.probe_stats) and the demo's report rows
+(upgrade_demo.report), from records made up here: the arithmetic, not the network."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from e2e.demo_report import records, table, target_met
-from e2e.demo_run import MethodRun
-from e2e.demo_workloads import method_named
-from e2e.probe import LOST, ProberUsage, StreamRecords, parse_run
-from e2e.probe_stats import (Window, answering_versions, figures, handover_gap_ms,
-                             reply_times_ns)
+from upgrade_demo.probe import LOST, ProberUsage, StreamRecords, parse_run
+from upgrade_demo.probe_stats import (
+    Window,
+    answering_versions,
+    figures,
+    handover_gap_ms,
+    reply_times_ns,
+)
+from upgrade_demo.report import records, table, target_met
+from upgrade_demo.run import MethodRun
+from upgrade_demo.workloads import method_named
 
 MS = 1_000_000
 

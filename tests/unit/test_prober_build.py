@@ -1,4 +1,4 @@
-"""The compiled prober's build helper (e2e.prober): its cache key follows the source, and a
+"""The compiled prober's build helper (upgrade_demo.prober): its cache key follows the source, and a
 machine without Go gets an error that says so."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from e2e import prober
-from e2e.errors import TestbedError
+from testbed.errors import TestbedError
+from upgrade_demo import prober
 
 
 def test_the_cache_key_changes_with_any_go_file(tmp_path: Path) -> None:

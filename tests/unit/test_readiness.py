@@ -12,7 +12,7 @@ from podkit.errors import PodkitError
 from podkit.layout import SharedDir
 from podkit.lock import OfdLock, lock_is_held
 from podkit.readiness import PodView, SlotView, observe
-from podkit.state import SlotState, write_state, write_version
+from podkit.slot_records import SlotState, write_state, write_version
 
 
 def view(slot: str, version: str | None, role: str | None = None,

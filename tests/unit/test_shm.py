@@ -13,8 +13,17 @@ import pytest
 
 from podkit import shm
 from podkit.errors import PodkitError
-from podkit.shm import (FLAG_CHECKSUM, FLAG_CLEAN, HEADER_SIZE, Header, IncompatibleLayout,
-                        Migrations, Segment, SegmentExists, SegmentNotFound)
+from podkit.shm import (
+    FLAG_CHECKSUM,
+    FLAG_CLEAN,
+    HEADER_SIZE,
+    Header,
+    IncompatibleLayout,
+    Migrations,
+    Segment,
+    SegmentExists,
+    SegmentNotFound,
+)
 
 
 @pytest.fixture
@@ -130,7 +139,7 @@ def test_create_attach_seal_verify(shm_dir: Path) -> None:
     reader.close()
     reader.close()
     with pytest.raises(PodkitError, match="closed"):
-        reader.payload
+        _ = reader.payload
 
 
 def test_read_only_attach_refuses_writes(shm_dir: Path) -> None:

@@ -1,0 +1,91 @@
+"""Reading and steering a StatefulSetPlus named ``web`` from tests, as kubectl would."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from podkit_operator import manifests
+from testbed.kube import Kube
+
+NAME = "web"
+
+
+def install_crd(kube: Kube) -> None:
+    """Apply the StatefulSetPlus CRD and wait until the apiserver serves it."""
+    kube.apply(manifests.crd())
+    wait_crd_established(kube)
+
+
+def wait_crd_established(kube: Kube) -> None:
+    # Polled rather than `kubectl wait`, which fails outright while the new CRD has no
+    # status conditions yet.
+    kube.wait_for("the StatefulSetPlus CRD to be established", lambda: any(
+        c["type"] == "Established" and c["status"] == "True"
+        for c in kube.get("crd", manifests.CRD_NAME).get("status", {}).get("conditions", [])))
+
+
+def status(kube: Kube, namespace: str) -> dict[str, Any]:
+    return kube.get(manifests.PLURAL, NAME, namespace).get("status") or {}
+
+
+def batch_status(kube: Kube, namespace: str) -> dict[str, Any]:
+    return status(kube, namespace).get("batchDeployStatus") or {}
+
+
+def pods(kube: Kube, namespace: str) -> list[dict[str, Any]]:
+    return json.loads(kube.run("get", "pods", "-n", namespace, "-l",
+                               f"podkit.io/stsp={NAME}", "-o", "json"))["items"]
+
+
+def serving_image(pod: dict[str, Any], business: str = NAME) -> str | None:
+    """The image of the pod's active slot (of business container ``business``), once no update
+    is under way on the pod."""
+    annotations = pod["metadata"].get("annotations", {})
+    if "podkit.io/target-revision" in annotations:
+        return None
+    slot = annotations.get("podkit.io/active-slot")
+    return next((c["image"] for c in pod["spec"]["containers"]
+                 if c["name"] == f"{business}-{slot}"), None)
+
+
+def set_image(kube: Kube, namespace: str, image: str) -> None:
+    """Start a release: a new image for the template's business container."""
+    kube.patch(manifests.PLURAL, NAME, [{"op": "replace",
+                                         "path": "/spec/template/spec/containers/0/image",
+                                         "value": image}], namespace)
+
+
+def events(kube: Kube, namespace: str, reason: str) -> list[str]:
+    """The messages of the operator's events of ``reason``, oldest first."""
+    listed = json.loads(kube.run("get", "events", "-n", namespace, "-o", "json"))["items"]
+    listed.sort(key=lambda e: e["metadata"]["creationTimestamp"])
+    return [e["message"] for e in listed if e["reason"] == reason
+            and e["involvedObject"]["kind"] == manifests.KIND]
+
+
+def pods_named(messages: list[str]) -> list[str]:
+    """The pod each event message is about (messages begin with the pod's name)."""
+    return [m.split()[0].rstrip(":") for m in messages]
+
+
+# --- config grayscale (spec.configMaps) ---------------------------------------------------------
+
+def set_config(kube: Kube, namespace: str, name: str, data: dict[str, str]) -> None:
+    """Create or replace ConfigMap ``name`` with ``data`` (a user's edit)."""
+    kube.apply({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": namespace}, "data": data})
+
+
+def config_copies(kube: Kube, namespace: str, source: str) -> dict[int, dict[str, Any]]:
+    """The versioned copies of ConfigMap ``source``, by version."""
+    listed = json.loads(kube.run("get", "configmaps", "-n", namespace, "-l",
+                                 f"podkit.io/config-source={source}", "-o", "json"))["items"]
+    return {int(c["metadata"]["labels"]["podkit.io/config-version"]): c for c in listed}
+
+
+def mounted_configs(kube: Kube, namespace: str, volume: str) -> dict[str, str]:
+    """Per pod name, the ConfigMap its volume ``volume`` mounts."""
+    return {p["metadata"]["name"]: next(v["configMap"]["name"] for v in p["spec"]["volumes"]
+                                        if v["name"] == volume)
+            for p in pods(kube, namespace)}

@@ -245,16 +245,21 @@ class DemoService:
     def _answer_arrived(self) -> None:
         """The last reads before the seal: requests already in the connections' buffers are
         answered now, with their writes to shared state, and a request that has begun gets
-        ``STARTED_REQUEST_WAIT_S`` for the rest; idle connections are not waited for."""
+        ``STARTED_REQUEST_WAIT_S`` for the rest; idle connections are not waited for. The
+        buffers are read once more at the end: a process the node did not schedule for the
+        whole bound still answers what arrived meanwhile."""
+        self._read_all()
+        deadline = time.monotonic() + STARTED_REQUEST_WAIT_S
+        while (any(conn.mid_request for conn in self._connections.values())
+               and time.monotonic() < deadline):
+            for key, events in self._selector.select(max(0.0, deadline - time.monotonic())):
+                self._connection_event(key.data, events)
+        self._read_all()
+
+    def _read_all(self) -> None:
         for conn in list(self._connections.values()):
             if not conn.eof:
                 self._read(conn)
-        deadline = time.monotonic() + STARTED_REQUEST_WAIT_S
-        waiting = [conn for conn in self._connections.values() if conn.mid_request]
-        while waiting and time.monotonic() < deadline:
-            for key, events in self._selector.select(max(0.0, deadline - time.monotonic())):
-                self._connection_event(key.data, events)
-            waiting = [conn for conn in self._connections.values() if conn.mid_request]
 
     def _flush(self, conn: _Connection) -> None:
         try:

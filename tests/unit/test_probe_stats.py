@@ -52,6 +52,14 @@ def test_lost_requests_and_late_replies_make_the_gap() -> None:
     assert late.max_gap_ms == 2.0
 
 
+def test_lost_requests_are_counted_by_their_reason_within_the_window() -> None:
+    rec = stream([0.1] * 4 + [None] * 3 + [0.1] * 3)
+    rec.failures = [(4, "timeout"), (5, "closed"), (6, "timeout")]
+    assert figures(rec).lost_by_reason == {"timeout": 2, "closed": 1}
+    assert figures(rec, Window(5 * MS)).lost_by_reason == {"closed": 1, "timeout": 1}
+    assert figures(rec, Window(0, 4 * MS)).lost_by_reason == {}
+
+
 def test_windows_select_requests_by_when_they_were_due() -> None:
     rec = stream([0.1] * 10 + [None] * 10 + [0.1] * 10)
     assert figures(rec, Window(0, 10 * MS)).lost == 0

@@ -8,7 +8,8 @@ replies. A stream at 1 kHz that is never disturbed shows gaps of about 1 ms; an 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 from benchmarks.intervals import percentile
 from upgrade_demo.probe import LOST, StreamRecords
@@ -34,6 +35,8 @@ class StreamFigures:
     max_latency_ms: float
     lateness_p99_ms: float
     lateness_max_ms: float
+    # Why the lost requests were lost: the prober's reason (an errno name, "timeout", ...).
+    lost_by_reason: dict[str, int] = field(default_factory=dict)
 
 
 def reply_times_ns(rec: StreamRecords, window: Window = Window()) -> list[int]:
@@ -51,12 +54,14 @@ def figures(rec: StreamRecords, window: Window = Window()) -> StreamFigures:
                 if window.holds(due)]
     replies = reply_times_ns(rec, window)
     gaps = [(b - a) / 1e6 for a, b in zip(replies, replies[1:])]
+    reasons = Counter(reason for index, reason in rec.failures if window.holds(rec.due_ns[index]))
     return StreamFigures(sent=sent, lost=sent - len(latencies),
                          max_gap_ms=round(max(gaps, default=0.0), 3),
                          p99_ms=round(percentile(latencies, 99), 3),
                          max_latency_ms=round(max(latencies, default=0.0), 3),
                          lateness_p99_ms=round(percentile(lateness, 99), 3),
-                         lateness_max_ms=round(max(lateness, default=0.0), 3))
+                         lateness_max_ms=round(max(lateness, default=0.0), 3),
+                         lost_by_reason=dict(reasons))
 
 
 def first_new_reply_ns(rec: StreamRecords) -> int | None:

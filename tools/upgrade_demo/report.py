@@ -5,7 +5,8 @@ and ``p99_ms`` are the worse of the two (each protocol's own figures are kept un
 ``protocols``). Figures cover the requests due from the upgrade's start to the end of the run;
 ``baseline_max_gap_ms`` is the same gap measured before the upgrade began, the noise floor of the
 machine and the probe, so a reader can tell the upgrade's jitter from the machine's;
-``handover_gap_ms`` is the gap just before the new version's first reply (the hand-over, or the
+``lost_by_reason`` counts the lost requests by the prober's reason (``timeout``, an errno name
+such as ``ECONNREFUSED``, ``closed``); ``handover_gap_ms`` is the gap just before the new version's first reply (the hand-over, or the
 restart, itself), where ``max_gap_ms`` is the worst anywhere in the upgrade.
 
 Beside them, the prober's own part, so that no figure is read as the service's that is the
@@ -19,6 +20,7 @@ the prober process's CPU time over the method's whole run, every stream together
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,8 @@ def records(run: MethodRun) -> list[dict[str, Any]]:
             "p99_ms": max(f.p99_ms for f in per_proto.values()),
             "lost": sum(f.lost for f in per_proto.values()),
             "sent": sum(f.sent for f in per_proto.values()),
+            "lost_by_reason": dict(sum((Counter(f.lost_by_reason) for f in per_proto.values()),
+                                       Counter())),
             "state_intact": run.state_intact,
             "baseline_max_gap_ms": max(f.max_gap_ms for f in base),
             "send_lateness_p99_ms": max(f.lateness_p99_ms for f in per_proto.values()),

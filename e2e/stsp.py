@@ -7,6 +7,7 @@ from typing import Any
 
 from e2e.kube import Kube
 from podkit_operator import manifests
+from podkit_operator.api import keys
 
 NAME = "web"
 
@@ -22,11 +23,11 @@ def wait_crd_established(kube: Kube) -> None:
     # status conditions yet.
     kube.wait_for("the StatefulSetPlus CRD to be established", lambda: any(
         c["type"] == "Established" and c["status"] == "True"
-        for c in kube.get("crd", manifests.CRD_NAME).get("status", {}).get("conditions", [])))
+        for c in kube.get("crd", keys.CRD_NAME).get("status", {}).get("conditions", [])))
 
 
 def status(kube: Kube, namespace: str) -> dict[str, Any]:
-    return kube.get(manifests.PLURAL, NAME, namespace).get("status") or {}
+    return kube.get(keys.PLURAL, NAME, namespace).get("status") or {}
 
 
 def batch_status(kube: Kube, namespace: str) -> dict[str, Any]:
@@ -51,7 +52,7 @@ def serving_image(pod: dict[str, Any], business: str = NAME) -> str | None:
 
 def set_image(kube: Kube, namespace: str, image: str) -> None:
     """Start a release: a new image for the template's business container."""
-    kube.patch(manifests.PLURAL, NAME, [{"op": "replace",
+    kube.patch(keys.PLURAL, NAME, [{"op": "replace",
                                          "path": "/spec/template/spec/containers/0/image",
                                          "value": image}], namespace)
 
@@ -61,7 +62,7 @@ def events(kube: Kube, namespace: str, reason: str) -> list[str]:
     listed = json.loads(kube.run("get", "events", "-n", namespace, "-o", "json"))["items"]
     listed.sort(key=lambda e: e["metadata"]["creationTimestamp"])
     return [e["message"] for e in listed if e["reason"] == reason
-            and e["involvedObject"]["kind"] == manifests.KIND]
+            and e["involvedObject"]["kind"] == keys.KIND]
 
 
 def pods_named(messages: list[str]) -> list[str]:

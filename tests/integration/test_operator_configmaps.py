@@ -23,8 +23,9 @@ from e2e.kube import Kube
 from e2e.operator_proc import OperatorProcess
 from e2e.stsp import (config_copies, events, install_crd, mounted_configs, pods, set_config,
                       status)
-from podkit_operator import manifests
-from podkit_operator.configs import copy_name, data_hash
+from podkit_operator.api import keys
+from podkit_operator.api.configcopy import copy_name
+from podkit_operator.configreleases.copies import data_hash
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +65,7 @@ def operator(cluster: Any, namespace: str,
 
 def stsp(namespace: str, replicas: int = 2, **spec: Any) -> dict[str, Any]:
     return {
-        "apiVersion": f"{manifests.GROUP}/{manifests.VERSION}", "kind": manifests.KIND,
+        "apiVersion": f"{keys.GROUP}/{keys.VERSION}", "kind": keys.KIND,
         "metadata": {"name": "web", "namespace": namespace},
         "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
                  "configMaps": [CONFIG],

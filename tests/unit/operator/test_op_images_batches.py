@@ -2,7 +2,8 @@
 
 import pytest
 
-from podkit_operator.batches import batch_members, batch_targets, started_members, update_order
+from podkit_operator.releases.batches import (batch_members, batch_targets, started_members,
+                                              update_order)
 from podkit_operator.images import image_tag, normalize_image, same_image
 
 

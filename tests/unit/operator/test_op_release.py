@@ -3,7 +3,7 @@
 from datetime import timedelta
 
 from op_sim import PAUSE, V1, V2, V3, Sim, make_stsp
-from podkit_operator.swap import rfc3339
+from podkit_operator.kube.objects import rfc3339
 
 PAUSE_ANN = "podkit.io/pause-batch-deploy"
 CONFIRM = "podkit.io/confirm-batch"
@@ -26,7 +26,7 @@ def at(sim, rev_name):
 
 def rev(image):
     from op_sim import template
-    from podkit_operator.revision import RevisionInfo
+    from podkit_operator.revisions.revision import RevisionInfo
     return RevisionInfo.from_template("web", template(image)).name
 
 

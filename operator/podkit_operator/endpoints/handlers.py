@@ -1,4 +1,4 @@
-"""kopf wiring of :mod:`podkit_operator.endpoints`: Services whose endpoints podkit keeps.
+"""kopf wiring of :mod:`.slices`: Services whose endpoints podkit keeps.
 
 Three in-memory indexes (kopf keeps them current from its watches) hold what a slice needs:
 the annotated Services, the pods and the specs of each StatefulSetPlus. Any event of one of
@@ -15,11 +15,10 @@ from typing import Any
 
 import kopf
 
-from .endpoints import ANN_ENDPOINTS_OF, LABEL_SERVICE, slices
-from .kubeio import GROUP, PLURAL, STSP_LABEL, VERSION, KubeIO
-from .spec import SpecError, parse_spec
-
-Key = tuple[str, str]  # (namespace, StatefulSetPlus name)
+from ..api.keys import ANN_ENDPOINTS_OF, GROUP, LABEL_STSP, PLURAL, VERSION
+from ..api.statefulsetplus import SpecError, parse_spec
+from ..context import Key, context_of
+from .slices import LABEL_SERVICE, slices
 
 
 def _trimmed_pod(body: kopf.Body) -> dict[str, Any]:
@@ -46,10 +45,10 @@ def podkit_services(namespace: str, annotations: kopf.Annotations, body: kopf.Bo
                  "selector": body["spec"].get("selector")}}}
 
 
-@kopf.index("", "v1", "pods", labels={STSP_LABEL: kopf.PRESENT})
+@kopf.index("", "v1", "pods", labels={LABEL_STSP: kopf.PRESENT})
 def stsp_pods(namespace: str, labels: kopf.Labels, body: kopf.Body,
               **_: Any) -> dict[Key, dict[str, Any]]:
-    return {(namespace, labels[STSP_LABEL]): _trimmed_pod(body)}
+    return {(namespace, labels[LABEL_STSP]): _trimmed_pod(body)}
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
@@ -70,10 +69,9 @@ async def _sync(memo: kopf.Memo, key: Key, podkit_services: kopf.Index,
     specs = list(stsp_specs.get(key, []))
     if not services or not specs:
         return
-    locks: dict[Key, asyncio.Lock] = memo.setdefault("endpoint_locks", {})
-    async with locks.setdefault(key, asyncio.Lock()):
-        written: dict[tuple[str, str], dict[str, Any]] = memo.setdefault("slices_written", {})
-        io: KubeIO = memo.io
+    context = context_of(memo)
+    async with context.endpoint_locks.setdefault(key, asyncio.Lock()):
+        written, io = context.slices_written, context.io
         pods, spec = list(stsp_pods.get(key, [])), specs[0]
         for service in services:
             if service["spec"].get("selector"):
@@ -106,10 +104,10 @@ async def podkit_service_changed(namespace: str, annotations: kopf.Annotations,
                 indexes["stsp_pods"], indexes["stsp_specs"], logger)
 
 
-@kopf.on.event("", "v1", "pods", labels={STSP_LABEL: kopf.PRESENT})
+@kopf.on.event("", "v1", "pods", labels={LABEL_STSP: kopf.PRESENT})
 async def stsp_pod_serving_changed(namespace: str, labels: kopf.Labels, memo: kopf.Memo,
                                    logger: logging.Logger, **indexes: Any) -> None:
-    await _sync(memo, (namespace, labels[STSP_LABEL]), indexes["podkit_services"],
+    await _sync(memo, (namespace, labels[LABEL_STSP]), indexes["podkit_services"],
                 indexes["stsp_pods"], indexes["stsp_specs"], logger)
 
 

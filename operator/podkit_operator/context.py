@@ -44,6 +44,14 @@ class OperatorContext:
             waker.set()
 
 
+def namespace_of(namespace: str | None) -> str:
+    """The namespace kopf passes for a namespaced object (typed optional for cluster-scoped
+    ones; every object podkit watches is namespaced)."""
+    if namespace is None:
+        raise ValueError("podkit watches namespaced objects only")
+    return namespace
+
+
 def context_of(memo: kopf.Memo) -> OperatorContext:
     """The context the startup handler put into kopf's memo."""
     context = memo.get("context")

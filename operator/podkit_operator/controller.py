@@ -27,7 +27,7 @@ from .statefulsetplus import handlers as _statefulsetplus  # noqa: F401
 PATCH_GATE = "PodkitMutablePodSpec"
 
 
-def detect_patched(io: KubeIO, settings: Settings, logger: logging.Logger) -> bool:
+def detect_patched(io: KubeIO, settings: Settings, logger: kopf.Logger) -> bool:
     """Whether the apiserver lets opted-in pods change env and volumes in place.
 
     ``PODKIT_PATCHED=true|false`` decides; otherwise the apiserver's feature-gate metric does.
@@ -43,7 +43,7 @@ def detect_patched(io: KubeIO, settings: Settings, logger: logging.Logger) -> bo
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger,
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger,
               **_: Any) -> None:
     settings.peering.standalone = True
     settings.posting.level = logging.WARNING  # our own events say what happens

@@ -1,9 +1,10 @@
 """The operator's settings, read from the environment in one place.
 
-| variable | field | default |
-| --- | --- | --- |
-| ``PODKIT_PATCHED`` | ``patched``: ``true``/``false`` force whether the apiserver lets pods change env and volumes in place; anything else (``auto``) asks the apiserver's feature gates | ``auto`` |
-| ``PODKIT_OPERATOR_METRICS_PORT`` | ``metrics_port``: the Prometheus port; ``0`` serves none | ``9090`` |
+- ``PODKIT_PATCHED`` -> ``patched`` (default ``auto``): ``true`` or ``false`` says whether the
+  apiserver lets opted-in pods change env and volumes in place; anything else (``auto``) lets
+  the operator ask the apiserver's feature gates;
+- ``PODKIT_OPERATOR_METRICS_PORT`` -> ``metrics_port`` (default ``9090``): the port of the
+  Prometheus metrics; ``0`` serves none.
 
 The other fields are tunables with no variable of their own.
 """

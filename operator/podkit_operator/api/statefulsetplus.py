@@ -199,7 +199,7 @@ def parse_spec(spec: dict[str, Any]) -> StsPlusSpec:
     podkit = spec.get("podkit") or {}
     pause_image = podkit.get("pauseImage") or DEFAULT_PAUSE_IMAGE
     sidecar_image = podkit.get("sidecarImage") or DEFAULT_SIDECAR_IMAGE
-    template = spec.get("template")
+    template = spec.get("template") or {}
     business = _check_template(template, strategy, pause_image)
     selector = _check_selector(spec.get("selector"), template)
     config_maps, config_hook = _check_config_maps(spec, strategy, template)

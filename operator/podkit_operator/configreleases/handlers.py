@@ -7,7 +7,6 @@ release loops of the StatefulSetPlus that release it (:func:`configmap_changed`)
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -15,11 +14,18 @@ import kopf
 
 from ..api.configcopy import ConfigCopy, copy_name
 from ..api.statefulsetplus import SpecError, StsPlusSpec
-from ..context import OperatorContext, context_of
+from ..context import OperatorContext, context_of, namespace_of
 from ..kube.client import KubeIO
 from ..revisions.revision import CurrentAndUpdate
-from .copies import (data_hash, next_version, parse_copy, referenced, to_delete, versioned_copy,
-                     with_copies)
+from .copies import (
+    data_hash,
+    next_version,
+    parse_copy,
+    referenced,
+    to_delete,
+    versioned_copy,
+    with_copies,
+)
 
 
 def released_template(context: OperatorContext, namespace: str, name: str, spec: StsPlusSpec,
@@ -64,7 +70,7 @@ def resolve_copies(io: KubeIO, namespace: str,
 
 
 def collect_garbage(io: KubeIO, namespace: str, spec: StsPlusSpec, revisions: CurrentAndUpdate,
-                    pods: Iterable[dict[str, Any]], logger: logging.Logger) -> list[str]:
+                    pods: Iterable[dict[str, Any]], logger: kopf.Logger) -> list[str]:
     """Delete the copies beyond ``spec.configHistoryLimit`` per source, never one that a pod
     of the namespace mounts (another StatefulSetPlus may release the same ConfigMap) or that
     the current, update or previous revision names. Returns the names deleted."""
@@ -81,8 +87,9 @@ def collect_garbage(io: KubeIO, namespace: str, spec: StsPlusSpec, revisions: Cu
 
 
 @kopf.on.event("", "v1", "configmaps")
-async def configmap_changed(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+async def configmap_changed(namespace: str | None, name: str, memo: kopf.Memo,
+                            **_: Any) -> None:
     """An edit of a released ConfigMap starts a config release: wake its StatefulSetPlus."""
-    context = context_of(memo)
+    context, namespace = context_of(memo), namespace_of(namespace)
     for stsp_name in context.config_users.get((namespace, name), ()):
         context.wake(namespace, stsp_name)

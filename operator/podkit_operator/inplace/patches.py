@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -15,7 +16,7 @@ def container_patch(name: str, image: str, version: str | None,
 
 
 def pod_patch(containers: list[dict[str, Any]] | None = None,
-              ann: dict[str, str | None] | None = None) -> dict[str, Any]:
+              ann: Mapping[str, str | None] | None = None) -> dict[str, Any]:
     """A pod patch of containers (merged by name) and annotations (``None`` removes one)."""
     body: dict[str, Any] = {}
     if ann:

@@ -18,8 +18,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ..api.keys import (ANN_ACTIVE_SLOT, ANN_CONFIG_APPLIED, ANN_MUTABLE, ANN_REVISION,
-                        LABEL_STSP)
+from ..api.keys import ANN_ACTIVE_SLOT, ANN_CONFIG_APPLIED, ANN_MUTABLE, ANN_REVISION, LABEL_STSP
 from ..api.statefulsetplus import RESERVED_VOLUMES, SIDECAR_NAME, StsPlusSpec, owner_reference
 from ..revisions.revision import version_of
 from .config import config_key, sidecar_dir
@@ -92,13 +91,13 @@ def build_sidecar(spec: StsPlusSpec) -> dict[str, Any]:
     watches the released ConfigMaps' volumes (read-only, at /podkit-config/<volume>) and runs
     the config hook when their content changes."""
     env = [{"name": "PODKIT_DIR", "value": PODKIT_DIR}]
-    mounts = [{"name": "podkit", "mountPath": PODKIT_DIR}]
+    mounts: list[dict[str, Any]] = [{"name": "podkit", "mountPath": PODKIT_DIR}]
     if spec.config_volumes:
         dirs = [sidecar_dir(v) for v in spec.config_volumes]
         env += [{"name": "PODKIT_CONFIG_DIRS", "value": ":".join(dirs)},
                 {"name": "PODKIT_CONFIG_HOOK", "value": spec.config_hook}]
         mounts += [{"name": v, "mountPath": d, "readOnly": True}
-                   for v, d in zip(spec.config_volumes, dirs)]
+                   for v, d in zip(spec.config_volumes, dirs, strict=True)]
     return {
         "name": SIDECAR_NAME,
         "image": spec.sidecar_image,

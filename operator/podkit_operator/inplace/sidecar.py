@@ -20,7 +20,7 @@ from typing import Any
 
 from ..api.keys import ANN_CONFIG_APPLIED, ANN_TARGET
 from ..api.statefulsetplus import StsPlusSpec
-from ..kube.objects import annotations
+from ..kube.objects import annotations_of
 from .config import config_key
 from .pods import SIDECAR_PORT
 
@@ -30,7 +30,7 @@ STATE_TIMEOUT_S = 1.0
 def awaiting_report(pod: dict[str, Any], spec: StsPlusSpec) -> bool:
     """An update is under way on the pod and its config volumes differ from what its sidecar
     last reported applied."""
-    ann = annotations(pod)
+    ann = annotations_of(pod)
     return (bool(spec.config_volumes) and ANN_TARGET in ann
             and bool((pod.get("status") or {}).get("podIP"))
             and config_key(pod.get("spec") or {}, spec.config_volumes)

@@ -35,8 +35,16 @@ from typing import Any
 from ..api.keys import ANN_ACTIVE_SLOT, ANN_CONFIG_APPLIED, ANN_REVISION, ANN_STARTED, ANN_TARGET
 from ..api.statefulsetplus import StsPlusSpec
 from ..images import same_image
-from ..kube.objects import (all_containers_ready, annotations, container_spec, container_status,
-                            parse_time, pod_ready, rfc3339, terminating)
+from ..kube.objects import (
+    all_containers_ready,
+    annotations_of,
+    container_spec,
+    container_status,
+    parse_time,
+    pod_ready,
+    rfc3339,
+    terminating,
+)
 from ..revisions.revision import RevisionInfo
 from .config import Applied, HookFailed, config_key, verdict, volume_sources
 from .patches import container_patch, pod_patch
@@ -115,7 +123,7 @@ def failing_reason(pod: dict[str, Any], name: str) -> str | None:
 
 def _start_annotations(pod: dict[str, Any], target: RevisionInfo, now: datetime) -> dict[str, str]:
     """The annotations a swap's first patch carries (none when this swap is already marked)."""
-    if annotations(pod).get(ANN_TARGET) == target.name:
+    if annotations_of(pod).get(ANN_TARGET) == target.name:
         return {}
     return {ANN_TARGET: target.name, ANN_STARTED: rfc3339(now)}
 
@@ -123,7 +131,7 @@ def _start_annotations(pod: dict[str, Any], target: RevisionInfo, now: datetime)
 def _finish_annotations(pod: dict[str, Any], target: RevisionInfo,
                         active: str | None) -> dict[str, str | None]:
     """The diff that records the pod at ``target`` and clears the swap markers."""
-    ann = annotations(pod)
+    ann = annotations_of(pod)
     want: dict[str, str | None] = {ANN_REVISION: target.name, ANN_TARGET: None, ANN_STARTED: None}
     if active:
         want[ANN_ACTIVE_SLOT] = active
@@ -134,7 +142,7 @@ def _check_failure(pod: dict[str, Any], target: RevisionInfo, deadline_s: int, n
                    containers: list[str]) -> Failed | None:
     """A swap to ``target`` under way fails past its deadline or on a container that cannot
     start."""
-    ann = annotations(pod)
+    ann = annotations_of(pod)
     if ann.get(ANN_TARGET) != target.name:
         return None
     started = parse_time(ann.get(ANN_STARTED))
@@ -149,7 +157,7 @@ def _check_failure(pod: dict[str, Any], target: RevisionInfo, deadline_s: int, n
 
 def _at_target(pod: dict[str, Any], target: RevisionInfo) -> bool:
     """Recorded at the target with no update in flight: done, whatever its readiness now."""
-    ann = annotations(pod)
+    ann = annotations_of(pod)
     return ann.get(ANN_REVISION) == target.name and ANN_TARGET not in ann
 
 
@@ -227,15 +235,15 @@ def config_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec,
     want = volume_sources(target.template["spec"], volumes)
     have = volume_sources(pod.get("spec") or {}, volumes)
     if have != want:
-        switch = [{"name": v, "configMap": {"name": want[v]}} for v in sorted(want)
-                  if have.get(v) != want[v]]
+        switch: list[dict[str, Any]] = [{"name": v, "configMap": {"name": want[v]}}
+                                        for v in sorted(want) if have.get(v) != want[v]]
         body = pod_patch(ann=start)
         body["spec"] = {"volumes": switch}
         return PatchPod(body, "config: " + ", ".join(f"volume {v['name']} mounts "
                                                      f"{v['configMap']['name']}"
                                                      for v in switch))
     key = config_key(pod["spec"], volumes)
-    if annotations(pod).get(ANN_CONFIG_APPLIED) == key:
+    if annotations_of(pod).get(ANN_CONFIG_APPLIED) == key:
         return None
     found = verdict(sidecar_state, want)
     if isinstance(found, HookFailed):
@@ -250,7 +258,7 @@ def config_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec,
 
 def _active_slot(pod: dict[str, Any], spec: StsPlusSpec, previous: RevisionInfo | None) -> str:
     a, b = slot_names(spec.business)
-    mark = annotations(pod).get(ANN_ACTIVE_SLOT)
+    mark = annotations_of(pod).get(ANN_ACTIVE_SLOT)
     if mark in ("a", "b"):
         return a if mark == "a" else b
     if previous is not None and same_image(container_spec(pod, b).get("image"), previous.image):
@@ -291,7 +299,7 @@ def recreate_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec,
                   now: datetime) -> Step:
     """Recreate: delete a pod of another revision; a pod created at the target carries the
     target-revision annotation until it is Ready."""
-    ann = annotations(pod)
+    ann = annotations_of(pod)
     if ann.get(ANN_REVISION) != target.name:
         if terminating(pod):
             return Wait("pod terminating")

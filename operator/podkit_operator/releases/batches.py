@@ -19,7 +19,7 @@ Decisions:
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..api.statefulsetplus import parse_pods_num
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
@@ -10,7 +10,7 @@ import kopf
 from ..api.keys import ANN_STARTED
 from ..api.reasons import EventReason
 from ..context import OperatorContext
-from ..kube.objects import annotations, parse_time
+from ..kube.objects import annotations_of, parse_time
 from . import metrics
 from .actions import Plan
 
@@ -30,13 +30,14 @@ def apply_plan(context: OperatorContext, stsp: dict[str, Any], plan: Plan) -> No
         io.patch_status(namespace, name, plan.status)
     for event in plan.events:
         about = f"{event.pod}: " if event.pod and not event.message.startswith(event.pod) else ""
-        kopf.event(stsp, type=event.type, reason=event.reason, message=about + event.message)
+        kopf.event(stsp,  # type: ignore[arg-type]  # kopf reads the raw object as its Body
+                   type=event.type, reason=event.reason, message=about + event.message)
 
 
 def count_events(plan: Plan, pods: list[dict[str, Any]]) -> None:
     """Metrics follow the planner's events, each of which names a finished step."""
-    started = {p["metadata"]["name"]: parse_time(annotations(p).get(ANN_STARTED)) for p in pods}
-    now = datetime.now(timezone.utc)
+    started = {p["metadata"]["name"]: parse_time(annotations_of(p).get(ANN_STARTED)) for p in pods}
+    now = datetime.now(UTC)
     for event in plan.events:
         if event.reason == EventReason.UPDATE_COMPLETED:
             metrics.SWAPS.labels(result="done").inc()

@@ -19,7 +19,7 @@ from ..inplace.patches import merge_patches
 from ..inplace.pods import ordinal_of, pod_name
 from ..inplace.steps import DeletePod, Done, Failed, PatchPod, Step
 from ..inplace.strategies import STRATEGIES, PodUpdate
-from ..kube.objects import annotations, parse_time, terminating
+from ..kube.objects import annotations_of, parse_time, terminating
 from ..revisions.revision import CurrentAndUpdate, RevisionInfo
 from .actions import Event
 from .batches import batch_members, batch_targets, started_members, update_order
@@ -94,7 +94,7 @@ class ReleasePass:
                  max_concurrent: int, sidecar_states: Mapping[str, dict[str, Any]]) -> None:
         self.stsp = stsp
         self.name: str = stsp["metadata"]["name"]
-        self.stsp_annotations = annotations(stsp)
+        self.stsp_annotations = annotations_of(stsp)
         self.spec = spec
         self.rules = STRATEGIES[spec.strategy]
         self.prior_status: dict[str, Any] = stsp.get("status") or {}
@@ -159,10 +159,10 @@ class ReleasePass:
         return pod
 
     def started_at(self, ordinal: int) -> datetime | None:
-        return parse_time(annotations(self.pods[ordinal]).get(ANN_STARTED))
+        return parse_time(annotations_of(self.pods[ordinal]).get(ANN_STARTED))
 
     def in_flight(self, ordinal: int, target: RevisionInfo) -> bool:
-        return annotations(self.pods[ordinal]).get(ANN_TARGET) == target.name
+        return annotations_of(self.pods[ordinal]).get(ANN_TARGET) == target.name
 
     def started_before(self, ordinal: int, deadline: datetime | None) -> bool:
         """The pod's update started before the batch deadline (one started later, after a
@@ -210,7 +210,7 @@ class ReleasePass:
     def clear_stale_mark(self, round_: PodRound, ordinal: int, target: RevisionInfo) -> None:
         """A failure mark of another revision is from an earlier release: drop it (a mark is
         never dropped at a release's start, which a lost status write would repeat)."""
-        mark = annotations(self.pods[ordinal]).get(ANN_FAILED)
+        mark = annotations_of(self.pods[ordinal]).get(ANN_FAILED)
         if mark is not None and mark != target.name:
             round_.patch(ordinal, {"metadata": {"annotations": {ANN_FAILED: None}}},
                          f"the failure mark of {mark} is from an earlier release")
@@ -257,7 +257,7 @@ class ReleasePass:
                     round_.creates[ordinal] = (PodToCreate(update, True) if replace
                                                else PodToCreate(current, False))
                 continue
-            pod_annotations = annotations(pod)
+            pod_annotations = annotations_of(pod)
             self.clear_stale_mark(round_, ordinal, update)
             if pod_annotations.get(ANN_FAILED) == update.name:
                 # back to the last good revision; once the release completed (current ==
@@ -308,7 +308,7 @@ class ReleasePass:
                     round_.creates[ordinal] = PodToCreate(current, False)
                 round_.converged = round_.converged and ordinal not in members
                 continue
-            pod_annotations = annotations(pod)
+            pod_annotations = annotations_of(pod)
             round_.batch_failed += (ordinal in members
                                     and pod_annotations.get(ANN_FAILED) == self.update.name)
             if ordinal in members or pod_annotations.get(ANN_TARGET) is not None:
@@ -331,7 +331,7 @@ class ReleasePass:
                 round_.converged = False
                 continue
             self.clear_stale_mark(round_, ordinal, target)
-            if annotations(pod).get(ANN_FAILED) == target.name:
+            if annotations_of(pod).get(ANN_FAILED) == target.name:
                 round_.rollback_done += 1
                 round_.batch_failed += 1
                 continue

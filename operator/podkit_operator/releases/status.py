@@ -9,7 +9,7 @@ from typing import Any
 from ..api.keys import ANN_REVISION, ANN_TARGET
 from ..api.reasons import BatchAction, ConditionReason, ConditionType, GeneralStatus
 from ..api.statefulsetplus import BatchDeployStatus, Condition, selector_string
-from ..kube.objects import annotations, parse_time, pod_ready, rfc3339
+from ..kube.objects import annotations_of, parse_time, pod_ready, rfc3339
 from .config_status import config_condition, config_status
 from .rounds import PodRound, ReleasePass
 
@@ -115,8 +115,8 @@ def status(release: ReleasePass, batch: BatchDeployStatus, current: str, update:
     """The whole ``status`` of the object."""
     live = list(release.pods.values())
     at_update = sum(1 for ordinal, pod in release.pods.items() if ordinal < release.replicas
-                    and annotations(pod).get(ANN_REVISION) == update
-                    and ANN_TARGET not in annotations(pod))
+                    and annotations_of(pod).get(ANN_REVISION) == update
+                    and ANN_TARGET not in annotations_of(pod))
     out = {
         "observedGeneration": release.stsp["metadata"].get("generation"),
         "replicas": len(live),

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
@@ -22,7 +21,7 @@ from ..api.keys import GROUP, LABEL_STSP, PLURAL, VERSION
 from ..api.reasons import EventReason
 from ..api.statefulsetplus import SpecError, parse_spec
 from ..configreleases.handlers import collect_garbage, released_template
-from ..context import OperatorContext, context_of
+from ..context import OperatorContext, context_of, namespace_of
 from ..inplace.sidecar import awaiting_report, sidecar_states
 from ..kube.client import KubeIO
 from ..kube.objects import terminating
@@ -36,20 +35,20 @@ RETRY_S = 2.0  # after a pass the apiserver refused
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-async def stsp_changed(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
-    context_of(memo).wake(namespace, name)
+async def stsp_changed(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
+    context_of(memo).wake(namespace_of(namespace), name)
 
 
 @kopf.on.event("", "v1", "pods", labels={LABEL_STSP: kopf.PRESENT})
-async def pod_changed(namespace: str, labels: dict[str, str], memo: kopf.Memo,
+async def pod_changed(namespace: str | None, labels: kopf.Labels, memo: kopf.Memo,
                       **_: Any) -> None:
-    context_of(memo).wake(namespace, labels[LABEL_STSP])
+    context_of(memo).wake(namespace_of(namespace), labels[LABEL_STSP])
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0)
-async def release_loop(namespace: str, name: str, memo: kopf.Memo, logger: logging.Logger,
+async def release_loop(namespace: str | None, name: str, memo: kopf.Memo, logger: kopf.Logger,
                        stopped: kopf.DaemonStopped, **_: Any) -> None:
-    context = context_of(memo)
+    context, namespace = context_of(memo), namespace_of(namespace)
     waker = context.wakers.setdefault((namespace, name), asyncio.Event())
     try:
         while not stopped:
@@ -63,7 +62,7 @@ async def release_loop(namespace: str, name: str, memo: kopf.Memo, logger: loggi
             try:
                 await asyncio.wait_for(waker.wait(),
                                        timeout=requeue or context.settings.resync_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
     finally:
         context.wakers.pop((namespace, name), None)
@@ -72,7 +71,7 @@ async def release_loop(namespace: str, name: str, memo: kopf.Memo, logger: loggi
 # --- one pass ------------------------------------------------------------------------------
 
 def reconcile(context: OperatorContext, namespace: str, name: str,
-              logger: logging.Logger) -> float | None:
+              logger: kopf.Logger) -> float | None:
     """Read, plan, write; return when to look again without an event (seconds)."""
     io = context.io
     with metrics.RECONCILE_SECONDS.time():
@@ -89,10 +88,11 @@ def reconcile(context: OperatorContext, namespace: str, name: str,
             pods = io.list_pods(namespace, name)
             states = (sidecar_states(pods, spec, context.writers)
                       if context.patched and spec.config_volumes else {})
-            plan = plan_release(stsp, pods, revisions, datetime.now(timezone.utc),
+            plan = plan_release(stsp, pods, revisions, datetime.now(UTC),
                                 context.patched, sidecar_states=states, spec=spec)
         except SpecError as exc:
-            kopf.warn(stsp, reason=EventReason.INVALID_SPEC, message=str(exc))
+            kopf.warn(stsp, reason=EventReason.INVALID_SPEC,  # type: ignore[arg-type]
+                      message=str(exc))  # kopf reads the raw object as its Body
             logger.warning("%s/%s: %s", namespace, name, exc)
             return None
         apply_plan(context, stsp, plan)

@@ -345,7 +345,8 @@ def test_killed_at_random_points_no_pod_swapped_twice():
             sim.now += timedelta(seconds=1)
             plan = sim.plan()
             if rnd.random() < 0.3:  # killed half way: some writes happened, the status not
-                sim.apply(plan, keep=lambda a: rnd.random() < 0.5, write_status=False)
+                sim.apply(plan, keep=lambda a: rnd.random() < 0.5,  # noqa: B023 (used at once)
+                          write_status=False)
             else:
                 sim.apply(plan)
                 if sim.bds.get("generalStatus") == "Completed":
@@ -391,7 +392,8 @@ def test_killed_at_random_points_during_a_failing_release():
             sim.now += timedelta(seconds=1)
             plan = sim.plan()
             if rnd.random() < 0.3:
-                sim.apply(plan, keep=lambda a: rnd.random() < 0.5, write_status=False)
+                sim.apply(plan, keep=lambda a: rnd.random() < 0.5,  # noqa: B023 (used at once)
+                          write_status=False)
             else:
                 sim.apply(plan)
                 if sim.bds.get("generalStatus") == "Failed":

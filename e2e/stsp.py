@@ -36,16 +36,16 @@ def batch_status(kube: Kube, namespace: str) -> dict[str, Any]:
 
 def pods(kube: Kube, namespace: str) -> list[dict[str, Any]]:
     return json.loads(kube.run("get", "pods", "-n", namespace, "-l",
-                               f"podkit.io/stsp={NAME}", "-o", "json"))["items"]
+                               f"{keys.LABEL_STSP}={NAME}", "-o", "json"))["items"]
 
 
 def serving_image(pod: dict[str, Any], business: str = NAME) -> str | None:
     """The image of the pod's active slot (of business container ``business``), once no update
     is under way on the pod."""
     annotations = pod["metadata"].get("annotations", {})
-    if "podkit.io/target-revision" in annotations:
+    if keys.ANN_TARGET in annotations:
         return None
-    slot = annotations.get("podkit.io/active-slot")
+    slot = annotations.get(keys.ANN_ACTIVE_SLOT)
     return next((c["image"] for c in pod["spec"]["containers"]
                  if c["name"] == f"{business}-{slot}"), None)
 
@@ -81,8 +81,9 @@ def set_config(kube: Kube, namespace: str, name: str, data: dict[str, str]) -> N
 def config_copies(kube: Kube, namespace: str, source: str) -> dict[int, dict[str, Any]]:
     """The versioned copies of ConfigMap ``source``, by version."""
     listed = json.loads(kube.run("get", "configmaps", "-n", namespace, "-l",
-                                 f"podkit.io/config-source={source}", "-o", "json"))["items"]
-    return {int(c["metadata"]["labels"]["podkit.io/config-version"]): c for c in listed}
+                                 f"{keys.LABEL_CONFIG_SOURCE}={source}", "-o",
+                                 "json"))["items"]
+    return {int(c["metadata"]["labels"][keys.LABEL_CONFIG_VERSION]): c for c in listed}
 
 
 def mounted_configs(kube: Kube, namespace: str, volume: str) -> dict[str, str]:

@@ -43,14 +43,6 @@ class StartBudget:
 
 
 @dataclass(frozen=True)
-class PendingPatch:
-    """The patch a round has for one pod so far, and why."""
-
-    patch: dict[str, Any]
-    reason: str
-
-
-@dataclass(frozen=True)
 class PodToCreate:
     """A missing pod, created at ``revision``; ``in_flight``: as an update under way
     (Recreate: the pod is replaced at the target)."""
@@ -63,7 +55,7 @@ class PodToCreate:
 class PodRound:
     """The outcome of looking at every pod once for one batch position."""
 
-    patches: dict[int, PendingPatch] = field(default_factory=dict)
+    patches: dict[int, PatchPod] = field(default_factory=dict)  # the pod's patch so far, and why
     deletes: dict[int, str] = field(default_factory=dict)  # ordinal -> reason
     events: list[Event] = field(default_factory=list)
     creates: dict[int, PodToCreate] = field(default_factory=dict)
@@ -81,9 +73,9 @@ class PodRound:
         if not patch:
             return
         old = self.patches.get(ordinal)
-        self.patches[ordinal] = (PendingPatch(merge_patches(old.patch, patch),
-                                              f"{old.reason}; {reason}")
-                                 if old else PendingPatch(patch, reason))
+        self.patches[ordinal] = (PatchPod(merge_patches(old.patch, patch),
+                                          f"{old.reason}; {reason}")
+                                 if old else PatchPod(patch, reason))
 
 
 class ReleasePass:

@@ -52,7 +52,7 @@ def stsp(name: str, replicas: int = 6, batch: dict[str, Any] | None = None,
          **spec: Any) -> dict[str, Any]:
     """A valid StatefulSetPlus; ``batch`` replaces batchDeployConfig, ``spec`` top-level
     fields of the spec."""
-    obj = {
+    obj: dict[str, Any] = {
         "apiVersion": f"{keys.GROUP}/{keys.VERSION}", "kind": keys.KIND,
         "metadata": {"name": name, "namespace": "default"},
         "spec": {

@@ -9,7 +9,7 @@ with the expansion into slots) or what must hold for the operator to work at all
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -63,17 +63,6 @@ class StsPlusSpec:
     config_maps: tuple[str, ...] = ()
     config_history_limit: int = DEFAULT_CONFIG_HISTORY
     config_hook: str = DEFAULT_CONFIG_HOOK
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
-
-    @property
-    def business_container(self) -> dict[str, Any]:
-        """The business container of the template (the first one)."""
-        return self.template["spec"]["containers"][0]
-
-    @property
-    def swaps(self) -> bool:
-        """True when pods are built with A/B slots."""
-        return self.strategy is Strategy.AB_SWAP
 
     @property
     def config_volumes(self) -> tuple[str, ...]:

@@ -17,14 +17,9 @@ from typing import Any
 
 import yaml
 
-DEPLOY_DIR = Path(__file__).resolve().parent / "deploy"
+from .api.keys import CRD_NAME, VERSION
 
-GROUP = "podkit.io"
-VERSION = "v1alpha1"
-KIND = "StatefulSetPlus"
-PLURAL = "statefulsetplus"
-SHORT_NAME = "stsp"
-CRD_NAME = f"{PLURAL}.{GROUP}"
+DEPLOY_DIR = Path(__file__).resolve().parent / "deploy"
 
 NAMESPACE = "podkit-system"
 SERVICE_ACCOUNT = "podkit-operator"

@@ -15,13 +15,21 @@ import time
 import urllib.request
 from typing import Any
 
+from podkit_demo.client import tcp_get
+from podkit_operator.api import keys
+from podkit_operator.api.configcopy import copy_name
+from podkit_operator.configreleases.copies import data_hash
 from testbed.fixtures import Images
 from testbed.kube import Kube
-from testbed.stsp import (batch_status, config_copies, events, mounted_configs, pods, set_config,
-                      status)
-from podkit_demo.client import tcp_get
-from podkit_operator import manifests
-from podkit_operator.configs import copy_name, data_hash
+from testbed.stsp import (
+    batch_status,
+    config_copies,
+    events,
+    mounted_configs,
+    pods,
+    set_config,
+    status,
+)
 
 DEMO_PORT, SIDECAR_PORT = 7000, 9901
 CONFIG, VOLUME = "demo-config", "greeting"
@@ -33,7 +41,7 @@ def config_stsp(namespace: str, images: Images, hook: str, batches: int,
     container = {"name": "web", "image": images.demo_v1, "imagePullPolicy": "Never",
                  "volumeMounts": [{"name": VOLUME, "mountPath": "/etc/podkit-demo"}]}
     return {
-        "apiVersion": f"{manifests.GROUP}/{manifests.VERSION}", "kind": manifests.KIND,
+        "apiVersion": f"{keys.GROUP}/{keys.VERSION}", "kind": keys.KIND,
         "metadata": {"name": "web", "namespace": namespace},
         "spec": {
             "replicas": 3, "selector": {"matchLabels": {"app": "web"}}, "serviceName": "web",
@@ -115,7 +123,7 @@ def test_a_config_release_in_three_batches_changes_only_the_expected_pods(
 
     for k, new_pods in ((2, {"web-1", "web-2"}), (3, set(PODS))):
         confirmed = time.monotonic()
-        kube.run("annotate", manifests.PLURAL, "web", "-n", namespace,
+        kube.run("annotate", keys.PLURAL, "web", "-n", namespace,
                  f"podkit.io/confirm-batch={k}", "--overwrite")
         want = {p: "hello two" if p in new_pods else "hello one" for p in PODS}
         figures[f"batch{k}_confirm_to_served_s"] = wait_greetings(

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import json
 
+from podkit_operator.api import keys
 from testbed.fixtures import Images
 from testbed.kube import Kube
-from podkit_operator import manifests
 
 
 def test_deployed_operator_reconciles_a_statefulsetplus(deployed_operator: str, kube: Kube,
@@ -19,7 +19,7 @@ def test_deployed_operator_reconciles_a_statefulsetplus(deployed_operator: str, 
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
 
     kube.apply({
-        "apiVersion": f"{manifests.GROUP}/{manifests.VERSION}", "kind": manifests.KIND,
+        "apiVersion": f"{keys.GROUP}/{keys.VERSION}", "kind": keys.KIND,
         "metadata": {"name": "web", "namespace": namespace},
         "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
                  "template": {"metadata": {"labels": {"app": "web"}},
@@ -30,12 +30,12 @@ def test_deployed_operator_reconciles_a_statefulsetplus(deployed_operator: str, 
                             "sidecarImage": podkit_images.sidecar}}})
 
     def converged() -> bool:
-        status = kube.get(manifests.PLURAL, "web", namespace).get("status") or {}
+        status = kube.get(keys.PLURAL, "web", namespace).get("status") or {}
         return status.get("readyReplicas") == 2 and (
             status.get("batchDeployStatus", {}).get("generalStatus") == "Completed")
 
     kube.wait_for("the deployed operator to bring up 2 pods", converged, timeout=240)
-    status = kube.get(manifests.PLURAL, "web", namespace)["status"]
+    status = kube.get(keys.PLURAL, "web", namespace)["status"]
     mode = next(c for c in status["conditions"] if c["type"] == "SwapMode")
     # read from the apiserver's feature-gate metric, through the operator's RBAC
     assert mode["reason"] == "Patched", mode

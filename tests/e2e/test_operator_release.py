@@ -10,20 +10,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from podkit_demo.client import tcp_get, tcp_state
+from podkit_operator.api import keys
 from testbed.fixtures import Images
 from testbed.kube import Kube
 from testbed.operator_proc import OperatorProcess
-from testbed.stsp import (batch_status, events, pods, pods_named, serving_image, set_image,
-                      status)
-from podkit_demo.client import tcp_get, tcp_state
-from podkit_operator import manifests
+from testbed.stsp import batch_status, events, pods, pods_named, serving_image, set_image, status
 
 DEMO_PORT = 7000
 
 
 def stsp(namespace: str, images: Images, image: str, batches: int, **batch: Any) -> dict:
     return {
-        "apiVersion": f"{manifests.GROUP}/{manifests.VERSION}", "kind": manifests.KIND,
+        "apiVersion": f"{keys.GROUP}/{keys.VERSION}", "kind": keys.KIND,
         "metadata": {"name": "web", "namespace": namespace},
         "spec": {
             "replicas": 3, "selector": {"matchLabels": {"app": "web"}}, "serviceName": "web",
@@ -93,7 +92,7 @@ def test_release_in_three_batches_then_one_key_rollback(operator, kube: Kube, na
     assert pods_named(events(kube, namespace, "UpdateStarted"))[:3] == [
         "web-2", "web-1", "web-0"]
 
-    kube.run("annotate", manifests.PLURAL, "web", "-n", namespace, "podkit.io/rollback=true")
+    kube.run("annotate", keys.PLURAL, "web", "-n", namespace, "podkit.io/rollback=true")
     kube.wait_for("the rollback to v1", completed_at(kube, namespace, podkit_images.demo_v1),
                   timeout=300)
     back = snapshot(kube, namespace)
@@ -117,16 +116,16 @@ def test_manual_batches_wait_for_confirmation_and_pause_holds(
     assert batch_status(kube, namespace)["batchOrder"] == 1
 
     # paused, a confirmation starts nothing
-    kube.run("annotate", manifests.PLURAL, "web", "-n", namespace,
+    kube.run("annotate", keys.PLURAL, "web", "-n", namespace,
              "podkit.io/pause-batch-deploy=true")
-    kube.run("annotate", manifests.PLURAL, "web", "-n", namespace, "podkit.io/confirm-batch=2")
+    kube.run("annotate", keys.PLURAL, "web", "-n", namespace, "podkit.io/confirm-batch=2")
     kube.wait_for("the release to say it is paused", lambda: batch_status(
         kube, namespace).get("generalStatus") == "Paused", timeout=60)
     assert updated_pods(kube, namespace, podkit_images.demo_v2) == 1
     assert all(serving_image(p) == podkit_images.demo_v1
                for p in pods(kube, namespace) if p["metadata"]["name"] != "web-2")
 
-    kube.run("annotate", manifests.PLURAL, "web", "-n", namespace,
+    kube.run("annotate", keys.PLURAL, "web", "-n", namespace,
              "podkit.io/pause-batch-deploy-")
     kube.wait_for("the confirmed batch 2 to finish the release",
                   completed_at(kube, namespace, podkit_images.demo_v2), timeout=300)

@@ -1,9 +1,9 @@
 """The StatefulSetPlus CRD and the operator's deploy manifests against a real apiserver.
 
-An API-only cluster (etcd, the patched control plane, kwok's fake nodes; tools/testbed/apicluster.py)
-takes ``kubectl apply -k operator/deploy``; then every rule of the schema and its CEL
-validations is exercised through kubectl, the way a user meets it: a bad spec is rejected
-with a message that says what to fix. A cluster that cannot start fails the module.
+An API-only cluster (etcd, the patched control plane, kwok's fake nodes;
+tools/testbed/apicluster.py) takes ``kubectl apply -k operator/deploy``; then every rule of the
+schema and its CEL validations is exercised through kubectl, the way a user meets it: a bad spec is
+rejected with a message that says what to fix. A cluster that cannot start fails the module.
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ from typing import Any
 import pytest
 import yaml
 
-from testbed.fixtures import running_api_cluster
-from testbed.stsp import wait_crd_established
-from testbed.kube import Kube, KubectlError
 from podkit_operator import manifests
+from podkit_operator.api import keys
+from testbed.fixtures import running_api_cluster
+from testbed.kube import Kube, KubectlError
+from testbed.stsp import wait_crd_established
 
 pytestmark = pytest.mark.integration
 
@@ -51,8 +52,8 @@ def stsp(name: str, replicas: int = 6, batch: dict[str, Any] | None = None,
          **spec: Any) -> dict[str, Any]:
     """A valid StatefulSetPlus; ``batch`` replaces batchDeployConfig, ``spec`` top-level
     fields of the spec."""
-    obj = {
-        "apiVersion": f"{manifests.GROUP}/{manifests.VERSION}", "kind": manifests.KIND,
+    obj: dict[str, Any] = {
+        "apiVersion": f"{keys.GROUP}/{keys.VERSION}", "kind": keys.KIND,
         "metadata": {"name": name, "namespace": "default"},
         "spec": {
             "replicas": replicas,
@@ -79,17 +80,17 @@ def rejection(kube: Kube, obj: dict[str, Any]) -> str:
         create(kube, obj)
     except KubectlError as err:
         return err.stderr
-    kube.delete(manifests.PLURAL, obj["metadata"]["name"])
+    kube.delete(keys.PLURAL, obj["metadata"]["name"])
     pytest.fail(f"the apiserver accepted a bad spec: {json.dumps(obj['spec'])}")
 
 
 def get(kube: Kube, name: str) -> dict[str, Any]:
-    return kube.get(manifests.PLURAL, name)
+    return kube.get(keys.PLURAL, name)
 
 
 def write_status(kube: Kube, name: str, status: dict[str, Any]) -> None:
     """What the operator does: a merge patch of the status subresource."""
-    kube.run("patch", manifests.PLURAL, name, "-n", "default", "--subresource=status",
+    kube.run("patch", keys.PLURAL, name, "-n", "default", "--subresource=status",
              "--type=merge", "-p", json.dumps({"status": status}))
 
 
@@ -117,12 +118,12 @@ def test_deploy_applies_and_the_crd_is_established(kube: Kube) -> None:
     # The fixture applied it for real; applying again (server-side dry run) changes nothing.
     out = kube.run("apply", "-k", str(DEPLOY), "--dry-run=server")
     for kind in ("namespace/podkit-system", f"customresourcedefinition.apiextensions.k8s.io/"
-                 f"{manifests.CRD_NAME}", "serviceaccount/podkit-operator",
+                 f"{keys.CRD_NAME}", "serviceaccount/podkit-operator",
                  "clusterrole.rbac.authorization.k8s.io/podkit-operator",
                  "clusterrolebinding.rbac.authorization.k8s.io/podkit-operator",
                  "deployment.apps/podkit-operator"):
         assert kind in out, out
-    crd = json.loads(kube.run("get", "crd", manifests.CRD_NAME, "-o", "json"))
+    crd = json.loads(kube.run("get", "crd", keys.CRD_NAME, "-o", "json"))
     conditions = {c["type"]: c["status"] for c in crd["status"]["conditions"]}
     assert conditions["Established"] == "True" and conditions["NamesAccepted"] == "True"
     assert crd["status"]["acceptedNames"]["shortNames"] == ["stsp"]
@@ -132,7 +133,7 @@ def test_the_package_loads_what_kustomize_builds(kube: Kube) -> None:
     built = [doc for doc in yaml.safe_load_all(kube.run("kustomize", str(DEPLOY))) if doc]
     key = lambda o: (o["kind"], o["metadata"]["name"])  # noqa: E731
     assert sorted(built, key=key) == sorted(manifests.deploy_objects(), key=key)
-    assert manifests.crd()["spec"]["names"]["plural"] == manifests.PLURAL
+    assert manifests.crd()["spec"]["names"]["plural"] == keys.PLURAL
 
 
 def test_the_operator_pod_passes_the_restricted_pod_security_standard(kube: Kube) -> None:
@@ -348,7 +349,7 @@ def test_bad_specs_are_rejected_with_what_to_fix(kube: Kube, name: str,
 def test_the_selector_is_immutable(kube: Kube) -> None:
     create(kube, stsp("fixed"))
     with pytest.raises(KubectlError, match="selector is immutable"):
-        kube.run("patch", manifests.PLURAL, "fixed", "-n", "default", "--type=merge", "-p",
+        kube.run("patch", keys.PLURAL, "fixed", "-n", "default", "--type=merge", "-p",
                  json.dumps({"spec": {"selector": {"matchLabels": {"tier": "media"}}}}))
 
 
@@ -377,7 +378,7 @@ def test_the_status_keeps_every_field_the_operator_writes(kube: Kube) -> None:
     write_status(kube, "cols", copy.deepcopy(FULL_STATUS))
     assert get(kube, "cols")["status"] == FULL_STATUS  # nothing pruned, nothing refused
     # the main resource ignores status: only the status subresource writes it
-    kube.run("patch", manifests.PLURAL, "cols", "-n", "default", "--type=merge", "-p",
+    kube.run("patch", keys.PLURAL, "cols", "-n", "default", "--type=merge", "-p",
              json.dumps({"status": {"replicas": 99}}))
     assert get(kube, "cols")["status"]["replicas"] == 6
 

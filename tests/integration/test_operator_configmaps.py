@@ -18,13 +18,21 @@ from typing import Any
 
 import pytest
 
+from podkit_operator.api import keys
+from podkit_operator.api.configcopy import copy_name
+from podkit_operator.configreleases.copies import data_hash
 from testbed.fixtures import running_api_cluster
 from testbed.kube import Kube
 from testbed.operator_proc import OperatorProcess
-from testbed.stsp import (config_copies, events, install_crd, mounted_configs, pods, set_config,
-                      status)
-from podkit_operator import manifests
-from podkit_operator.configs import copy_name, data_hash
+from testbed.stsp import (
+    config_copies,
+    events,
+    install_crd,
+    mounted_configs,
+    pods,
+    set_config,
+    status,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +72,7 @@ def operator(cluster: Any, namespace: str,
 
 def stsp(namespace: str, replicas: int = 2, **spec: Any) -> dict[str, Any]:
     return {
-        "apiVersion": f"{manifests.GROUP}/{manifests.VERSION}", "kind": manifests.KIND,
+        "apiVersion": f"{keys.GROUP}/{keys.VERSION}", "kind": keys.KIND,
         "metadata": {"name": "web", "namespace": namespace},
         "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
                  "configMaps": [CONFIG],

@@ -15,12 +15,13 @@ from typing import Any
 
 import pytest
 
+from podkit_operator.api import keys
+from podkit_operator.api.keys import ANN_ENDPOINTS_OF
+from podkit_operator.endpoints.slices import LABEL_SERVICE
 from testbed.fixtures import running_api_cluster
 from testbed.kube import Kube
 from testbed.operator_proc import OperatorProcess
 from testbed.stsp import install_crd, pods
-from podkit_operator import manifests
-from podkit_operator.endpoints import ANN_ENDPOINTS_OF, LABEL_SERVICE
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +38,7 @@ def kube() -> Iterator[Kube]:
 
 
 def stsp(replicas: int) -> dict[str, Any]:
-    return {"apiVersion": f"{manifests.GROUP}/{manifests.VERSION}", "kind": manifests.KIND,
+    return {"apiVersion": f"{keys.GROUP}/{keys.VERSION}", "kind": keys.KIND,
             "metadata": {"name": "web", "namespace": "default"},
             "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
                      "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
@@ -81,7 +82,7 @@ def test_the_slice_follows_the_serving_pods_and_goes_with_its_service(kube: Kube
         "operator.podkit.io")
     assert {e["targetRef"]["name"] for e in slice_["endpoints"]} == {"web-0", "web-1", "web-2"}
 
-    kube.patch(manifests.PLURAL, "web", [{"op": "replace", "path": "/spec/replicas",
+    kube.patch(keys.PLURAL, "web", [{"op": "replace", "path": "/spec/replicas",
                                           "value": 1}], "default")
     kube.wait_for("the slice to shrink to web-0", lambda: {
         e["targetRef"]["name"] for s in podkit_slices(kube, "web-lb")

@@ -1,10 +1,10 @@
 """The operator against a real apiserver with kwok's fake nodes: releases of hundreds of pods,
 failure and batch rollback, scaling during a release.
 
-kwok plays the kubelet (tools/testbed/kwok/pod-stages.yaml): a pod's container statuses follow its spec,
-and an image whose reference contains "broken" never becomes ready (CrashLoopBackOff). The
-operator runs as a local ``kopf run`` process; the swap itself is exercised on real
-containers by tests/e2e/test_operator_release.py.
+kwok plays the kubelet (tools/testbed/kwok/pod-stages.yaml): a pod's container statuses follow its
+spec, and an image whose reference contains "broken" never becomes ready (CrashLoopBackOff). The
+operator runs as a local ``kopf run`` process; the swap itself is exercised on real containers by
+tests/e2e/test_operator_release.py.
 """
 
 from __future__ import annotations
@@ -17,12 +17,20 @@ from typing import Any
 
 import pytest
 
+from podkit_operator.api import keys
 from testbed.fixtures import running_api_cluster
 from testbed.kube import Kube
 from testbed.operator_proc import OperatorProcess
-from testbed.stsp import (batch_status, events, install_crd, pods, pods_named, serving_image,
-                      set_image, status)
-from podkit_operator import manifests
+from testbed.stsp import (
+    batch_status,
+    events,
+    install_crd,
+    pods,
+    pods_named,
+    serving_image,
+    set_image,
+    status,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +60,7 @@ def namespace(kube: Kube) -> str:
 
 def stsp(namespace: str, replicas: int, image: str, **batch: Any) -> dict[str, Any]:
     return {
-        "apiVersion": f"{manifests.GROUP}/{manifests.VERSION}", "kind": manifests.KIND,
+        "apiVersion": f"{keys.GROUP}/{keys.VERSION}", "kind": keys.KIND,
         "metadata": {"name": "web", "namespace": namespace},
         "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
                  "template": {"metadata": {"labels": {"app": "web"}},
@@ -116,7 +124,7 @@ def test_a_batch_that_cannot_start_fails_and_swaps_back(kube: Kube, namespace: s
         "generalStatus") == "Failed", timeout=120)
     kube.wait_for("every pod serving v1 again", lambda: at(kube, namespace, V1, 6),
                   timeout=120)
-    status = kube.get(manifests.PLURAL, "web", namespace)["status"]
+    status = kube.get(keys.PLURAL, "web", namespace)["status"]
     failed = [c for c in status["conditions"] if c["type"] == "ReleaseFailed"]
     assert failed and failed[0]["status"] == "True", status["conditions"]
     assert status["batchDeployStatus"]["batchOrder"] == 1  # later batches never started
@@ -132,7 +140,7 @@ def test_scaling_up_during_a_release_adds_pods_at_the_last_good_version(
     set_image(kube, namespace, V2)
     kube.wait_for("batch 1 to wait for a confirmation", lambda: batch_status(kube, namespace).get(
         "action") == "WaitToConfirm", timeout=120)
-    kube.run("scale", f"{manifests.PLURAL}/web", "-n", namespace, "--replicas=6")
+    kube.run("scale", f"{keys.PLURAL}/web", "-n", namespace, "--replicas=6")
     # Batches follow the ordinals, highest first, over the replicas there are now: the new
     # web-4 and web-5 fall into the started batch 1. They are created at the last good
     # version (v1) and then swapped like the rest of their batch, never born half-rolled.
@@ -145,9 +153,9 @@ def test_scaling_up_during_a_release_adds_pods_at_the_last_good_version(
                       "web-5": V2}, images
     assert batch_status(kube, namespace)["action"] == "WaitToConfirm"
 
-    kube.run("annotate", manifests.PLURAL, "web", "-n", namespace, "podkit.io/confirm-batch=2")
+    kube.run("annotate", keys.PLURAL, "web", "-n", namespace, "podkit.io/confirm-batch=2")
     kube.wait_for("all 6 pods at v2", lambda: at(kube, namespace, V2, 6), timeout=120)
-    kube.run("scale", f"{manifests.PLURAL}/web", "-n", namespace, "--replicas=3")
+    kube.run("scale", f"{keys.PLURAL}/web", "-n", namespace, "--replicas=3")
     kube.wait_for("3 pods, the highest ordinals gone", lambda: sorted(
         p["metadata"]["name"] for p in pods(kube, namespace)
         if not p["metadata"].get("deletionTimestamp")) == ["web-0", "web-1", "web-2"],
@@ -186,7 +194,8 @@ def test_inplace_and_recreate_strategies(kube: Kube, namespace: str, strategy: s
 
     def released() -> bool:
         listed = [p for p in pods(kube, namespace) if not p["metadata"].get("deletionTimestamp")]
-        return (len(listed) == 4 and batch_status(kube, namespace).get("generalStatus") == "Completed"
+        return (len(listed) == 4
+                and batch_status(kube, namespace).get("generalStatus") == "Completed"
                 and all(p["spec"]["containers"][0]["image"] == V2 for p in listed))
 
     kube.wait_for(f"the {strategy} release", released, timeout=180)

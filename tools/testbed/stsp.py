@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from podkit_operator import manifests
+from podkit_operator.api import keys
 from testbed.kube import Kube
 
 NAME = "web"
@@ -22,11 +23,11 @@ def wait_crd_established(kube: Kube) -> None:
     # status conditions yet.
     kube.wait_for("the StatefulSetPlus CRD to be established", lambda: any(
         c["type"] == "Established" and c["status"] == "True"
-        for c in kube.get("crd", manifests.CRD_NAME).get("status", {}).get("conditions", [])))
+        for c in kube.get("crd", keys.CRD_NAME).get("status", {}).get("conditions", [])))
 
 
 def status(kube: Kube, namespace: str) -> dict[str, Any]:
-    return kube.get(manifests.PLURAL, NAME, namespace).get("status") or {}
+    return kube.get(keys.PLURAL, NAME, namespace).get("status") or {}
 
 
 def batch_status(kube: Kube, namespace: str) -> dict[str, Any]:
@@ -35,23 +36,23 @@ def batch_status(kube: Kube, namespace: str) -> dict[str, Any]:
 
 def pods(kube: Kube, namespace: str) -> list[dict[str, Any]]:
     return json.loads(kube.run("get", "pods", "-n", namespace, "-l",
-                               f"podkit.io/stsp={NAME}", "-o", "json"))["items"]
+                               f"{keys.LABEL_STSP}={NAME}", "-o", "json"))["items"]
 
 
 def serving_image(pod: dict[str, Any], business: str = NAME) -> str | None:
     """The image of the pod's active slot (of business container ``business``), once no update
     is under way on the pod."""
     annotations = pod["metadata"].get("annotations", {})
-    if "podkit.io/target-revision" in annotations:
+    if keys.ANN_TARGET in annotations:
         return None
-    slot = annotations.get("podkit.io/active-slot")
+    slot = annotations.get(keys.ANN_ACTIVE_SLOT)
     return next((c["image"] for c in pod["spec"]["containers"]
                  if c["name"] == f"{business}-{slot}"), None)
 
 
 def set_image(kube: Kube, namespace: str, image: str) -> None:
     """Start a release: a new image for the template's business container."""
-    kube.patch(manifests.PLURAL, NAME, [{"op": "replace",
+    kube.patch(keys.PLURAL, NAME, [{"op": "replace",
                                          "path": "/spec/template/spec/containers/0/image",
                                          "value": image}], namespace)
 
@@ -61,7 +62,7 @@ def events(kube: Kube, namespace: str, reason: str) -> list[str]:
     listed = json.loads(kube.run("get", "events", "-n", namespace, "-o", "json"))["items"]
     listed.sort(key=lambda e: e["metadata"]["creationTimestamp"])
     return [e["message"] for e in listed if e["reason"] == reason
-            and e["involvedObject"]["kind"] == manifests.KIND]
+            and e["involvedObject"]["kind"] == keys.KIND]
 
 
 def pods_named(messages: list[str]) -> list[str]:
@@ -80,8 +81,9 @@ def set_config(kube: Kube, namespace: str, name: str, data: dict[str, str]) -> N
 def config_copies(kube: Kube, namespace: str, source: str) -> dict[int, dict[str, Any]]:
     """The versioned copies of ConfigMap ``source``, by version."""
     listed = json.loads(kube.run("get", "configmaps", "-n", namespace, "-l",
-                                 f"podkit.io/config-source={source}", "-o", "json"))["items"]
-    return {int(c["metadata"]["labels"]["podkit.io/config-version"]): c for c in listed}
+                                 f"{keys.LABEL_CONFIG_SOURCE}={source}", "-o",
+                                 "json"))["items"]
+    return {int(c["metadata"]["labels"][keys.LABEL_CONFIG_VERSION]): c for c in listed}
 
 
 def mounted_configs(kube: Kube, namespace: str, volume: str) -> dict[str, str]:

@@ -18,8 +18,8 @@ import platform
 import sys
 import time
 import uuid
-from functools import partial
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 from podkit.errors import PodkitError

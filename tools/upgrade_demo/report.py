@@ -1,13 +1,14 @@
 """The demo's report: one record per method and path, as JSON and as a terminal table.
 
 A record joins the TCP and UDP streams of one path: ``sent`` and ``lost`` add up, ``max_gap_ms``
-and ``p99_ms`` are the worse of the two (each protocol's own figures are kept under
-``protocols``). Figures cover the requests due from the upgrade's start to the end of the run;
+and ``p99_ms`` are the worse of the two (each protocol's own figures are kept under ``protocols``).
+Figures cover the requests due from the upgrade's start to the end of the run;
 ``baseline_max_gap_ms`` is the same gap measured before the upgrade began, the noise floor of the
 machine and the probe, so a reader can tell the upgrade's jitter from the machine's;
-``lost_by_reason`` counts the lost requests by the prober's reason (``timeout``, an errno name
-such as ``ECONNREFUSED``, ``closed``); ``handover_gap_ms`` is the gap just before the new version's first reply (the hand-over, or the
-restart, itself), where ``max_gap_ms`` is the worst anywhere in the upgrade.
+``lost_by_reason`` counts the lost requests by the prober's reason (``timeout``, an errno name such
+as ``ECONNREFUSED``, ``closed``); ``handover_gap_ms`` is the gap just before the new version's
+first reply (the hand-over, or the restart, itself), where ``max_gap_ms`` is the worst anywhere in
+the upgrade.
 
 Beside them, the prober's own part, so that no figure is read as the service's that is the
 prober's: ``send_lateness_p99_ms`` and ``send_lateness_max_ms`` (how long after they were due

@@ -18,10 +18,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from podkit_operator import manifests
-from podkit_operator.endpoints import ANN_ENDPOINTS_OF
+from podkit_operator.api import keys
+from podkit_operator.api.keys import ANN_ENDPOINTS_OF
 from podkit_operator.images import same_image
-from podkit_operator.swap import pod_ready
+from podkit_operator.kube.objects import pod_ready
 from testbed.images import Tags
 from testbed.kube import Kube
 from testbed.stsp import serving_image
@@ -114,8 +114,8 @@ class Method:
     def workload(self, namespace: str, images: Tags) -> dict[str, Any]:
         meta = {"name": self.app, "namespace": namespace}
         if self.name == "abswap":
-            return {"apiVersion": f"{manifests.GROUP}/{manifests.VERSION}",
-                    "kind": manifests.KIND, "metadata": meta,
+            return {"apiVersion": f"{keys.GROUP}/{keys.VERSION}",
+                    "kind": keys.KIND, "metadata": meta,
                     "spec": {"replicas": 1, "selector": {"matchLabels": {"app": self.app}},
                              "template": {"metadata": _labels(self.app), "spec": {
                                  "terminationGracePeriodSeconds": GRACE_S,
@@ -137,7 +137,7 @@ class Method:
     def upgrade(self, kube: Kube, namespace: str, image: str) -> None:
         """Start the upgrade to ``image``, as a user would."""
         if self.name == "abswap":
-            kind, path = manifests.PLURAL, "/spec/template/spec/containers/0/image"
+            kind, path = keys.PLURAL, "/spec/template/spec/containers/0/image"
         elif self.name == "inplace":
             kind, path = "pod", "/spec/containers/0/image"
         else:
@@ -151,7 +151,7 @@ class Method:
         if pod is None:
             return False
         if self.name == "abswap":
-            status = kube.get(manifests.PLURAL, self.app, namespace).get("status") or {}
+            status = kube.get(keys.PLURAL, self.app, namespace).get("status") or {}
             return (serving_image(pod, BUSINESS) == image
                     and (status.get("batchDeployStatus") or {}).get("generalStatus")
                     == "Completed")

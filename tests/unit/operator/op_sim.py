@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from podkit_operator.api.keys import ANN_TARGET
+from podkit_operator.api.statefulsetplus import DEFAULT_PAUSE_IMAGE
 from podkit_operator.images import same_image
-from podkit_operator.podspec import ANN_TARGET
-from podkit_operator.release import CurrentAndUpdate, Plan, plan_release
-from podkit_operator.revision import RevisionInfo
-from podkit_operator.spec import DEFAULT_PAUSE_IMAGE
+from podkit_operator.releases.actions import Plan
+from podkit_operator.releases.plan import plan_release
+from podkit_operator.revisions.revision import CurrentAndUpdate, RevisionInfo
 
-T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 V1 = "podkit.local/podkit-demo:v1"
 V2 = "podkit.local/podkit-demo:v2"
 V3 = "podkit.local/podkit-demo:v3"

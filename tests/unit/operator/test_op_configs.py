@@ -13,15 +13,32 @@ import pytest
 
 from op_sim import T0, V1, V2, Sim, kubelet, make_stsp
 from podkit.configdir import content_hash, write_like_kubelet
-from podkit_operator.configs import (ANN_APPLIED, Applied, ConfigCopy, HookFailed, Pending,
-                                     config_key, copy_name, data_hash, next_version,
-                                     parse_copy, sidecar_dir, to_delete, verdict,
-                                     versioned_copy, volume_sources, with_copies)
-from podkit_operator.podspec import ANN_FAILED, ANN_REVISION, ANN_TARGET, build_pod
-from podkit_operator.release import merge_patches, plan_release
-from podkit_operator.revision import RevisionInfo
-from podkit_operator.spec import SpecError, parse_spec
-from podkit_operator.swap import Done, Failed, PatchPod, Wait, swap_step
+from podkit_operator.api.configcopy import ConfigCopy, copy_name
+from podkit_operator.api.keys import ANN_CONFIG_APPLIED as ANN_APPLIED
+from podkit_operator.api.keys import ANN_FAILED, ANN_REVISION, ANN_TARGET
+from podkit_operator.api.statefulsetplus import SpecError, parse_spec
+from podkit_operator.configreleases.copies import (
+    data_hash,
+    next_version,
+    parse_copy,
+    to_delete,
+    versioned_copy,
+    with_copies,
+)
+from podkit_operator.inplace.config import (
+    Applied,
+    HookFailed,
+    Pending,
+    config_key,
+    sidecar_dir,
+    verdict,
+    volume_sources,
+)
+from podkit_operator.inplace.patches import merge_patches
+from podkit_operator.inplace.pods import build_pod
+from podkit_operator.inplace.steps import Done, Failed, PatchPod, Wait, swap_step
+from podkit_operator.releases.plan import plan_release
+from podkit_operator.revisions.revision import RevisionInfo
 
 GOOD, BETTER, BAD = {"greeting": "hello"}, {"greeting": "hi there"}, {"greeting": "boom"}
 
@@ -218,7 +235,7 @@ class ConfigSim(Sim):
 
     def apply(self, plan, keep=lambda action: True, write_status: bool = True) -> None:
         # the kubelet projects what the pods mounted before this plan, then runs the hook
-        for name, pod in self.pods.items():
+        for name in self.pods:
             mounted = self.mounted(name)
             if self.projected.get(name) not in (None, mounted):
                 self.hooked[name] = (mounted, mounted not in self.bad_configs)

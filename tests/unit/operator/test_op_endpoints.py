@@ -5,8 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from podkit_operator.endpoints import (LABEL_MANAGED_BY, LABEL_SERVICE, MAX_PER_SLICE,
-                                       endpoint, serves, slice_ports, slices)
+from podkit_operator.endpoints.slices import (
+    LABEL_MANAGED_BY,
+    LABEL_SERVICE,
+    MAX_PER_SLICE,
+    endpoint,
+    serves,
+    slice_ports,
+    slices,
+)
 
 PAUSE = "podkit.local/podkit-pause:dev"
 V1, V2 = "podkit.local/podkit-demo:v1", "podkit.local/podkit-demo:v2"

@@ -2,8 +2,13 @@
 
 import pytest
 
-from podkit_operator.batches import batch_members, batch_targets, started_members, update_order
 from podkit_operator.images import image_tag, normalize_image, same_image
+from podkit_operator.releases.batches import (
+    batch_members,
+    batch_targets,
+    started_members,
+    update_order,
+)
 
 
 @pytest.mark.parametrize("ref,norm", [
@@ -60,7 +65,7 @@ def test_even_split_adds_a_pod_per_batch_when_replicas_allow():
     for replicas in range(1, 40):
         for n in range(1, replicas + 1):
             t = batch_targets(replicas, n)
-            steps = [b - a for a, b in zip([0] + t, t)]
+            steps = [b - a for a, b in zip([0] + t, t, strict=False)]
             assert min(steps) >= 1 and t[-1] == replicas and steps[0] == min(steps)
 
 

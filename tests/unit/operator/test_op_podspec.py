@@ -1,9 +1,14 @@
 """Pod bodies built from a template."""
 
 from op_sim import V1, make_stsp, template
-from podkit_operator.podspec import (build_plain_pod, build_pod, ordinal_of, pod_name,
-                                     slot_names)
-from podkit_operator.spec import parse_spec
+from podkit_operator.api.statefulsetplus import parse_spec
+from podkit_operator.inplace.pods import (
+    build_plain_pod,
+    build_pod,
+    ordinal_of,
+    pod_name,
+    slot_names,
+)
 
 
 def _env(c):

@@ -3,7 +3,7 @@
 from datetime import timedelta
 
 from op_sim import PAUSE, V1, V2, V3, Sim, make_stsp
-from podkit_operator.swap import rfc3339
+from podkit_operator.kube.objects import rfc3339
 
 PAUSE_ANN = "podkit.io/pause-batch-deploy"
 CONFIRM = "podkit.io/confirm-batch"
@@ -26,7 +26,7 @@ def at(sim, rev_name):
 
 def rev(image):
     from op_sim import template
-    from podkit_operator.revision import RevisionInfo
+    from podkit_operator.revisions.revision import RevisionInfo
     return RevisionInfo.from_template("web", template(image)).name
 
 
@@ -345,7 +345,8 @@ def test_killed_at_random_points_no_pod_swapped_twice():
             sim.now += timedelta(seconds=1)
             plan = sim.plan()
             if rnd.random() < 0.3:  # killed half way: some writes happened, the status not
-                sim.apply(plan, keep=lambda a: rnd.random() < 0.5, write_status=False)
+                sim.apply(plan, keep=lambda a: rnd.random() < 0.5,  # noqa: B023 (used at once)
+                          write_status=False)
             else:
                 sim.apply(plan)
                 if sim.bds.get("generalStatus") == "Completed":
@@ -391,7 +392,8 @@ def test_killed_at_random_points_during_a_failing_release():
             sim.now += timedelta(seconds=1)
             plan = sim.plan()
             if rnd.random() < 0.3:
-                sim.apply(plan, keep=lambda a: rnd.random() < 0.5, write_status=False)
+                sim.apply(plan, keep=lambda a: rnd.random() < 0.5,  # noqa: B023 (used at once)
+                          write_status=False)
             else:
                 sim.apply(plan)
                 if sim.bds.get("generalStatus") == "Failed":

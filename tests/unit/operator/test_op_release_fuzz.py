@@ -7,9 +7,9 @@ import random
 from datetime import timedelta
 
 import pytest
+from test_op_release import at, rev
 
 from op_sim import V1, V2, Sim, make_stsp
-from test_op_release import at, rev
 
 
 def _settled(**kw) -> Sim:

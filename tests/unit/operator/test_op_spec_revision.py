@@ -5,9 +5,14 @@ import copy
 import pytest
 
 from op_sim import V1, V2, make_stsp, template
-from podkit_operator.revision import (RevisionInfo, controller_revision, prune, revision_hash,
-                                      revision_name, version_of)
-from podkit_operator.spec import SpecError, parse_spec, selector_string
+from podkit_operator.api.statefulsetplus import SpecError, parse_spec, selector_string
+from podkit_operator.revisions.history import controller_revision, prune
+from podkit_operator.revisions.revision import (
+    RevisionInfo,
+    revision_hash,
+    revision_name,
+    version_of,
+)
 
 
 def test_defaults():

@@ -5,11 +5,19 @@ from datetime import timedelta
 import pytest
 
 from op_sim import PAUSE, T0, V1, V2, V3, apply_patch, kubelet, make_stsp, template
-from podkit_operator.podspec import build_plain_pod, build_pod
-from podkit_operator.revision import RevisionInfo
-from podkit_operator.spec import parse_spec
-from podkit_operator.swap import (DeletePod, Done, Failed, PatchPod, Wait, inplace_step,
-                                  recreate_step, swap_step)
+from podkit_operator.api.statefulsetplus import parse_spec
+from podkit_operator.inplace.pods import build_plain_pod, build_pod
+from podkit_operator.inplace.steps import (
+    DeletePod,
+    Done,
+    Failed,
+    PatchPod,
+    Wait,
+    inplace_step,
+    recreate_step,
+    swap_step,
+)
+from podkit_operator.revisions.revision import RevisionInfo
 
 R1 = RevisionInfo.from_template("web", template(V1))
 R2 = RevisionInfo.from_template("web", template(V2))

@@ -9,12 +9,14 @@ with the expansion into slots) or what must hold for the operator to work at all
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
-from .images import same_image
+from ..images import same_image
+from .keys import API_VERSION, KIND
+from .reasons import BatchAction, ConditionType, GeneralStatus
 
-STRATEGIES = ("ABSwap", "InPlace", "Recreate")
 DEFAULT_PAUSE_IMAGE = "podkit.local/podkit-pause:dev"
 DEFAULT_SIDECAR_IMAGE = "podkit.local/podkit-sidecar:dev"
 DEFAULT_DEADLINE_S = 600
@@ -25,6 +27,14 @@ SIDECAR_NAME = "podkit-sidecar"
 RESERVED_VOLUMES = ("podkit", "podkit-shm")
 _PERCENT_RE = re.compile(r"^\s*(\d{1,3})\s*%\s*$")
 _COUNT_RE = re.compile(r"^\s*(\d+)\s*$")
+
+
+class Strategy(StrEnum):
+    """``spec.updateStrategy.type``: how one pod is updated."""
+
+    AB_SWAP = "ABSwap"
+    IN_PLACE = "InPlace"
+    RECREATE = "Recreate"
 
 
 class SpecError(ValueError):
@@ -40,7 +50,7 @@ class StsPlusSpec:
     service_name: str | None
     template: dict[str, Any]
     business: str
-    strategy: str = "ABSwap"
+    strategy: Strategy = Strategy.AB_SWAP
     batch_num: int = 1
     batch_auto: bool = True
     batch_interval_s: int = 0
@@ -53,17 +63,6 @@ class StsPlusSpec:
     config_maps: tuple[str, ...] = ()
     config_history_limit: int = DEFAULT_CONFIG_HISTORY
     config_hook: str = DEFAULT_CONFIG_HOOK
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
-
-    @property
-    def business_container(self) -> dict[str, Any]:
-        """The business container of the template (the first one)."""
-        return self.template["spec"]["containers"][0]
-
-    @property
-    def swaps(self) -> bool:
-        """True when pods are built with A/B slots."""
-        return self.strategy == "ABSwap"
 
     @property
     def config_volumes(self) -> tuple[str, ...]:
@@ -102,7 +101,7 @@ def parse_pods_num(entry: int | str) -> tuple[str, int]:
                     "percentage (\"50%\")")
 
 
-def _check_template(template: Any, strategy: str, pause_image: str) -> str:
+def _check_template(template: Any, strategy: Strategy, pause_image: str) -> str:
     """Check the template can be expanded; return the business container's name."""
     if not isinstance(template, dict) or not isinstance(template.get("spec"), dict):
         raise SpecError("spec.template.spec is missing; give a pod template with one container")
@@ -112,7 +111,7 @@ def _check_template(template: Any, strategy: str, pause_image: str) -> str:
                         "(the business container)")
     business = containers[0]
     name = business["name"]
-    if strategy != "ABSwap":
+    if strategy is not Strategy.AB_SWAP:
         return name
     if business.get("command") or business.get("args"):
         raise SpecError(f"container {name!r} sets command/args; remove them and let the "
@@ -147,7 +146,7 @@ def _check_selector(selector: Any, template: dict[str, Any]) -> dict[str, Any]:
     return selector
 
 
-def _check_config_maps(spec: dict[str, Any], strategy: str,
+def _check_config_maps(spec: dict[str, Any], strategy: Strategy,
                        template: dict[str, Any]) -> tuple[tuple[str, ...], str]:
     """``spec.configMaps`` and the hook: each released ConfigMap is mounted whole by a
     configMap volume of the template, and only swap pods (with a sidecar) can report a
@@ -156,7 +155,7 @@ def _check_config_maps(spec: dict[str, Any], strategy: str,
     hook = (spec.get("podkit") or {}).get("configHook") or DEFAULT_CONFIG_HOOK
     if not names:
         return (), hook
-    if strategy != "ABSwap":
+    if strategy is not Strategy.AB_SWAP:
         raise SpecError("spec.configMaps needs updateStrategy.type ABSwap: the pod's sidecar "
                         "reports the config applied; remove spec.configMaps or use ABSwap")
     volumes = template["spec"].get("volumes") or []
@@ -181,14 +180,15 @@ def _check_config_maps(spec: dict[str, Any], strategy: str,
 def parse_spec(spec: dict[str, Any]) -> StsPlusSpec:
     """Parse and check ``spec`` of a StatefulSetPlus; raise :class:`SpecError` when unusable."""
     strategy_obj = spec.get("updateStrategy") or {}
-    strategy = strategy_obj.get("type") or "ABSwap"
-    if strategy not in STRATEGIES:
-        raise SpecError(f"updateStrategy.type {strategy!r} is unknown; use one of "
-                        f"{', '.join(STRATEGIES)}")
+    try:
+        strategy = Strategy(strategy_obj.get("type") or Strategy.AB_SWAP)
+    except ValueError:
+        raise SpecError(f"updateStrategy.type {strategy_obj.get('type')!r} is unknown; use one "
+                        f"of {', '.join(Strategy)}") from None
     podkit = spec.get("podkit") or {}
     pause_image = podkit.get("pauseImage") or DEFAULT_PAUSE_IMAGE
     sidecar_image = podkit.get("sidecarImage") or DEFAULT_SIDECAR_IMAGE
-    template = spec.get("template")
+    template = spec.get("template") or {}
     business = _check_template(template, strategy, pause_image)
     selector = _check_selector(spec.get("selector"), template)
     config_maps, config_hook = _check_config_maps(spec, strategy, template)
@@ -245,3 +245,61 @@ def selector_string(selector: dict[str, Any]) -> str:
         elif op == "DoesNotExist":
             parts.append(f"!{key}")
     return ",".join(parts)
+
+
+def owner_reference(stsp: dict[str, Any]) -> dict[str, Any]:
+    """The controller owner reference to a StatefulSetPlus (garbage collection, ownership)."""
+    meta = stsp["metadata"]
+    return {"apiVersion": API_VERSION, "kind": KIND, "name": meta["name"],
+            "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}
+
+
+@dataclass(frozen=True)
+class BatchDeployStatus:
+    """``status.batchDeployStatus``: where the release stands, as the planner writes it."""
+
+    action: BatchAction
+    batch_order: int  # the current batch, 1-based
+    batch_ordinal: int  # the lowest ordinal the batches so far reach
+    batch_replicas: int  # the pods of the current batch
+    deadline_time: str | None  # RFC 3339; None: no deadline (a one-key rollback)
+    complete: bool  # the current batch (or rollback) converged
+    success_percent: int
+    progress: str  # "updated/total" of the current batch
+    rollback_progress: str
+    general: GeneralStatus
+
+    def to_status(self) -> dict[str, Any]:
+        """The object's form (a field without a value is left out)."""
+        out: dict[str, Any] = {
+            "action": self.action,
+            "batchOrder": self.batch_order,
+            "batchOrdinal": self.batch_ordinal,
+            "batchReplicas": self.batch_replicas,
+            "batchDeadlineTime": self.deadline_time,
+            "currentDeployComplete": self.complete,
+            "currentOrderSuccessPer": self.success_percent,
+            "currentOrderProgress": self.progress,
+            "currentRollbackProgress": self.rollback_progress,
+            "generalStatus": self.general,
+        }
+        return {k: v for k, v in out.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One status condition, without its transition time."""
+
+    type: ConditionType
+    status: str  # "True" | "False"
+    reason: str
+    message: str
+
+
+def condition_status(status: dict[str, Any], ctype: ConditionType) -> str | None:
+    """The ``status`` of the object's condition ``ctype`` (None when it has none)."""
+    for c in status.get("conditions") or []:
+        if c.get("type") == ctype:
+            found: str | None = c.get("status")
+            return found
+    return None

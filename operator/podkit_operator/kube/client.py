@@ -1,4 +1,4 @@
-"""The operator's Kubernetes I/O: thin calls that return plain dicts.
+"""The operator's Kubernetes I/O: thin calls that return plain dicts, and the client.
 
 Responses are read as raw JSON (``_preload_content=False``) rather than the client's model
 classes: turning thousands of pods into models costs more than the whole release logic.
@@ -8,18 +8,26 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
-from kubernetes import client
+from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from .configs import LABEL_SOURCE
+from ..api.keys import GROUP, LABEL_CONFIG_SOURCE, LABEL_STSP, PLURAL, VERSION
 
-GROUP, VERSION, PLURAL = "podkit.io", "v1alpha1", "statefulsetplus"
-STSP_LABEL = "podkit.io/stsp"
 _FEATURE_RE = re.compile(r'^kubernetes_feature_enabled\{name="(?P<name>[^"]+)"[^}]*\} (?P<v>\S+)',
                          re.MULTILINE)
+
+
+def connect() -> client.ApiClient:
+    """A client for the cluster the operator runs in, else for the kubeconfig's."""
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.ApiClient()
 
 
 def _json(response: Any) -> Any:
@@ -56,11 +64,11 @@ class KubeIO:
 
     def list_pods(self, namespace: str, name: str) -> list[dict[str, Any]]:
         return _json(self.core.list_namespaced_pod(
-            namespace, label_selector=f"{STSP_LABEL}={name}", _preload_content=False))["items"]
+            namespace, label_selector=f"{LABEL_STSP}={name}", _preload_content=False))["items"]
 
     def list_revisions(self, namespace: str, name: str) -> list[dict[str, Any]]:
         return _json(self.apps.list_namespaced_controller_revision(
-            namespace, label_selector=f"{STSP_LABEL}={name}", _preload_content=False))["items"]
+            namespace, label_selector=f"{LABEL_STSP}={name}", _preload_content=False))["items"]
 
     def list_namespace_pods(self, namespace: str) -> list[dict[str, Any]]:
         return _json(self.core.list_namespaced_pod(namespace, _preload_content=False))["items"]
@@ -72,9 +80,9 @@ class KubeIO:
         return None
 
     def list_config_copies(self, namespace: str, source: str) -> list[dict[str, Any]]:
-        """The versioned copies of ConfigMap ``source`` (podkit_operator.configs)."""
+        """The versioned copies of ConfigMap ``source`` (podkit_operator.configreleases)."""
         return _json(self.core.list_namespaced_config_map(
-            namespace, label_selector=f"{LABEL_SOURCE}={source}",
+            namespace, label_selector=f"{LABEL_CONFIG_SOURCE}={source}",
             _preload_content=False))["items"]
 
     def feature_gates(self) -> dict[str, bool]:

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .images import same_image
-from .podspec import slot_names
-from .swap import pod_ready
+from ..api.keys import ENDPOINTS_MANAGER
+from ..images import same_image
+from ..inplace.pods import slot_names
+from ..kube.objects import pod_ready, terminating
 
-ANN_ENDPOINTS_OF = "podkit.io/endpoints-of"
-MANAGED_BY = "operator.podkit.io"
 LABEL_SERVICE = "kubernetes.io/service-name"
 LABEL_MANAGED_BY = "endpointslice.kubernetes.io/managed-by"
 MAX_PER_SLICE = 100
@@ -51,12 +50,12 @@ def endpoint(pod: dict[str, Any], business: str, pause_image: str) -> dict[str, 
     if not ip:
         return None
     meta = pod["metadata"]
-    terminating = bool(meta.get("deletionTimestamp"))
+    going = terminating(pod)
     serving = serves(pod, business, pause_image)
     found: dict[str, Any] = {
         "addresses": [ip],
-        "conditions": {"ready": serving and not terminating, "serving": serving,
-                       "terminating": terminating},
+        "conditions": {"ready": serving and not going, "serving": serving,
+                       "terminating": going},
         "targetRef": {"kind": "Pod", "namespace": meta.get("namespace"), "name": meta["name"],
                       "uid": meta.get("uid")},
     }
@@ -97,7 +96,7 @@ def slices(service: dict[str, Any], template: dict[str, Any], business: str, pau
     return [{
         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {"name": f"{meta['name']}-podkit-{n}", "namespace": meta["namespace"],
-                     "labels": {LABEL_SERVICE: meta["name"], LABEL_MANAGED_BY: MANAGED_BY},
+                     "labels": {LABEL_SERVICE: meta["name"], LABEL_MANAGED_BY: ENDPOINTS_MANAGER},
                      "ownerReferences": [owner]},
         "addressType": "IPv4",
         "ports": ports,

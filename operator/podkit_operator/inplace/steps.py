@@ -29,14 +29,26 @@ business version starts with its new config.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Union
+from datetime import datetime, timedelta
+from typing import Any
 
-from .configs import ANN_APPLIED, Applied, HookFailed, config_key, verdict, volume_sources
-from .images import same_image
-from .podspec import (ANN_ACTIVE_SLOT, ANN_REVISION, ANN_STARTED, ANN_TARGET, slot_names)
-from .revision import RevisionInfo
-from .spec import StsPlusSpec
+from ..api.keys import ANN_ACTIVE_SLOT, ANN_CONFIG_APPLIED, ANN_REVISION, ANN_STARTED, ANN_TARGET
+from ..api.statefulsetplus import StsPlusSpec
+from ..images import same_image
+from ..kube.objects import (
+    all_containers_ready,
+    annotations_of,
+    container_spec,
+    container_status,
+    parse_time,
+    pod_ready,
+    rfc3339,
+    terminating,
+)
+from ..revisions.revision import RevisionInfo
+from .config import Applied, HookFailed, config_key, verdict, volume_sources
+from .patches import container_patch, pod_patch
+from .pods import slot_names
 
 # Reasons a container waits and will not start by itself. While an image cannot be pulled, the
 # kubelet still reports the previous image in the status: those reasons concern the spec's image.
@@ -80,59 +92,10 @@ class DeletePod:
     reason: str
 
 
-Step = Union[PatchPod, Wait, Done, Failed, DeletePod]
+Step = PatchPod | Wait | Done | Failed | DeletePod
 
 
 # --- reading a pod -------------------------------------------------------------------------
-
-def rfc3339(t: datetime) -> str:
-    """UTC time as Kubernetes writes it (second precision, ``Z``)."""
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(value: str | None) -> datetime | None:
-    """Parse an RFC 3339 time (``Z`` or an offset); None when absent or malformed."""
-    if not value:
-        return None
-    try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
-
-
-def annotations(pod: dict[str, Any]) -> dict[str, str]:
-    return (pod.get("metadata") or {}).get("annotations") or {}
-
-
-def container_spec(pod: dict[str, Any], name: str) -> dict[str, Any]:
-    for c in (pod.get("spec") or {}).get("containers") or []:
-        if c.get("name") == name:
-            return c
-    return {}
-
-
-def container_status(pod: dict[str, Any], name: str) -> dict[str, Any]:
-    for c in (pod.get("status") or {}).get("containerStatuses") or []:
-        if c.get("name") == name:
-            return c
-    return {}
-
-
-def pod_ready(pod: dict[str, Any]) -> bool:
-    """The pod's Ready condition is True."""
-    for cond in (pod.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == "Ready":
-            return cond.get("status") == "True"
-    return False
-
-
-def all_containers_ready(pod: dict[str, Any]) -> bool:
-    statuses = (pod.get("status") or {}).get("containerStatuses") or []
-    names = {c.get("name") for c in (pod.get("spec") or {}).get("containers") or []}
-    seen = {s.get("name") for s in statuses if s.get("ready")}
-    return bool(statuses) and names <= seen
-
 
 def running_ready(status: dict[str, Any], image: str) -> bool:
     """The container status shows ``image`` running and ready."""
@@ -156,28 +119,11 @@ def failing_reason(pod: dict[str, Any], name: str) -> str | None:
     return f"container {name}: {reason}" + (f": {msg}" if msg else "")
 
 
-# --- building patches ----------------------------------------------------------------------
-
-def _container_patch(name: str, image: str, version: str | None, patched: bool) -> dict[str, Any]:
-    c: dict[str, Any] = {"name": name, "image": image}
-    if patched and version:
-        c["env"] = [{"name": "PODKIT_VERSION", "value": version}]
-    return c
-
-
-def _patch(containers: list[dict[str, Any]] | None = None,
-           ann: dict[str, str | None] | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {}
-    if ann:
-        body["metadata"] = {"annotations": dict(ann)}
-    if containers:
-        body["spec"] = {"containers": containers}
-    return body
-
+# --- annotations ---------------------------------------------------------------------------
 
 def _start_annotations(pod: dict[str, Any], target: RevisionInfo, now: datetime) -> dict[str, str]:
     """The annotations a swap's first patch carries (none when this swap is already marked)."""
-    if annotations(pod).get(ANN_TARGET) == target.name:
+    if annotations_of(pod).get(ANN_TARGET) == target.name:
         return {}
     return {ANN_TARGET: target.name, ANN_STARTED: rfc3339(now)}
 
@@ -185,7 +131,7 @@ def _start_annotations(pod: dict[str, Any], target: RevisionInfo, now: datetime)
 def _finish_annotations(pod: dict[str, Any], target: RevisionInfo,
                         active: str | None) -> dict[str, str | None]:
     """The diff that records the pod at ``target`` and clears the swap markers."""
-    ann = annotations(pod)
+    ann = annotations_of(pod)
     want: dict[str, str | None] = {ANN_REVISION: target.name, ANN_TARGET: None, ANN_STARTED: None}
     if active:
         want[ANN_ACTIVE_SLOT] = active
@@ -196,7 +142,7 @@ def _check_failure(pod: dict[str, Any], target: RevisionInfo, deadline_s: int, n
                    containers: list[str]) -> Failed | None:
     """A swap to ``target`` under way fails past its deadline or on a container that cannot
     start."""
-    ann = annotations(pod)
+    ann = annotations_of(pod)
     if ann.get(ANN_TARGET) != target.name:
         return None
     started = parse_time(ann.get(ANN_STARTED))
@@ -211,7 +157,7 @@ def _check_failure(pod: dict[str, Any], target: RevisionInfo, deadline_s: int, n
 
 def _at_target(pod: dict[str, Any], target: RevisionInfo) -> bool:
     """Recorded at the target with no update in flight: done, whatever its readiness now."""
-    ann = annotations(pod)
+    ann = annotations_of(pod)
     return ann.get(ANN_REVISION) == target.name and ANN_TARGET not in ann
 
 
@@ -246,7 +192,7 @@ def swap_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec, patc
     other = {a: b, b: a}
 
     def to_target(slot: str, why: str) -> PatchPod:
-        return PatchPod(_patch([_container_patch(slot, target.image, target.version, patched)],
+        return PatchPod(pod_patch([container_patch(slot, target.image, target.version, patched)],
                                start), why)
 
     pauses = [s for s in (a, b) if is_pause[s]]
@@ -256,9 +202,9 @@ def swap_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec, patc
         if not is_target[serving]:
             return to_target(idle, f"step 1: idle slot {idle} gets {target.name}'s image")
         if _converged(pod, serving, idle, target, spec):
-            return Done(_patch(ann=_finish_annotations(pod, target, serving[-1])) or None)
+            return Done(pod_patch(ann=_finish_annotations(pod, target, serving[-1])) or None)
         if start:  # the pod already looks like the target but is not converged: mark it
-            return PatchPod(_patch(ann=start), f"mark the update to {target.name}")
+            return PatchPod(pod_patch(ann=start), f"mark the update to {target.name}")
         return Wait(f"slot {serving} serving {target.name}: waiting for both slots ready and "
                     "the pod Ready")
     if not pauses:
@@ -266,12 +212,12 @@ def swap_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec, patc
         if holders:
             standby = active if len(holders) == 2 else holders[0]
             if running_ready(container_status(pod, standby), target.image):
-                return PatchPod(_patch([_container_patch(other[standby], spec.pause_image,
+                return PatchPod(pod_patch([container_patch(other[standby], spec.pause_image,
                                                          target.version, patched)], start),
                                 f"step 2: slot {other[standby]} gets the pause image, "
                                 f"{standby} takes over")
             if start:
-                return PatchPod(_patch(ann=start), f"mark the update to {target.name}")
+                return PatchPod(pod_patch(ann=start), f"mark the update to {target.name}")
             return Wait(f"slot {standby} starting {target.name}: waiting until it stands by")
         return to_target(other[active], f"slot {other[active]} (a standby of another "
                                         f"revision) gets {target.name}'s image")
@@ -289,30 +235,30 @@ def config_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec,
     want = volume_sources(target.template["spec"], volumes)
     have = volume_sources(pod.get("spec") or {}, volumes)
     if have != want:
-        switch = [{"name": v, "configMap": {"name": want[v]}} for v in sorted(want)
-                  if have.get(v) != want[v]]
-        body = _patch(ann=start)
+        switch: list[dict[str, Any]] = [{"name": v, "configMap": {"name": want[v]}}
+                                        for v in sorted(want) if have.get(v) != want[v]]
+        body = pod_patch(ann=start)
         body["spec"] = {"volumes": switch}
         return PatchPod(body, "config: " + ", ".join(f"volume {v['name']} mounts "
                                                      f"{v['configMap']['name']}"
                                                      for v in switch))
     key = config_key(pod["spec"], volumes)
-    if annotations(pod).get(ANN_APPLIED) == key:
+    if annotations_of(pod).get(ANN_CONFIG_APPLIED) == key:
         return None
     found = verdict(sidecar_state, want)
     if isinstance(found, HookFailed):
         return Failed(found.reason)
     if isinstance(found, Applied):
-        return PatchPod(_patch(ann={**start, ANN_APPLIED: key}),
+        return PatchPod(pod_patch(ann={**start, ANN_CONFIG_APPLIED: key}),
                         f"config: the sidecar applied {key}")
     if start:
-        return PatchPod(_patch(ann=start), f"mark the update to {target.name}")
+        return PatchPod(pod_patch(ann=start), f"mark the update to {target.name}")
     return Wait(f"config: {found.reason}")
 
 
 def _active_slot(pod: dict[str, Any], spec: StsPlusSpec, previous: RevisionInfo | None) -> str:
     a, b = slot_names(spec.business)
-    mark = annotations(pod).get(ANN_ACTIVE_SLOT)
+    mark = annotations_of(pod).get(ANN_ACTIVE_SLOT)
     if mark in ("a", "b"):
         return a if mark == "a" else b
     if previous is not None and same_image(container_spec(pod, b).get("image"), previous.image):
@@ -340,12 +286,12 @@ def inplace_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec,
         return failed
     start = _start_annotations(pod, target, now)
     if not same_image(container_spec(pod, name).get("image"), target.image):
-        return PatchPod(_patch([{"name": name, "image": target.image}], start),
+        return PatchPod(pod_patch([{"name": name, "image": target.image}], start),
                         f"container {name} gets {target.name}'s image")
     if running_ready(container_status(pod, name), target.image) and pod_ready(pod):
-        return Done(_patch(ann=_finish_annotations(pod, target, None)) or None)
+        return Done(pod_patch(ann=_finish_annotations(pod, target, None)) or None)
     if start:
-        return PatchPod(_patch(ann=start), f"mark the update to {target.name}")
+        return PatchPod(pod_patch(ann=start), f"mark the update to {target.name}")
     return Wait(f"container {name} restarting with {target.name}'s image")
 
 
@@ -353,9 +299,9 @@ def recreate_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec,
                   now: datetime) -> Step:
     """Recreate: delete a pod of another revision; a pod created at the target carries the
     target-revision annotation until it is Ready."""
-    ann = annotations(pod)
+    ann = annotations_of(pod)
     if ann.get(ANN_REVISION) != target.name:
-        if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        if terminating(pod):
             return Wait("pod terminating")
         return DeletePod(f"pod at {ann.get(ANN_REVISION)} is recreated at {target.name}")
     if ANN_TARGET not in ann:
@@ -363,5 +309,5 @@ def recreate_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec,
     if failed := _check_failure(pod, target, spec.batch_deadline_s, now, [spec.business]):
         return failed
     if pod_ready(pod):
-        return Done(_patch(ann=_finish_annotations(pod, target, None)) or None)
+        return Done(pod_patch(ann=_finish_annotations(pod, target, None)) or None)
     return Wait(f"pod starting at {target.name}")

@@ -19,9 +19,9 @@ Decisions:
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
-from .spec import parse_pods_num
+from ..api.statefulsetplus import parse_pods_num
 
 
 def batch_targets(replicas: int, batch_num: int,

@@ -1,9 +1,8 @@
-"""Revisions: the hash of a pod template, its version, and the ControllerRevision history.
+"""Revisions: the hash of a pod template, its name and version, and the revisions a pass uses.
 
 A revision is named ``<stsp>-<hash>`` where the hash is over the canonical JSON of the template
 (sorted keys, no whitespace), so the same template always gets the same name, across operator
-restarts and Python versions, and the history is kept as ``apps/v1`` ControllerRevisions like a
-StatefulSet's.
+restarts and Python versions.
 """
 
 from __future__ import annotations
@@ -11,14 +10,12 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
-from .images import image_tag
-
-GROUP_VERSION = "podkit.io/v1alpha1"
-KIND = "StatefulSetPlus"
-REVISION_LABEL = "podkit.io/stsp"
+from ..api.configcopy import ConfigCopy
+from ..images import image_tag
 
 
 @dataclass(frozen=True)
@@ -32,7 +29,7 @@ class RevisionInfo:
 
     @classmethod
     def from_template(cls, stsp_name: str, template: dict[str, Any],
-                      business: str | None = None) -> "RevisionInfo":
+                      business: str | None = None) -> RevisionInfo:
         """The revision of ``template`` (business = the first container when not given); the
         template is copied, so a later change of the object's spec cannot leak into it."""
         template = copy.deepcopy(template)
@@ -72,39 +69,23 @@ def version_of(template: dict[str, Any], business: str | None = None) -> str:
     return image_tag(container["image"])
 
 
-def controller_revision(stsp: dict[str, Any], template: dict[str, Any],
-                        revision_number: int) -> dict[str, Any]:
-    """The ``apps/v1`` ControllerRevision recording ``template``, owned by the stsp."""
-    meta = stsp["metadata"]
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "ControllerRevision",
-        "metadata": {
-            "name": revision_name(meta["name"], revision_hash(template)),
-            "namespace": meta.get("namespace"),
-            "labels": {REVISION_LABEL: meta["name"]},
-            "ownerReferences": [owner_reference(stsp)],
-        },
-        "data": template,
-        "revision": revision_number,
-    }
+@dataclass(frozen=True)
+class CurrentAndUpdate:
+    """The revisions the controller resolved from the API.
 
-
-def owner_reference(stsp: dict[str, Any]) -> dict[str, Any]:
-    """The controller owner reference to a StatefulSetPlus (garbage collection, ownership)."""
-    meta = stsp["metadata"]
-    return {"apiVersion": GROUP_VERSION, "kind": KIND, "name": meta["name"],
-            "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}
-
-
-def prune(revisions: Iterable[dict[str, Any]], keep: int, in_use: Iterable[str]) -> list[str]:
-    """Names of ControllerRevisions to delete: the oldest beyond ``keep``, never one in use.
-
-    ``in_use`` holds the current and update revisions and every revision a pod runs or is
-    swapping to; those never count against the limit, as in a StatefulSet.
+    ``current``: ``status.currentRevision`` (the last good revision; the update revision when
+    the object is new). ``update``: the revision of ``spec.template``. ``previous``: the
+    revision before ``current`` in the history, the target of a one-key rollback once a release
+    has completed. Each carries its template (to build pods). ``copies``: the config copies of
+    the released ConfigMaps, by name.
     """
-    used = set(in_use)
-    old = [r for r in revisions if r["metadata"]["name"] not in used]
-    old.sort(key=lambda r: (r.get("revision", 0), r["metadata"]["name"]))
-    excess = len(old) - max(0, keep)
-    return [r["metadata"]["name"] for r in old[:excess]] if excess > 0 else []
+
+    current: RevisionInfo
+    update: RevisionInfo
+    previous: RevisionInfo | None = None
+    copies: Mapping[str, ConfigCopy] = field(default_factory=dict)
+
+    @property
+    def in_use(self) -> tuple[RevisionInfo, ...]:
+        """Current, update and previous (when there is one)."""
+        return tuple(r for r in (self.current, self.update, self.previous) if r is not None)

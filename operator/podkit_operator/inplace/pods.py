@@ -18,17 +18,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from .configs import ANN_APPLIED, config_key, sidecar_dir
-from .revision import owner_reference, version_of
-from .spec import SIDECAR_NAME, StsPlusSpec
+from ..api.keys import ANN_ACTIVE_SLOT, ANN_CONFIG_APPLIED, ANN_MUTABLE, ANN_REVISION, LABEL_STSP
+from ..api.statefulsetplus import RESERVED_VOLUMES, SIDECAR_NAME, StsPlusSpec, owner_reference
+from ..revisions.revision import version_of
+from .config import config_key, sidecar_dir
 
-ANN_REVISION = "podkit.io/revision"
-ANN_ACTIVE_SLOT = "podkit.io/active-slot"
-ANN_TARGET = "podkit.io/target-revision"
-ANN_STARTED = "podkit.io/swap-started"
-ANN_MUTABLE = "podkit.io/mutable-spec"
-ANN_FAILED = "podkit.io/swap-failed"
-LABEL_STSP = "podkit.io/stsp"
 PODKIT_DIR = "/podkit"
 SIDECAR_PORT = 9901
 SLOT_ENV = ("PODKIT_SLOT", "PODKIT_DIR", "PODKIT_VERSION")
@@ -97,13 +91,13 @@ def build_sidecar(spec: StsPlusSpec) -> dict[str, Any]:
     watches the released ConfigMaps' volumes (read-only, at /podkit-config/<volume>) and runs
     the config hook when their content changes."""
     env = [{"name": "PODKIT_DIR", "value": PODKIT_DIR}]
-    mounts = [{"name": "podkit", "mountPath": PODKIT_DIR}]
+    mounts: list[dict[str, Any]] = [{"name": "podkit", "mountPath": PODKIT_DIR}]
     if spec.config_volumes:
         dirs = [sidecar_dir(v) for v in spec.config_volumes]
         env += [{"name": "PODKIT_CONFIG_DIRS", "value": ":".join(dirs)},
                 {"name": "PODKIT_CONFIG_HOOK", "value": spec.config_hook}]
         mounts += [{"name": v, "mountPath": d, "readOnly": True}
-                   for v, d in zip(spec.config_volumes, dirs)]
+                   for v, d in zip(spec.config_volumes, dirs, strict=True)]
     return {
         "name": SIDECAR_NAME,
         "image": spec.sidecar_image,
@@ -150,7 +144,7 @@ def build_pod(stsp_obj: dict[str, Any], spec: StsPlusSpec, ordinal: int, revisio
     others = [copy.deepcopy(c) for c in containers if c["name"] != spec.business]
     pod["spec"]["containers"] = [slot_a, slot_b, *others, build_sidecar(spec)]
     volumes = [v for v in pod["spec"].get("volumes") or []
-               if v.get("name") not in ("podkit", "podkit-shm")]
+               if v.get("name") not in RESERVED_VOLUMES]
     volumes += [{"name": "podkit", "emptyDir": {}},
                 {"name": "podkit-shm", "emptyDir": {"medium": "Memory"}}]
     pod["spec"]["volumes"] = volumes
@@ -159,7 +153,7 @@ def build_pod(stsp_obj: dict[str, Any], spec: StsPlusSpec, ordinal: int, revisio
     if patched:
         ann[ANN_MUTABLE] = "true"
     if spec.config_volumes:  # the sidecar starts with this content: applied from the start
-        ann[ANN_APPLIED] = config_key(pod["spec"], spec.config_volumes)
+        ann[ANN_CONFIG_APPLIED] = config_key(pod["spec"], spec.config_volumes)
     return pod
 
 

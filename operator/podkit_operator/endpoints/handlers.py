@@ -1,4 +1,4 @@
-"""kopf wiring of :mod:`podkit_operator.endpoints`: Services whose endpoints podkit keeps.
+"""kopf wiring of :mod:`.slices`: Services whose endpoints podkit keeps.
 
 Three in-memory indexes (kopf keeps them current from its watches) hold what a slice needs:
 the annotated Services, the pods and the specs of each StatefulSetPlus. Any event of one of
@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import logging
 from typing import Any
 
 import kopf
 
-from .endpoints import ANN_ENDPOINTS_OF, LABEL_SERVICE, slices
-from .kubeio import GROUP, PLURAL, STSP_LABEL, VERSION, KubeIO
-from .spec import SpecError, parse_spec
-
-Key = tuple[str, str]  # (namespace, StatefulSetPlus name)
+from ..api.keys import ANN_ENDPOINTS_OF, GROUP, LABEL_STSP, PLURAL, VERSION
+from ..api.statefulsetplus import SpecError, parse_spec
+from ..context import Key, context_of, namespace_of
+from .slices import LABEL_SERVICE, slices
 
 
 def _trimmed_pod(body: kopf.Body) -> dict[str, Any]:
@@ -38,42 +36,42 @@ def _trimmed_pod(body: kopf.Body) -> dict[str, Any]:
 
 
 @kopf.index("", "v1", "services", annotations={ANN_ENDPOINTS_OF: kopf.PRESENT})
-def podkit_services(namespace: str, annotations: kopf.Annotations, body: kopf.Body,
+def podkit_services(namespace: str | None, annotations: kopf.Annotations, body: kopf.Body,
                     **_: Any) -> dict[Key, dict[str, Any]]:
-    return {(namespace, annotations[ANN_ENDPOINTS_OF]): {
+    return {(namespace_of(namespace), annotations[ANN_ENDPOINTS_OF]): {
         "metadata": {k: body["metadata"].get(k) for k in ("name", "namespace", "uid")},
         "spec": {"ports": copy.deepcopy(body["spec"].get("ports") or []),
                  "selector": body["spec"].get("selector")}}}
 
 
-@kopf.index("", "v1", "pods", labels={STSP_LABEL: kopf.PRESENT})
-def stsp_pods(namespace: str, labels: kopf.Labels, body: kopf.Body,
+@kopf.index("", "v1", "pods", labels={LABEL_STSP: kopf.PRESENT})
+def stsp_pods(namespace: str | None, labels: kopf.Labels, body: kopf.Body,
               **_: Any) -> dict[Key, dict[str, Any]]:
-    return {(namespace, labels[STSP_LABEL]): _trimmed_pod(body)}
+    return {(namespace_of(namespace), labels[LABEL_STSP]): _trimmed_pod(body)}
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
-def stsp_specs(namespace: str, name: str, spec: kopf.Spec,
+def stsp_specs(namespace: str | None, name: str, spec: kopf.Spec,
                **_: Any) -> dict[Key, dict[str, Any]]:
     try:
         parsed = parse_spec(copy.deepcopy(dict(spec)))
     except SpecError:
         return {}  # the release loop reports it; no slices for a spec it cannot act on
-    return {(namespace, name): {"template": parsed.template, "business": parsed.business,
-                                "pause_image": parsed.pause_image}}
+    return {(namespace_of(namespace), name): {"template": parsed.template,
+                                              "business": parsed.business,
+                                              "pause_image": parsed.pause_image}}
 
 
 async def _sync(memo: kopf.Memo, key: Key, podkit_services: kopf.Index,
                 stsp_pods: kopf.Index, stsp_specs: kopf.Index,
-                logger: logging.Logger) -> None:
+                logger: kopf.Logger) -> None:
     services = list(podkit_services.get(key, []))
     specs = list(stsp_specs.get(key, []))
     if not services or not specs:
         return
-    locks: dict[Key, asyncio.Lock] = memo.setdefault("endpoint_locks", {})
-    async with locks.setdefault(key, asyncio.Lock()):
-        written: dict[tuple[str, str], dict[str, Any]] = memo.setdefault("slices_written", {})
-        io: KubeIO = memo.io
+    context = context_of(memo)
+    async with context.endpoint_locks.setdefault(key, asyncio.Lock()):
+        written, io = context.slices_written, context.io
         pods, spec = list(stsp_pods.get(key, [])), specs[0]
         for service in services:
             if service["spec"].get("selector"):
@@ -84,10 +82,10 @@ async def _sync(memo: kopf.Memo, key: Key, podkit_services: kopf.Index,
             wanted = slices(service, spec["template"], spec["business"], spec["pause_image"],
                             pods)
             for body in wanted:
-                name = (key[0], body["metadata"]["name"])
-                if written.get(name) != body:
+                slice_key = (key[0], body["metadata"]["name"])
+                if written.get(slice_key) != body:
                     await asyncio.to_thread(io.put_endpoint_slice, body)
-                    written[name] = body
+                    written[slice_key] = body
             names = {b["metadata"]["name"] for b in wanted}
             svc = service["metadata"]["name"]
             stale = [(key[0], n) for (ns, n), b in written.items()
@@ -99,22 +97,23 @@ async def _sync(memo: kopf.Memo, key: Key, podkit_services: kopf.Index,
 
 
 @kopf.on.event("", "v1", "services", annotations={ANN_ENDPOINTS_OF: kopf.PRESENT})
-async def podkit_service_changed(namespace: str, annotations: kopf.Annotations,
-                                 memo: kopf.Memo, logger: logging.Logger,
+async def podkit_service_changed(namespace: str | None, annotations: kopf.Annotations,
+                                 memo: kopf.Memo, logger: kopf.Logger,
                                  **indexes: Any) -> None:
-    await _sync(memo, (namespace, annotations[ANN_ENDPOINTS_OF]), indexes["podkit_services"],
-                indexes["stsp_pods"], indexes["stsp_specs"], logger)
+    await _sync(memo, (namespace_of(namespace), annotations[ANN_ENDPOINTS_OF]),
+                indexes["podkit_services"], indexes["stsp_pods"], indexes["stsp_specs"], logger)
 
 
-@kopf.on.event("", "v1", "pods", labels={STSP_LABEL: kopf.PRESENT})
-async def stsp_pod_serving_changed(namespace: str, labels: kopf.Labels, memo: kopf.Memo,
-                                   logger: logging.Logger, **indexes: Any) -> None:
-    await _sync(memo, (namespace, labels[STSP_LABEL]), indexes["podkit_services"],
+@kopf.on.event("", "v1", "pods", labels={LABEL_STSP: kopf.PRESENT})
+async def stsp_pod_serving_changed(namespace: str | None, labels: kopf.Labels,
+                                   memo: kopf.Memo, logger: kopf.Logger,
+                                   **indexes: Any) -> None:
+    await _sync(memo, (namespace_of(namespace), labels[LABEL_STSP]), indexes["podkit_services"],
                 indexes["stsp_pods"], indexes["stsp_specs"], logger)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-async def stsp_spec_changed(namespace: str, name: str, memo: kopf.Memo,
-                            logger: logging.Logger, **indexes: Any) -> None:
-    await _sync(memo, (namespace, name), indexes["podkit_services"], indexes["stsp_pods"],
-                indexes["stsp_specs"], logger)
+async def stsp_spec_changed(namespace: str | None, name: str, memo: kopf.Memo,
+                            logger: kopf.Logger, **indexes: Any) -> None:
+    await _sync(memo, (namespace_of(namespace), name), indexes["podkit_services"],
+                indexes["stsp_pods"], indexes["stsp_specs"], logger)

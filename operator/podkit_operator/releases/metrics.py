@@ -1,4 +1,4 @@
-"""The operator's Prometheus metrics."""
+"""The release loop's Prometheus metrics."""
 
 from __future__ import annotations
 

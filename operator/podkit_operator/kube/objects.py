@@ -1,0 +1,67 @@
+"""Generic readers of API objects as plain dicts (pods mostly), and times as the API writes them.
+
+Pure: they take what the API returned and never call it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+
+def rfc3339(t: datetime) -> str:
+    """UTC time as Kubernetes writes it (second precision, ``Z``)."""
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """Parse an RFC 3339 time (``Z`` or an offset); None when absent or malformed."""
+    if not value:
+        return None
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def annotations_of(obj: dict[str, Any]) -> dict[str, str]:
+    """The object's annotations (empty when it has none)."""
+    return (obj.get("metadata") or {}).get("annotations") or {}
+
+
+def terminating(obj: dict[str, Any]) -> bool:
+    """The object carries a deletion timestamp: it is going away."""
+    return bool((obj.get("metadata") or {}).get("deletionTimestamp"))
+
+
+def container_spec(pod: dict[str, Any], name: str) -> dict[str, Any]:
+    """The pod's container ``name`` as its spec gives it (empty when absent)."""
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        if c.get("name") == name:
+            return c
+    return {}
+
+
+def container_status(pod: dict[str, Any], name: str) -> dict[str, Any]:
+    """The status the kubelet reports for container ``name`` (empty when none yet)."""
+    for c in (pod.get("status") or {}).get("containerStatuses") or []:
+        if c.get("name") == name:
+            return c
+    return {}
+
+
+def pod_ready(pod: dict[str, Any]) -> bool:
+    """The pod's Ready condition is True."""
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Ready":
+            return cond.get("status") == "True"
+    return False
+
+
+def all_containers_ready(pod: dict[str, Any]) -> bool:
+    """Every container of the pod's spec reports ready."""
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    names = {c.get("name") for c in (pod.get("spec") or {}).get("containers") or []}
+    seen = {s.get("name") for s in statuses if s.get("ready")}
+    return bool(statuses) and names <= seen

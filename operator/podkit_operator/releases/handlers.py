@@ -1,0 +1,51 @@
+"""Writing a release plan back to the API, and the metrics its events count."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from ..api.keys import ANN_STARTED
+from ..api.reasons import EventReason
+from ..context import OperatorContext
+from ..kube.objects import annotations_of, parse_time
+from . import metrics
+from .actions import Plan
+
+
+def apply_plan(context: OperatorContext, stsp: dict[str, Any], plan: Plan) -> None:
+    """Write what the planner decided: pods first, then annotations, status and events."""
+    io, writers = context.io, context.writers
+    namespace, name = stsp["metadata"]["namespace"], stsp["metadata"]["name"]
+    writes = [writers.submit(io.create_pod, namespace, c.body) for c in plan.create]
+    writes += [writers.submit(io.delete_pod, namespace, d.name) for d in plan.delete]
+    writes += [writers.submit(io.patch_pod, namespace, p.name, p.patch) for p in plan.patches]
+    for write in writes:
+        write.result()  # an error fails this pass; the next one retries from the API
+    if plan.stsp_annotations:
+        io.patch_stsp_annotations(namespace, name, plan.stsp_annotations)
+    if plan.status != (stsp.get("status") or {}):
+        io.patch_status(namespace, name, plan.status)
+    for event in plan.events:
+        about = f"{event.pod}: " if event.pod and not event.message.startswith(event.pod) else ""
+        kopf.event(stsp,  # type: ignore[arg-type]  # kopf reads the raw object as its Body
+                   type=event.type, reason=event.reason, message=about + event.message)
+
+
+def count_events(plan: Plan, pods: list[dict[str, Any]]) -> None:
+    """Metrics follow the planner's events, each of which names a finished step."""
+    started = {p["metadata"]["name"]: parse_time(annotations_of(p).get(ANN_STARTED)) for p in pods}
+    now = datetime.now(UTC)
+    for event in plan.events:
+        if event.reason == EventReason.UPDATE_COMPLETED:
+            metrics.SWAPS.labels(result="done").inc()
+            if (since := started.get(event.pod or "")) is not None:
+                metrics.SWAP_SECONDS.observe((now - since).total_seconds())
+        elif event.reason == EventReason.UPDATE_FAILED:
+            metrics.SWAPS.labels(result="failed").inc()
+        elif event.reason == EventReason.BATCH_COMPLETED:
+            metrics.BATCHES.labels(result="done").inc()
+        elif event.reason == EventReason.BATCH_FAILED:
+            metrics.BATCHES.labels(result="failed").inc()

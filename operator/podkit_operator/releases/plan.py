@@ -1,0 +1,248 @@
+"""The release planner: from the object, its pods and its revisions to the next actions.
+
+``plan_release`` is the whole control logic of a StatefulSetPlus as one pure function. Every
+input comes from the API (the object with its spec, annotations and *status*, the pods with their
+annotations and statuses, the revisions); the output is what to write back. Nothing lives in
+memory between calls, so an operator killed at any moment and restarted continues the release:
+
+- a release is identified by ``status.updateRevision``; a template whose revision differs starts
+  a new release at batch 1;
+- the current batch and its deadline are in ``status.batchDeployStatus`` (a batch starts at
+  ``batchDeadlineTime - batchDeadlineSeconds``, which also carries the interval);
+- a swap under way is visible on the pod (``podkit.io/target-revision``), so it is continued,
+  never started twice; a pod whose update failed carries ``podkit.io/swap-failed=<revision>``
+  and is not tried again while that revision is released; a mark of another revision is stale
+  and dropped (never at a release's start, which a lost status write would repeat);
+- a failed release is ``status`` with condition ``ReleaseFailed`` for ``updateRevision``; if
+  that status write is lost, the failure is derived again from the marks and the deadline.
+
+A lost write of any kind is therefore harmless: the next call sees the same API state and gives
+the same plan (calling it twice with the same inputs gives the same plan).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from ..api.keys import ANN_CONFIRM, ANN_FAILED, ANN_PAUSE, ANN_ROLLBACK, ANN_STARTED, ANN_TARGET
+from ..api.reasons import BatchAction, ConditionType, EventReason, GeneralStatus
+from ..api.statefulsetplus import BatchDeployStatus, StsPlusSpec, condition_status, parse_spec
+from ..inplace.pods import pod_name
+from ..kube.objects import parse_time, rfc3339, terminating
+from ..revisions.revision import CurrentAndUpdate, RevisionInfo
+from .actions import Event, Plan, PodCreate, PodDelete, PodPatch
+from .config_status import CONFIG_REFUSED
+from .rounds import PodRound, ReleasePass
+from .status import batch_position, failed_batch_status, requeue_after, rollback_status, status
+
+DEFAULT_MAX_CONCURRENT = 50
+
+
+@dataclass
+class _Outcome:
+    """What one mode of the planner found: the round to write and the status it leads to."""
+
+    round: PodRound
+    batch: BatchDeployStatus
+    current_revision: str
+    update_revision: str
+    rollback: bool = False  # a one-key rollback (its failures are rollback failures)
+    stsp_annotations: dict[str, str | None] = field(default_factory=dict)
+
+
+def plan_release(stsp_obj: dict[str, Any], pods: list[dict[str, Any]],
+                 revisions: CurrentAndUpdate, now: datetime, patched: bool,
+                 max_concurrent: int = DEFAULT_MAX_CONCURRENT,
+                 sidecar_states: Mapping[str, dict[str, Any]] | None = None,
+                 spec: StsPlusSpec | None = None) -> Plan:
+    """The next actions for a StatefulSetPlus; raises SpecError for an unusable spec.
+
+    ``pods``: the pods the object owns (any order). ``patched``: the apiserver patch is on (the
+    controller found out, e.g. by a dry-run env update of a pod with the opt-in annotation).
+    ``max_concurrent``: at most this many pod updates *start* per call; updates under way always
+    continue. ``sidecar_states``: by pod name, the sidecar's ``/state`` of pods that await a
+    config report (:func:`podkit_operator.inplace.config.verdict`). ``spec``: the object's spec
+    as the caller parsed it already (parsed here when not given).
+    """
+    release = ReleasePass(stsp_obj, spec or parse_spec(stsp_obj["spec"]), pods, revisions, now,
+                          patched, max_concurrent, sidecar_states or {})
+    if release.stsp_annotations.get(ANN_ROLLBACK) == "true":
+        outcome = _plan_rollback(release)
+    elif (release.prior_status.get("updateRevision") == revisions.update.name
+          and condition_status(release.prior_status, ConditionType.RELEASE_FAILED) == "True"):
+        outcome = _plan_failed(release)
+    else:
+        outcome = _plan_forward(release)
+    plan = Plan(stsp_annotations=outcome.stsp_annotations)
+    _fill_pods(release, outcome.round, plan)
+    plan.events = list(outcome.round.events)
+    if (release.spec.config_maps and not patched
+            and condition_status(release.prior_status, ConditionType.CONFIG_GRAYSCALE) != "False"):
+        plan.events.append(Event(EventReason.CONFIG_GRAYSCALE_REFUSED, CONFIG_REFUSED, "Warning"))
+    plan.status = status(release, outcome.batch, outcome.current_revision,
+                         outcome.update_revision, outcome.rollback)
+    plan.requeue_after = requeue_after(release, outcome.round, outcome.batch)
+    return plan
+
+
+def _batch_in_status(release: ReleasePass) -> int:
+    """The batch the status names, within 1..batchNum."""
+    return min(max(int(release.prior_batch.get("batchOrder") or 1), 1), release.spec.batch_num)
+
+
+def _confirmed(release: ReleasePass, batch: int) -> bool:
+    """Manual mode: ``podkit.io/confirm-batch`` >= batch confirms it (and those before it)."""
+    try:
+        return int(str(release.stsp_annotations.get(ANN_CONFIRM, "")).strip()) >= batch
+    except ValueError:
+        return False
+
+
+def _plan_forward(release: ReleasePass) -> _Outcome:
+    """A release toward the update revision, batch by batch.
+
+    A batch's start is ``batchDeadlineTime - batchDeadlineSeconds``: automatic mode moves to
+    batch k+1 as soon as batch k converged, with a start ``batchIntervalSeconds`` ahead, so
+    the interval needs no status field of its own (and survives restarts).
+    """
+    update, current, spec, now = release.update, release.current, release.spec, release.now
+    span = release.deadline_span()
+    new_release = release.prior_status.get("updateRevision") != update.name
+    paused = release.stsp_annotations.get(ANN_PAUSE) == "true"
+    releasing = release.releasing  # else nothing to hold: no pause, confirmation or interval
+    events: list[Event] = []
+    stsp_annotations: dict[str, str | None] = {}
+    if new_release:
+        batch, deadline = 1, now + span
+        if ANN_CONFIRM in release.stsp_annotations:
+            # a confirmation left from an earlier release confirms nothing
+            stsp_annotations[ANN_CONFIRM] = None
+            release.stsp_annotations = {key: value for key, value
+                                        in release.stsp_annotations.items()
+                                        if key != ANN_CONFIRM}
+        if releasing:
+            events.append(Event(EventReason.RELEASE_STARTED,
+                                f"release {current.name} -> {update.name} in "
+                                f"{spec.batch_num} batches {release.targets}"))
+    else:
+        batch = _batch_in_status(release)
+        deadline = parse_time(release.prior_batch.get("batchDeadlineTime")) or now + span
+    seen_converged = (not new_release and release.prior_batch.get("batchOrder") == batch
+                      and bool(release.prior_batch.get("currentDeployComplete")))
+    while True:
+        not_before = deadline - span
+        round_ = release.release_round(batch, deadline, paused or now < not_before)
+        members = release.members(batch)
+        if releasing and members and \
+                round_.batch_failed * 100 > spec.max_failed_percent * len(members):
+            events.append(Event(EventReason.BATCH_FAILED,
+                                f"batch {batch}: {round_.batch_failed} of {len(members)} pods "
+                                f"failed (maxFailedPercent {spec.max_failed_percent}); rolling "
+                                "the batch back", "Warning"))
+            back = release.failed_round(batch)
+            for ordinal, pending in round_.patches.items():  # keep the failure marks
+                mark = (pending.patch.get("metadata") or {}).get("annotations", {}) \
+                    .get(ANN_FAILED)
+                if mark:
+                    back.patch(ordinal, {"metadata": {"annotations": {ANN_FAILED: mark}}},
+                               pending.reason)
+            back.events = round_.events + back.events + events
+            return _Outcome(back, failed_batch_status(release, batch, deadline, back),
+                            current.name, update.name, stsp_annotations=stsp_annotations)
+        if not round_.converged:
+            break
+        if releasing and not seen_converged:
+            events.append(Event(EventReason.BATCH_COMPLETED,
+                                f"batch {batch} of {spec.batch_num} converged "
+                                f"({round_.batch_done}/{round_.batch_total} updated)"))
+        if batch >= spec.batch_num:
+            if releasing:
+                events.append(Event(EventReason.RELEASE_COMPLETED, f"all pods at {update.name}"))
+            round_.events += events
+            done = batch_position(release, batch, BatchAction.COMPLETED, GeneralStatus.COMPLETED,
+                            deadline, round_, True)
+            return _Outcome(round_, done, update.name, update.name,
+                            stsp_annotations=stsp_annotations)
+        if releasing and (paused or (not spec.batch_auto and not _confirmed(release, batch + 1))):
+            break
+        interval = spec.batch_interval_s if releasing and spec.batch_auto else 0
+        batch, deadline = batch + 1, now + timedelta(seconds=interval) + span
+        seen_converged = False
+        if releasing:
+            events.append(Event(EventReason.BATCH_STARTED,
+                                f"batch {batch} of {spec.batch_num} (pods "
+                                f"{release.members(batch)}) starts at "
+                                f"{rfc3339(deadline - span)}"))
+    round_.events += events
+    waiting = round_.converged and releasing and not paused  # only a confirmation is missing
+    if paused and releasing:
+        general = GeneralStatus.PAUSED
+    else:
+        general = GeneralStatus.WAIT_TO_CONFIRM if waiting else GeneralStatus.PROGRESSING
+    action = BatchAction.WAIT_TO_CONFIRM if waiting else BatchAction.NEXT
+    return _Outcome(round_, batch_position(release, batch, action, general, deadline, round_,
+                                     round_.converged),
+                    current.name, update.name, stsp_annotations=stsp_annotations)
+
+
+def _plan_failed(release: ReleasePass) -> _Outcome:
+    """A release that failed: the failed batch stays rolled back until a new release."""
+    batch = _batch_in_status(release)
+    round_ = release.failed_round(batch)
+    deadline = parse_time(release.prior_batch.get("batchDeadlineTime"))
+    return _Outcome(round_, failed_batch_status(release, batch, deadline, round_),
+                    release.current.name, release.update.name)
+
+
+def _plan_rollback(release: ReleasePass) -> _Outcome:
+    """One-key rollback: to the current revision while a release is under way, else to the
+    previous one."""
+    current = release.current
+    target = current if release.releasing else (release.revisions.previous or current)
+    round_ = release.rollback_round(target)
+    if not round_.converged and (
+            release.prior_status.get("updateRevision") != target.name
+            or release.prior_batch.get("generalStatus") != GeneralStatus.ROLLING_BACK):
+        round_.events.append(Event(EventReason.ROLLBACK_STARTED,
+                                   f"one-key rollback to {target.name}"))
+    return _Outcome(round_, rollback_status(release, round_),
+                    target.name if round_.converged else current.name, target.name,
+                    rollback=True)
+
+
+# --- pods to create and delete ---------------------------------------------------------------
+
+def _fill_pods(release: ReleasePass, round_: PodRound, plan: Plan) -> None:
+    for ordinal in sorted(round_.creates):
+        create = round_.creates[ordinal]
+        plan.create.append(PodCreate(ordinal, create.revision.name,
+                                     _new_pod(release, ordinal, create.revision,
+                                              create.in_flight)))
+    for ordinal in sorted((o for o in release.pods if o >= release.replicas), reverse=True):
+        if not terminating(release.pods[ordinal]):
+            plan.delete.append(PodDelete(pod_name(release.name, ordinal), ordinal,
+                                         "scale down"))
+    for ordinal in sorted(round_.deletes, reverse=True):
+        plan.delete.append(PodDelete(pod_name(release.name, ordinal), ordinal,
+                                     round_.deletes[ordinal]))
+    for ordinal in sorted(round_.patches, reverse=True):
+        if ordinal in round_.deletes:  # a pod deleted (Recreate) needs no patch
+            continue
+        pending = round_.patches[ordinal]
+        plan.patches.append(PodPatch(pod_name(release.name, ordinal), ordinal, pending.patch,
+                                     pending.reason))
+
+
+def _new_pod(release: ReleasePass, ordinal: int, revision: RevisionInfo,
+             in_flight: bool) -> dict[str, Any]:
+    if not revision.template:
+        raise ValueError(f"revision {revision.name} has no template; pass RevisionInfo.template")
+    body = release.rules.build_pod(release.stsp, release.spec, ordinal, revision.name,
+                                   revision.template, release.patched)
+    if in_flight:  # Recreate: a pod created at the target is an update under way until Ready
+        body["metadata"]["annotations"].update({ANN_TARGET: revision.name,
+                                                ANN_STARTED: rfc3339(release.now)})
+    return body

@@ -1,0 +1,344 @@
+"""One look at every pod of a StatefulSetPlus for one position of its release: a round.
+
+A :class:`ReleasePass` holds one planner call's inputs (parsed once) and the pods by ordinal;
+its ``*_round`` methods look at every pod once toward a target and collect what to do in a
+:class:`PodRound`. The planner (:mod:`.plan`) decides which rounds to run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from ..api.keys import ANN_FAILED, ANN_REVISION, ANN_STARTED, ANN_TARGET
+from ..api.reasons import EventReason
+from ..api.statefulsetplus import StsPlusSpec
+from ..inplace.patches import merge_patches
+from ..inplace.pods import ordinal_of, pod_name
+from ..inplace.steps import DeletePod, Done, Failed, PatchPod, Step
+from ..inplace.strategies import STRATEGIES, PodUpdate
+from ..kube.objects import annotations_of, parse_time, terminating
+from ..revisions.revision import CurrentAndUpdate, RevisionInfo
+from .actions import Event
+from .batches import batch_members, batch_targets, started_members, update_order
+
+
+class StartBudget:
+    """How many pod updates may still *start* in this round (updates under way always go on).
+
+    ``held``: none may start (a pause, or the batch's start is still ahead)."""
+
+    def __init__(self, limit: int, held: bool = False) -> None:
+        self.remaining = limit
+        self.held = held
+
+    def take(self) -> bool:
+        """Spend one start; False when held or used up."""
+        if self.held or self.remaining <= 0:
+            return False
+        self.remaining -= 1
+        return True
+
+
+@dataclass(frozen=True)
+class PodToCreate:
+    """A missing pod, created at ``revision``; ``in_flight``: as an update under way
+    (Recreate: the pod is replaced at the target)."""
+
+    revision: RevisionInfo
+    in_flight: bool
+
+
+@dataclass
+class PodRound:
+    """The outcome of looking at every pod once for one batch position."""
+
+    patches: dict[int, PatchPod] = field(default_factory=dict)  # the pod's patch so far, and why
+    deletes: dict[int, str] = field(default_factory=dict)  # ordinal -> reason
+    events: list[Event] = field(default_factory=list)
+    creates: dict[int, PodToCreate] = field(default_factory=dict)
+    converged: bool = True
+    batch_total: int = 0
+    batch_done: int = 0
+    batch_failed: int = 0
+    rollback_total: int = 0
+    rollback_done: int = 0
+    more_to_start: bool = False  # a start was held back by the per-call bound: look again soon
+    deadlines: list[datetime] = field(default_factory=list)  # of the updates under way
+
+    def patch(self, ordinal: int, patch: dict[str, Any] | None, reason: str) -> None:
+        """Add ``patch`` to the pod's patch of this round."""
+        if not patch:
+            return
+        old = self.patches.get(ordinal)
+        self.patches[ordinal] = (PatchPod(merge_patches(old.patch, patch),
+                                          f"{old.reason}; {reason}")
+                                 if old else PatchPod(patch, reason))
+
+
+class ReleasePass:
+    """One planner call over one StatefulSetPlus: its inputs and the steps of its pods."""
+
+    def __init__(self, stsp: dict[str, Any], spec: StsPlusSpec, pods: list[dict[str, Any]],
+                 revisions: CurrentAndUpdate, now: datetime, patched: bool,
+                 max_concurrent: int, sidecar_states: Mapping[str, dict[str, Any]]) -> None:
+        self.stsp = stsp
+        self.name: str = stsp["metadata"]["name"]
+        self.stsp_annotations = annotations_of(stsp)
+        self.spec = spec
+        self.rules = STRATEGIES[spec.strategy]
+        self.prior_status: dict[str, Any] = stsp.get("status") or {}
+        self.prior_batch: dict[str, Any] = self.prior_status.get("batchDeployStatus") or {}
+        self.revisions = revisions
+        self.now = now
+        self.patched = patched
+        self.max_concurrent = max_concurrent
+        self.sidecar_states = sidecar_states
+        self.pods: dict[int, dict[str, Any]] = {}
+        for pod in pods:
+            ordinal = ordinal_of(self.name, pod)
+            if ordinal is not None:
+                self.pods[ordinal] = pod
+        self.replicas = spec.replicas
+        self.order = update_order(range(self.replicas))
+        self.targets = batch_targets(self.replicas, spec.batch_num, spec.pods_num_to_update)
+        self._steps: dict[tuple[int, str], Step] = {}
+
+    @property
+    def current(self) -> RevisionInfo:
+        return self.revisions.current
+
+    @property
+    def update(self) -> RevisionInfo:
+        return self.revisions.update
+
+    @property
+    def releasing(self) -> bool:
+        """The update revision differs from the current one: a release is under way."""
+        return self.update.name != self.current.name
+
+    def members(self, batch: int) -> list[int]:
+        """The ordinals of batch ``batch`` (1-based)."""
+        return batch_members(self.order, self.targets, batch)
+
+    def deadline_span(self) -> timedelta:
+        return timedelta(seconds=self.spec.batch_deadline_s)
+
+    def ordinals_descending(self) -> list[int]:
+        """Every ordinal below ``replicas``, pod or not, highest first."""
+        return [o for o in sorted(set(self.pods) | set(range(self.replicas)), reverse=True)
+                if o < self.replicas]
+
+    # --- per pod ---------------------------------------------------------------------------
+
+    def step(self, ordinal: int, target: RevisionInfo) -> Step:
+        """The pod's next step toward ``target`` (computed once per pass)."""
+        key = (ordinal, target.name)
+        if key not in self._steps:
+            previous = self.current if target.name != self.current.name else None
+            self._steps[key] = self.rules.step(PodUpdate(
+                self.pods[ordinal], target, self.spec, self.now, self.patched, previous,
+                self.sidecar_states.get(pod_name(self.name, ordinal))))
+        return self._steps[key]
+
+    def live(self, ordinal: int) -> dict[str, Any] | None:
+        """The pod at ``ordinal`` unless it is terminating."""
+        pod = self.pods.get(ordinal)
+        if pod is None or terminating(pod):
+            return None
+        return pod
+
+    def started_at(self, ordinal: int) -> datetime | None:
+        return parse_time(annotations_of(self.pods[ordinal]).get(ANN_STARTED))
+
+    def in_flight(self, ordinal: int, target: RevisionInfo) -> bool:
+        return annotations_of(self.pods[ordinal]).get(ANN_TARGET) == target.name
+
+    def started_before(self, ordinal: int, deadline: datetime | None) -> bool:
+        """The pod's update started before the batch deadline (one started later, after a
+        pause, has its own deadline)."""
+        started = self.started_at(ordinal)
+        return deadline is None or started is None or started <= deadline
+
+    def record(self, round_: PodRound, ordinal: int, step: Step, *, is_start: bool,
+               budget: StartBudget) -> bool:
+        """Record the action of ``step``; False when a start was held back by the budget."""
+        name = pod_name(self.name, ordinal)
+        if isinstance(step, (PatchPod, DeletePod)) and is_start:
+            if not budget.take():
+                round_.more_to_start |= not budget.held
+                return False
+            round_.events.append(Event(EventReason.UPDATE_STARTED, step.reason, pod=name))
+        if isinstance(step, PatchPod):
+            round_.patch(ordinal, step.patch, step.reason)
+        elif isinstance(step, Done) and step.patch:
+            round_.patch(ordinal, step.patch, "update finished")
+            revision = step.patch["metadata"]["annotations"].get(ANN_REVISION)
+            round_.events.append(Event(EventReason.UPDATE_COMPLETED, f"{name} is at {revision}",
+                                       pod=name))
+        elif isinstance(step, DeletePod):
+            round_.deletes[ordinal] = step.reason
+        if (started := self.started_at(ordinal)) is not None:
+            round_.deadlines.append(started + self.deadline_span())
+        return True
+
+    def settle(self, round_: PodRound, ordinal: int, target: RevisionInfo,
+               budget: StartBudget) -> bool:
+        """Drive a pod to ``target`` (rollbacks, stale swaps); True when it got there or its
+        update there failed for good (given up: a human looks at it)."""
+        step = self.step(ordinal, target)
+        if isinstance(step, Done) and not step.patch:
+            return True
+        if isinstance(step, Failed):
+            round_.events.append(Event(EventReason.UPDATE_FAILED, step.reason, "Warning",
+                                       pod_name(self.name, ordinal)))
+            return True
+        self.record(round_, ordinal, step, is_start=not self.in_flight(ordinal, target),
+                    budget=budget)
+        return False
+
+    def clear_stale_mark(self, round_: PodRound, ordinal: int, target: RevisionInfo) -> None:
+        """A failure mark of another revision is from an earlier release: drop it (a mark is
+        never dropped at a release's start, which a lost status write would repeat)."""
+        mark = annotations_of(self.pods[ordinal]).get(ANN_FAILED)
+        if mark is not None and mark != target.name:
+            round_.patch(ordinal, {"metadata": {"annotations": {ANN_FAILED: None}}},
+                         f"the failure mark of {mark} is from an earlier release")
+
+    def fail_pod(self, round_: PodRound, ordinal: int, reason: str) -> None:
+        """Mark a pod's update as failed and start taking it back to the current revision."""
+        name = pod_name(self.name, ordinal)
+        update, current = self.update, self.current
+        round_.events.append(Event(EventReason.UPDATE_FAILED, f"{name}: {reason}", "Warning",
+                                   name))
+        round_.patch(ordinal, {"metadata": {"annotations": {ANN_FAILED: update.name}}},
+                     f"update to {update.name} failed: {reason}")
+        if self.rules.replaces_pods:  # the pod stays (at the update, failing); no longer updating
+            round_.patch(ordinal, {"metadata": {"annotations": {ANN_TARGET: None,
+                                                                ANN_STARTED: None}}},
+                         "the recreated pod failed")
+            return
+        if not self.releasing:
+            return  # nothing released: there is nothing to go back to
+        back = self.step(ordinal, current)
+        if isinstance(back, (PatchPod, Done)) and back.patch:
+            round_.patch(ordinal, back.patch, f"back to {current.name}")
+
+    # --- rounds ----------------------------------------------------------------------------
+
+    def release_round(self, batch: int, deadline: datetime | None, held: bool) -> PodRound:
+        """Release toward the update revision with batches 1..``batch`` started; ``held``:
+        start no new update (pause annotation, or the batch's start is still ahead)."""
+        update, current = self.update, self.current
+        round_ = PodRound()
+        started = set(started_members(self.order, self.targets, batch))
+        members = set(self.members(batch))
+        round_.batch_total = len(members)
+        budget = StartBudget(self.max_concurrent, held=held)
+        safety = StartBudget(self.max_concurrent)  # rollbacks, stale swaps: never held
+        deadline_passed = deadline is not None and self.now > deadline
+        for ordinal in self.ordinals_descending():
+            pod = self.live(ordinal)
+            if pod is None:
+                if ordinal in started:
+                    round_.converged = False
+                if ordinal not in self.pods:  # a terminating pod is replaced once it is gone
+                    replace = self.rules.replaces_pods and ordinal in started
+                    round_.creates[ordinal] = (PodToCreate(update, True) if replace
+                                               else PodToCreate(current, False))
+                continue
+            pod_annotations = annotations_of(pod)
+            self.clear_stale_mark(round_, ordinal, update)
+            if pod_annotations.get(ANN_FAILED) == update.name:
+                # back to the last good revision; once the release completed (current ==
+                # update) it rests where its rollback left it, untouched until a new release
+                round_.batch_failed += ordinal in members
+                if (not self.rules.replaces_pods and self.releasing
+                        and not self.settle(round_, ordinal, current, safety)):
+                    round_.converged = False
+                continue
+            step = self.step(ordinal, update)
+            if isinstance(step, Done) and not step.patch:
+                round_.batch_done += ordinal in members
+                continue
+            if self.in_flight(ordinal, update) or isinstance(step, Done):
+                round_.converged = False
+                if isinstance(step, Failed) or (deadline_passed and not isinstance(step, Done)
+                                                and self.started_before(ordinal, deadline)):
+                    reason = (step.reason if isinstance(step, Failed)
+                              else "the batch deadline passed")
+                    self.fail_pod(round_, ordinal, reason)
+                    round_.batch_failed += ordinal in members
+                    continue
+                self.record(round_, ordinal, step, is_start=False, budget=budget)
+            elif ordinal in started:
+                round_.converged = False
+                if isinstance(step, Failed):  # cannot even start (e.g. a pod without slots)
+                    self.fail_pod(round_, ordinal, step.reason)
+                    round_.batch_failed += ordinal in members
+                    continue
+                self.record(round_, ordinal, step, is_start=True, budget=budget)
+            elif pod_annotations.get(ANN_TARGET) is not None:
+                # a swap of an abandoned release or a rollback under way: to the last good
+                if not self.settle(round_, ordinal, current, safety):
+                    round_.converged = False
+        return round_
+
+    def failed_round(self, batch: int) -> PodRound:
+        """A failed batch: its pods (and any swap under way) go back to the current revision."""
+        current = self.current
+        round_ = PodRound()
+        members = set(self.members(batch))
+        round_.rollback_total = round_.batch_total = len(members)
+        budget = StartBudget(self.max_concurrent)
+        for ordinal in self.ordinals_descending():
+            pod = self.live(ordinal)
+            if pod is None:
+                if ordinal not in self.pods:
+                    round_.creates[ordinal] = PodToCreate(current, False)
+                round_.converged = round_.converged and ordinal not in members
+                continue
+            pod_annotations = annotations_of(pod)
+            round_.batch_failed += (ordinal in members
+                                    and pod_annotations.get(ANN_FAILED) == self.update.name)
+            if ordinal in members or pod_annotations.get(ANN_TARGET) is not None:
+                if self.settle(round_, ordinal, current, budget):
+                    round_.rollback_done += ordinal in members
+                else:
+                    round_.converged = False
+        return round_
+
+    def rollback_round(self, target: RevisionInfo) -> PodRound:
+        """One-key rollback: every pod to ``target`` at once (bounded per call), no batches."""
+        round_ = PodRound()
+        budget = StartBudget(self.max_concurrent)
+        round_.rollback_total = self.replicas
+        for ordinal in range(self.replicas - 1, -1, -1):
+            pod = self.live(ordinal)
+            if pod is None:
+                if ordinal not in self.pods:
+                    round_.creates[ordinal] = PodToCreate(target, False)
+                round_.converged = False
+                continue
+            self.clear_stale_mark(round_, ordinal, target)
+            if annotations_of(pod).get(ANN_FAILED) == target.name:
+                round_.rollback_done += 1
+                round_.batch_failed += 1
+                continue
+            step = self.step(ordinal, target)
+            if isinstance(step, Done) and not step.patch:
+                round_.rollback_done += 1
+            elif isinstance(step, Failed):
+                name = pod_name(self.name, ordinal)
+                round_.events.append(Event(EventReason.UPDATE_FAILED, f"{name}: {step.reason}",
+                                           "Warning", name))
+                round_.patch(ordinal, {"metadata": {"annotations": {ANN_FAILED: target.name}}},
+                             f"rollback to {target.name} failed: {step.reason}")
+                round_.converged = False
+            else:
+                round_.converged = False
+                self.record(round_, ordinal, step, is_start=not self.in_flight(ordinal, target),
+                            budget=budget)
+        return round_

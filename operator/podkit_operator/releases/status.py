@@ -1,0 +1,153 @@
+"""The status the planner writes: ``batchDeployStatus``, the conditions, when to look again."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from ..api.keys import ANN_REVISION, ANN_TARGET
+from ..api.reasons import BatchAction, ConditionReason, ConditionType, GeneralStatus
+from ..api.statefulsetplus import BatchDeployStatus, Condition, selector_string
+from ..kube.objects import annotations_of, parse_time, pod_ready, rfc3339
+from .config_status import config_condition, config_status
+from .rounds import PodRound, ReleasePass
+
+
+def percent(done: int, total: int) -> int:
+    return 100 if total <= 0 else max(0, done) * 100 // total
+
+
+def batch_position(release: ReleasePass, batch: int, action: BatchAction, general: GeneralStatus,
+                 deadline: datetime | None, round_: PodRound,
+                 complete: bool) -> BatchDeployStatus:
+    """A release's position: batch ``batch`` and how far its pods got."""
+    total = round_.batch_total
+    return BatchDeployStatus(
+        action=action,
+        batch_order=batch,
+        batch_ordinal=release.replicas - release.targets[batch - 1] if release.targets else 0,
+        batch_replicas=total,
+        deadline_time=rfc3339(deadline) if deadline else None,
+        complete=complete,
+        success_percent=percent(round_.batch_done, total),
+        progress=f"{round_.batch_done}/{total}",
+        rollback_progress="",
+        general=general,
+    )
+
+
+def failed_batch_status(release: ReleasePass, batch: int, deadline: datetime | None,
+                        round_: PodRound) -> BatchDeployStatus:
+    """A failed batch, rolled back (``Failed`` once it is back, ``RollingBack`` until then)."""
+    done = round_.converged
+    base = batch_position(release, batch, BatchAction.COMPLETED if done else BatchAction.NEXT,
+                        GeneralStatus.FAILED if done else GeneralStatus.ROLLING_BACK, deadline,
+                        round_, False)
+    total = round_.batch_total
+    return replace(base, progress=f"{total - round_.rollback_done}/{total}",
+                   success_percent=percent(total - round_.batch_failed, total),
+                   rollback_progress=f"{round_.rollback_done}/{round_.rollback_total}")
+
+
+def rollback_status(release: ReleasePass, round_: PodRound) -> BatchDeployStatus:
+    """A one-key rollback: every pod at once, no batches and no deadline."""
+    updated = round_.rollback_done - round_.batch_failed
+    if round_.converged:
+        general = GeneralStatus.FAILED if round_.batch_failed else GeneralStatus.COMPLETED
+    else:
+        general = GeneralStatus.ROLLING_BACK
+    return BatchDeployStatus(
+        action=BatchAction.COMPLETED if round_.converged else BatchAction.NEXT,
+        batch_order=1,
+        batch_ordinal=0,
+        batch_replicas=release.replicas,
+        deadline_time=None,
+        complete=round_.converged,
+        success_percent=percent(updated, release.replicas),
+        progress=f"{updated}/{release.replicas}",
+        rollback_progress=f"{round_.rollback_done}/{release.replicas}",
+        general=general,
+    )
+
+
+def conditions(release: ReleasePass, batch: BatchDeployStatus,
+               rollback: bool) -> list[dict[str, Any]]:
+    """The conditions; each keeps its transition time while its status stays the same."""
+    general = batch.general
+    failed = general == GeneralStatus.FAILED or (general == GeneralStatus.ROLLING_BACK
+                                                 and not rollback)
+    if failed:
+        failure = (Condition(ConditionType.RELEASE_FAILED, "True",
+                             ConditionReason.ROLLBACK_FAILED, "a pod could not be rolled back")
+                   if rollback else
+                   Condition(ConditionType.RELEASE_FAILED, "True", ConditionReason.BATCH_FAILED,
+                             f"batch {batch.batch_order} failed and is rolled back"))
+    else:
+        failure = Condition(ConditionType.RELEASE_FAILED, "False", ConditionReason.NO_FAILURE, "")
+    wanted = [
+        Condition(ConditionType.SWAP_MODE, "True",
+                  ConditionReason.PATCHED if release.patched else ConditionReason.STOCK,
+                  "pods carry PODKIT_VERSION in env (apiserver patch present)" if release.patched
+                  else "versions come from the images (stock apiserver)"),
+        Condition(ConditionType.PROGRESSING,
+                  "False" if general in (GeneralStatus.COMPLETED, GeneralStatus.FAILED)
+                  else "True", general,
+                  f"batch {batch.batch_order}: {batch.progress} updated"),
+        failure,
+    ]
+    if release.spec.config_maps:
+        wanted.append(config_condition(release.patched))
+    prior = {c.get("type"): c for c in release.prior_status.get("conditions") or []}
+    out = []
+    for condition in wanted:
+        before = prior.get(condition.type) or {}
+        since = (before.get("lastTransitionTime") if before.get("status") == condition.status
+                 else None)
+        out.append({"type": condition.type, "status": condition.status,
+                    "reason": condition.reason, "message": condition.message,
+                    "lastTransitionTime": since or rfc3339(release.now)})
+    return out
+
+
+def status(release: ReleasePass, batch: BatchDeployStatus, current: str, update: str,
+           rollback: bool) -> dict[str, Any]:
+    """The whole ``status`` of the object."""
+    live = list(release.pods.values())
+    at_update = sum(1 for ordinal, pod in release.pods.items() if ordinal < release.replicas
+                    and annotations_of(pod).get(ANN_REVISION) == update
+                    and ANN_TARGET not in annotations_of(pod))
+    out = {
+        "observedGeneration": release.stsp["metadata"].get("generation"),
+        "replicas": len(live),
+        "readyReplicas": sum(1 for pod in live if pod_ready(pod)),
+        "updatedReplicas": at_update,
+        "currentRevision": current,
+        "updateRevision": update,
+        "selector": selector_string(release.spec.selector),
+        "batchDeployStatus": batch.to_status(),
+    }
+    if release.spec.config_maps and release.patched:
+        out["configMaps"] = config_status(release, current, update)
+    out["conditions"] = conditions(release, batch, rollback)
+    return out
+
+
+def requeue_after(release: ReleasePass, round_: PodRound,
+                  batch: BatchDeployStatus) -> float | None:
+    """When to look again without an event: a batch interval, a deadline, held-back starts."""
+    now = release.now
+    times: list[datetime] = list(round_.deadlines)
+    deadline = parse_time(batch.deadline_time)
+    if (deadline and not batch.complete and deadline > now
+            and batch.general in (GeneralStatus.PROGRESSING, GeneralStatus.PAUSED)):
+        times.append(deadline)
+    if deadline and batch.general == GeneralStatus.PROGRESSING:  # waiting for its interval
+        start = deadline - timedelta(seconds=release.spec.batch_deadline_s)
+        if start > now:
+            times.append(start)
+    delays = [(t - now).total_seconds() + 1 for t in times]
+    if round_.more_to_start:
+        delays.append(1.0)
+    delays = [max(d, 1.0) for d in delays]
+    return min(delays) if delays else None

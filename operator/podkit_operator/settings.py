@@ -1,0 +1,33 @@
+"""The operator's settings, read from the environment in one place.
+
+- ``PODKIT_PATCHED`` -> ``patched`` (default ``auto``): ``true`` or ``false`` says whether the
+  apiserver lets opted-in pods change env and volumes in place; anything else (``auto``) lets
+  the operator ask the apiserver's feature gates;
+- ``PODKIT_OPERATOR_METRICS_PORT`` -> ``metrics_port`` (default ``9090``): the port of the
+  Prometheus metrics; ``0`` serves none.
+
+The other fields are tunables with no variable of their own.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the operator is configured with (see the module docstring)."""
+
+    patched: bool | None = None  # None: detect from the apiserver's feature gates
+    metrics_port: int = 9090
+    resync_s: float = 60.0  # a release loop with nothing to wait for still looks again this often
+    config_poll_s: float = 0.3  # how often pods awaiting a config report are asked again
+    writers: int = 16  # concurrent pod writes of one reconcile pass
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        forced = environ.get("PODKIT_PATCHED", "auto").lower()
+        return cls(patched=forced == "true" if forced in ("true", "false") else None,
+                   metrics_port=int(environ.get("PODKIT_OPERATOR_METRICS_PORT", "9090")))

@@ -1,0 +1,137 @@
+"""kopf wiring of the StatefulSetPlus controller: one release loop per StatefulSetPlus.
+
+Each StatefulSetPlus gets a daemon that reconciles it: read the object, its pods and its
+revisions from the API, ask the pure planner (:mod:`podkit_operator.releases.plan`) what to do,
+write that back. The loop sleeps until an event of the object or one of its pods wakes it, or
+until the planner's requeue time (a batch interval, a deadline). All progress lives in the API,
+so a restarted operator simply reconciles again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from kubernetes.client.rest import ApiException
+
+from ..api.keys import GROUP, LABEL_STSP, PLURAL, VERSION
+from ..api.reasons import EventReason
+from ..api.statefulsetplus import SpecError, parse_spec
+from ..configreleases.handlers import collect_garbage, released_template
+from ..context import OperatorContext, context_of, namespace_of
+from ..inplace.sidecar import awaiting_report, sidecar_states
+from ..kube.client import KubeIO
+from ..kube.objects import terminating
+from ..releases import metrics
+from ..releases.handlers import apply_plan, count_events
+from ..releases.plan import plan_release
+from ..revisions.history import controller_revision, prune
+from ..revisions.revision import CurrentAndUpdate, RevisionInfo
+
+RETRY_S = 2.0  # after a pass the apiserver refused
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def stsp_changed(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
+    context_of(memo).wake(namespace_of(namespace), name)
+
+
+@kopf.on.event("", "v1", "pods", labels={LABEL_STSP: kopf.PRESENT})
+async def pod_changed(namespace: str | None, labels: kopf.Labels, memo: kopf.Memo,
+                      **_: Any) -> None:
+    context_of(memo).wake(namespace_of(namespace), labels[LABEL_STSP])
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0)
+async def release_loop(namespace: str | None, name: str, memo: kopf.Memo, logger: kopf.Logger,
+                       stopped: kopf.DaemonStopped, **_: Any) -> None:
+    context, namespace = context_of(memo), namespace_of(namespace)
+    waker = context.wakers.setdefault((namespace, name), asyncio.Event())
+    try:
+        while not stopped:
+            waker.clear()
+            try:
+                requeue = await asyncio.to_thread(reconcile, context, namespace, name, logger)
+            except ApiException as exc:
+                logger.warning("reconcile of %s/%s failed: %s %s; retrying", namespace, name,
+                               exc.status, exc.reason)
+                requeue = RETRY_S
+            try:
+                await asyncio.wait_for(waker.wait(),
+                                       timeout=requeue or context.settings.resync_s)
+            except TimeoutError:
+                pass
+    finally:
+        context.wakers.pop((namespace, name), None)
+
+
+# --- one pass ------------------------------------------------------------------------------
+
+def reconcile(context: OperatorContext, namespace: str, name: str,
+              logger: kopf.Logger) -> float | None:
+    """Read, plan, write; return when to look again without an event (seconds)."""
+    io = context.io
+    with metrics.RECONCILE_SECONDS.time():
+        stsp = io.get_stsp(namespace, name)
+        if stsp is None or terminating(stsp):
+            return None
+        try:
+            spec = parse_spec(stsp["spec"])
+            template, copies = released_template(context, namespace, name, spec,
+                                                 stsp["spec"]["template"])
+            revisions = resolve_revisions(io, stsp, template, spec.business,
+                                          spec.revision_history_limit)
+            revisions = dataclasses.replace(revisions, copies=copies)
+            pods = io.list_pods(namespace, name)
+            states = (sidecar_states(pods, spec, context.writers)
+                      if context.patched and spec.config_volumes else {})
+            plan = plan_release(stsp, pods, revisions, datetime.now(UTC),
+                                context.patched, sidecar_states=states, spec=spec)
+        except SpecError as exc:
+            kopf.warn(stsp, reason=EventReason.INVALID_SPEC,  # type: ignore[arg-type]
+                      message=str(exc))  # kopf reads the raw object as its Body
+            logger.warning("%s/%s: %s", namespace, name, exc)
+            return None
+        apply_plan(context, stsp, plan)
+        count_events(plan, pods)
+        if copies:
+            collect_garbage(io, namespace, spec, revisions, pods, logger)
+    poll = context.settings.config_poll_s
+    if context.patched and any(awaiting_report(p, spec) for p in pods):
+        return min(plan.requeue_after or poll, poll)
+    return plan.requeue_after
+
+
+def resolve_revisions(io: KubeIO, stsp: dict[str, Any], template: dict[str, Any],
+                      business: str, history_limit: int) -> CurrentAndUpdate:
+    """The current, update and previous revisions, ``template`` being the update revision's
+    (the spec's, with released ConfigMaps replaced by their current copies); records the
+    update revision and prunes the history beyond ``history_limit``."""
+    namespace, name = stsp["metadata"]["namespace"], stsp["metadata"]["name"]
+    stored = {r["metadata"]["name"]: r for r in io.list_revisions(namespace, name)}
+    update = RevisionInfo.from_template(name, template, business)
+    if update.name not in stored:
+        number = max((r.get("revision", 0) for r in stored.values()), default=0) + 1
+        body = controller_revision(stsp, template, number)
+        io.create_revision(namespace, body)
+        stored[update.name] = body
+
+    def info(revision_name: str | None) -> RevisionInfo | None:
+        found = stored.get(revision_name or "")
+        if found is None:
+            return None
+        return RevisionInfo.from_template(name, found["data"], business)
+
+    status = stsp.get("status") or {}
+    current = info(status.get("currentRevision")) or update
+    number = stored[current.name].get("revision", 0)
+    earlier = [r for r in stored.values() if r.get("revision", 0) < number]
+    previous = info(max(earlier, key=lambda r: r.get("revision", 0))["metadata"]["name"]) \
+        if earlier else None
+    in_use = {current.name, update.name} | ({previous.name} if previous else set())
+    for doomed in prune(stored.values(), history_limit, in_use):
+        io.delete_revision(namespace, doomed)
+    return CurrentAndUpdate(current=current, update=update, previous=previous)

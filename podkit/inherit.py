@@ -102,7 +102,9 @@ class Holders(NamedTuple):
     """Which processes still hold a listener, and which could not be looked at."""
 
     holding: list[int]
-    unreadable: list[int]  # /proc/<pid>/fd denied (another user, no CAP_SYS_PTRACE)
+    # /proc/<pid>/fd denied: a process of another user (nginx's workers under its ``user``
+    # directive) while podkit lacks CAP_SYS_PTRACE
+    unreadable: list[int]
 
 
 def holders(pids: Iterable[int], inodes: frozenset[int]) -> Holders:
@@ -123,6 +125,9 @@ def holders(pids: Iterable[int], inodes: frozenset[int]) -> Holders:
                 if os.readlink(f"/proc/{pid}/fd/{name}") in links:
                     holding.append(pid)
                     break
+            except PermissionError:  # the listing is allowed, the links are ptrace-checked
+                unreadable.append(pid)
+                break
             except OSError:
                 continue  # closed meanwhile
     return Holders(holding, unreadable)

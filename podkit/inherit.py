@@ -28,7 +28,6 @@ import os
 from typing import Iterable, NamedTuple
 
 from .cpu import _children, _threads
-from .errors import PodkitError
 from .handoff import LISTENERS_ENV, ListenerSet
 
 STYLES = ("podkit", "systemd", "nginx")
@@ -41,9 +40,7 @@ class Passing:
     """How the listeners reach the server: :meth:`in_child` runs between fork and exec."""
 
     def __init__(self, listeners: ListenerSet, style: str) -> None:
-        if style not in STYLES:
-            raise PodkitError(f"unknown way to pass listeners {style!r}; use one of "
-                              f"{', '.join(STYLES)}")
+        assert style in STYLES, style  # podkit run checks it first
         self.style = style
         self._fds = [item.sock.fileno() for item in listeners]
         count = len(self._fds)

@@ -61,7 +61,7 @@ from . import cpu
 from . import slot as warm
 from .errors import PodkitError
 from .handoff import HandoffServer, ListenerSet, acquire_listeners, parse_specs
-from .inherit import Passing, descendants, holders, socket_inodes
+from .inherit import STYLES, Passing, descendants, holders, socket_inodes
 from .layout import SlotEnv
 from .lock import OfdLock
 from .procs import become_subreaper, reap, spawn
@@ -127,6 +127,9 @@ class SlotRunner:
             raise PodkitError("--listen, --pass and --stop-signal are for wrapped mode; a warm "
                               "service receives its listeners itself (podkit.handoff) and stops "
                               "on SIGTERM")
+        if pass_style not in STYLES:
+            raise PodkitError(f"unknown way to pass listeners {pass_style!r}; use one of "
+                              f"{', '.join(STYLES)}")
         if stop_timeout <= 0:
             raise PodkitError(f"--stop-timeout {stop_timeout:g} must be more than 0 seconds")
         assert env.version is not None

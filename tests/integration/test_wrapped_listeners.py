@@ -238,7 +238,8 @@ def test_a_server_that_ignores_its_stop_signal_is_killed_at_the_bound(
         assert lock_is_held(shared.lock_file)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(h.LIVENESS_S) == 128 + signal.SIGKILL
-        assert read_state(shared, "a").role == "exited"
+        state = read_state(shared, "a")
+        assert state is not None and state.role == "exited"
         assert not lock_is_held(shared.lock_file)
         assert not shared.handoff_socket.exists()
     finally:

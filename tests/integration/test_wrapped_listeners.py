@@ -227,6 +227,13 @@ def test_the_lock_goes_when_the_server_closes_its_listeners_not_when_it_exits(
     assert lock_is_held(pod.shared.lock_file)
 
 
+def comm(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except FileNotFoundError:
+        return None
+
+
 def test_a_server_that_ignores_its_stop_signal_is_killed_at_the_bound(
         tmp_path: Path, cli, h) -> None:
     shared = SharedDir(tmp_path)
@@ -234,7 +241,9 @@ def test_a_server_that_ignores_its_stop_signal_is_killed_at_the_bound(
                      "--stop-timeout", "1", "--", "sh", "-c", "trap '' TERM; exec sleep 600",
                      PODKIT_SLOT="a", PODKIT_VERSION="v1", PODKIT_DIR=str(tmp_path))
     try:
-        h.wait_for(lambda: h.children_of(proc.pid), "the server to start")
+        # sleep, exec'd by the shell once SIGTERM is ignored (it inherits that)
+        h.wait_for(lambda: any(comm(child) == "sleep" for child in h.children_of(proc.pid)),
+                   "the server to start")
         assert lock_is_held(shared.lock_file)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(h.LIVENESS_S) == 128 + signal.SIGKILL

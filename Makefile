@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST := $(PY) -m pytest
 
-.PHONY: help venv test test-unit test-integration test-go test-e2e bench-handover bench-state bench-probe lint k8s images cluster-up cluster-down demo clean
+.PHONY: help venv test test-unit test-integration test-go test-e2e bench-handover bench-state bench-wrapped bench-probe lint k8s images cluster-up cluster-down demo clean
 
 help:
 	@echo "make demo            the main job: a real A/B upgrade on a local cluster beside a kubelet"
@@ -16,6 +16,8 @@ help:
 	@echo "make cluster-up      start the local cluster (cluster-down stops it); make images builds the images"
 	@echo "make bench-handover  1,000 hand-overs between two slot processes (JSON)"
 	@echo "make bench-state     state and sockets across swaps (JSON)"
+	@echo "make bench-wrapped   unmodified nginx, 20 wrapped swaps: binding its port vs inherited"
+	@echo "                     listeners, side by side (JSON: failed, sent, max_gap_ms per mode)"
 	@echo "make bench-probe     the prober's CPU per request and send lateness, per design (JSON)"
 	@echo "make k8s             build the patched Kubernetes binaries (cached)"
 
@@ -67,6 +69,9 @@ bench-handover: venv
 
 bench-state: venv
 	$(PY) -m benchmarks.swaps
+
+bench-wrapped: venv
+	$(PY) -m podkit.bench.wrapped
 
 bench-probe: venv
 	$(PY) -m upgrade_demo.prober.bench

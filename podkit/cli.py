@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import NoReturn
 
 from .errors import PodkitError
+from .inherit import STYLES
 from .layout import DEFAULT_DIR, SharedDir, SlotEnv
 from .readiness import observe
+from .runner import DEFAULT_STOP_TIMEOUT_S, SlotRunner, signal_named
 
 
 def _shared_from(args: argparse.Namespace) -> SharedDir:
@@ -20,12 +22,20 @@ def _shared_from(args: argparse.Namespace) -> SharedDir:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .runner import SlotRunner
-
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         raise PodkitError("no command given; use `podkit run -- CMD [ARGS...]`")
-    return SlotRunner(SlotEnv.from_environ(), command, args.mode).run()
+    if args.pass_style is not None and not args.listen:
+        raise PodkitError("--pass says how to pass the listeners of --listen; give at least "
+                          "one --listen NAME=tcp://HOST:PORT")
+    try:
+        stop_signal = signal_named(args.stop_signal)
+    except PodkitError as exc:
+        raise PodkitError(f"--stop-signal: {exc}; use a name such as TERM, QUIT or INT"
+                          ) from None
+    return SlotRunner(SlotEnv.from_environ(), command, args.mode, listen=args.listen,
+                      pass_style=args.pass_style or "podkit", stop_signal=stop_signal,
+                      stop_timeout=args.stop_timeout).run()
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
@@ -86,15 +96,49 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"podkit: {message}; see `{self.prog} --help`\n")
 
 
+RUN_DESCRIPTION = """\
+The entrypoint of a business slot container (PID 1).
+
+wrapped (the default): podkit stands by and starts CMD once its slot holds the hand-over lock.
+Any program works. With --listen, podkit receives the listeners from the active slot (binding
+them only when nobody serves), holds them, and CMD inherits them at descriptors 3, 4, ... in
+the declared way (--pass); on SIGTERM podkit sends CMD --stop-signal, hands over as soon as CMD
+closed its listeners, and lets CMD finish in-flight work for up to --stop-timeout. Connections
+wait in the kernel's queue meanwhile: none is refused. Without --listen, CMD binds its ports
+itself, and connections are refused while neither slot's CMD listens.
+
+warm: CMD starts at once and asks podkit when to serve (podkit.slot, podkit.upgrader).
+
+Example, an unmodified nginx listening on 0.0.0.0:80 in its own configuration:
+  podkit run --listen web=tcp://0.0.0.0:80 --pass nginx --stop-signal QUIT \\
+      -- nginx -g 'daemon off;'
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="podkit", description=__doc__)
     sub = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
 
-    run = sub.add_parser("run", help="business slot entrypoint: podkit run -- CMD [ARGS...]")
+    run = sub.add_parser(
+        "run", help="business slot entrypoint: podkit run -- CMD [ARGS...]",
+        formatter_class=argparse.RawDescriptionHelpFormatter, description=RUN_DESCRIPTION)
     run.add_argument("--mode", choices=("wrapped", "warm"),
                      default=os.environ.get("PODKIT_MODE", "wrapped"),
                      help="wrapped: start CMD once active; warm: start CMD now, it asks "
                           "when to serve (default: $PODKIT_MODE or wrapped)")
+    run.add_argument("--listen", action="append", default=[], metavar="NAME=tcp://HOST:PORT",
+                     help="wrapped: a listener podkit holds and passes to CMD (repeatable, in "
+                          "descriptor order; udp://, IPv6 hosts in brackets)")
+    run.add_argument("--pass", dest="pass_style", choices=STYLES,
+                     help="wrapped: how CMD inherits the listeners: systemd (LISTEN_FDS), "
+                          "nginx (NGINX) or podkit (PODKIT_LISTENERS; the default)")
+    run.add_argument("--stop-signal", default="TERM", metavar="NAME",
+                     help="wrapped: the signal that stops CMD gracefully, sent when podkit "
+                          "gets SIGTERM (default TERM; nginx: QUIT)")
+    run.add_argument("--stop-timeout", type=float, default=DEFAULT_STOP_TIMEOUT_S,
+                     metavar="SECONDS",
+                     help="wrapped: how long CMD may finish its work after the stop before "
+                          "podkit kills it (default %(default)g)")
     run.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
     run.set_defaults(func=cmd_run)
 

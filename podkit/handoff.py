@@ -398,16 +398,20 @@ class ListenerSet:
         """An :class:`Acceptor` over all these listeners."""
         return Acceptor(item.sock for item in self._listeners)
 
-    def child_env(self) -> tuple[dict[str, str], list[int]]:
+    def child_env(self, first_fd: int | None = None) -> tuple[dict[str, str], list[int]]:
         """Environment entry and descriptors to give a child process these listeners.
 
         Start the child with ``subprocess.Popen(..., env={**os.environ, **env}, pass_fds=fds)``;
         the child calls :meth:`from_environ`. The value of ``PODKIT_LISTENERS`` is the JSON
-        array of the wire description with an ``fd`` field added to each entry.
+        array of the wire description with an ``fd`` field added to each entry. With
+        ``first_fd`` the entries name the descriptors ``first_fd``, ``first_fd + 1``, ... in
+        order, for a parent that places them there in the child (:mod:`podkit.inherit`).
         """
-        entries = [dict(item.info.to_json(), fd=item.sock.fileno()) for item in self._listeners]
-        return ({LISTENERS_ENV: json.dumps(entries, separators=(",", ":"))},
-                [item.sock.fileno() for item in self._listeners])
+        fds = [item.sock.fileno() for item in self._listeners]
+        numbers = fds if first_fd is None else list(range(first_fd, first_fd + len(fds)))
+        entries = [dict(item.info.to_json(), fd=fd)
+                   for item, fd in zip(self._listeners, numbers)]
+        return {LISTENERS_ENV: json.dumps(entries, separators=(",", ":"))}, fds
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> ListenerSet | None:

@@ -41,11 +41,13 @@ class LocalPod:
     """Slot processes ``a`` and ``b`` over one shared directory."""
 
     def __init__(self, root: Path, command_for: CommandFor, mode: str = "warm",
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, run_args: Sequence[str] = ()) -> None:
+        """``run_args``: options of ``podkit run`` besides ``--mode`` (``--listen`` ...)."""
         self.shared = SharedDir(root)
         self.command_for = command_for
         self.mode = mode
         self.env = env or {}
+        self.run_args = list(run_args)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.exits: list[tuple[str, int]] = []  # (slot, exit code) of each process stopped
         root.mkdir(parents=True, exist_ok=True)
@@ -62,8 +64,8 @@ class LocalPod:
         log.close()
 
     def start_business(self, slot: str, version: str) -> None:
-        self._start(slot, ["run", "--mode", self.mode, "--", *self.command_for(slot, version)],
-                    version)
+        self._start(slot, ["run", "--mode", self.mode, *self.run_args, "--",
+                           *self.command_for(slot, version)], version)
 
     def start_pause(self, slot: str, version: str | None = None) -> None:
         self._start(slot, ["pause"], version)

@@ -7,7 +7,7 @@ import ctypes.util
 import os
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from .errors import PodkitError
 
@@ -32,14 +32,31 @@ def _child_setup(idle: bool) -> None:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
-def spawn(command: Sequence[str], env: Mapping[str, str], pass_fds: Sequence[int] = (),
-          idle: bool = False) -> subprocess.Popen[bytes]:
+def spawn(command: Sequence[str], env: Mapping[str, str] | None,
+          pass_fds: Sequence[int] = (), idle: bool = False,
+          in_child: Callable[[], None] | None = None) -> subprocess.Popen[bytes]:
     """Start the business process (``idle``: at ``SCHED_IDLE``); a missing program is a
-    :class:`PodkitError`."""
+    :class:`PodkitError`.
+
+    ``in_child`` runs in the child just before ``exec``, after the set-up above, for what must
+    be done there (:mod:`podkit.inherit`: descriptors at fixed numbers, ``LISTEN_PID``). It then
+    owns the descriptors: ``close_fds`` is off, so every inheritable descriptor reaches the
+    program; and with ``env`` ``None`` the program gets the environment as ``in_child`` leaves
+    it.
+    """
+
+    def setup() -> None:
+        _child_setup(idle)
+        if in_child is not None:
+            in_child()
+
     try:
-        # preexec_fn is safe here: podkit spawns only while its main thread is the only one.
-        return subprocess.Popen(list(command), env=dict(env), pass_fds=tuple(pass_fds),
-                                preexec_fn=lambda: _child_setup(idle))
+        # preexec_fn is safe here: podkit spawns while its main thread is the only one, or the
+        # other threads wait in the kernel holding no lock the child needs (a wrapped slot's
+        # hand-off server, in poll, when a config hook restarts the business).
+        return subprocess.Popen(list(command), env=None if env is None else dict(env),
+                                pass_fds=tuple(pass_fds), close_fds=in_child is None,
+                                preexec_fn=setup)
     except FileNotFoundError as exc:
         raise PodkitError(f"command not found: {command[0]!r}; check the command after `--`",
                           exit_code=127) from exc

@@ -4,7 +4,16 @@ It writes the slot's version file and state record, and the slot becomes active 
 the hand-over lock:
 
 * wrapped mode: podkit waits on the lock as the standby and starts CMD once it holds it
-  (any program works; the gap includes its start-up). The lock is released when CMD exits.
+  (any program works). SIGTERM reaches CMD as its graceful-stop signal (``--stop-signal``);
+  past ``--stop-timeout`` podkit kills what is left. Without listeners the lock is released
+  when CMD exits, and connections that arrive until the successor's CMD has bound its port are
+  refused. With listeners (``--listen``, :mod:`podkit.inherit`) podkit receives them from the
+  active peer before it stands by (binding them only when nobody serves), holds them for its
+  whole life, passes them to CMD in the declared way (``--pass``) and serves the hand-off
+  socket while active; on the stop it releases the lock as soon as no process of CMD holds a
+  listener any more (or CMD exited), while CMD finishes what it accepted. The kernel sockets
+  live on in both podkits, so connections queue while the successor's CMD starts: none is
+  refused.
 * warm mode: CMD starts at once, initialises and takes the lock itself (see
   :mod:`podkit.slot`); podkit records what it reports (READY, ACTIVE, RELEASED). The lock
   belongs to the business process, so the kernel's wake-up of the waiter is the whole path
@@ -26,14 +35,17 @@ and again when it says ACTIVE, podkit returns every thread of it and of the proc
 started to ``SCHED_OTHER``, so a business in any language that follows the protocol waits on
 the lock and serves at normal priority. podkit itself stays ``SCHED_OTHER``: it handles READY,
 forwards the kubelet's signals and records the roles. Wrapped mode starts the business at
-normal priority, since it serves at once.
+normal priority, since it serves at once; once it has handed over, podkit and CMD's process
+group drop to nice 19, so their exit does not delay the successor.
 
 Everything runs in one thread with a selector loop, except the wrapped-mode lock wait, which
-blocks in the kernel in a one-shot thread.
+blocks in the kernel in a one-shot thread, and the hand-off server of a wrapped slot with
+listeners.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import selectors
 import shutil
@@ -41,12 +53,15 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from . import cpu
 from . import slot as warm
 from .errors import PodkitError
+from .handoff import HandoffServer, ListenerSet, acquire_listeners, parse_specs
+from .inherit import STYLES, Passing, descendants, holders, socket_inodes
 from .layout import SlotEnv
 from .lock import OfdLock
 from .procs import become_subreaper, reap, spawn
@@ -57,6 +72,18 @@ FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
              signal.SIGUSR1, signal.SIGUSR2)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 ROLES = {warm.READY: "standby", warm.ACTIVE: "active", warm.RELEASED: "stopping"}
+DEFAULT_STOP_TIMEOUT_S = 25.0  # under the kubelet's default grace period of 30 s
+# How often a stopping wrapped slot looks whether its server still holds a listener: the
+# successor waits this long at most beyond the server's close.
+HOLD_POLL_S = 0.001
+
+
+def signal_named(name: str) -> signal.Signals:
+    """``TERM``, ``sigterm`` or ``SIGTERM`` as a signal; :class:`PodkitError` when unknown."""
+    try:
+        return signal.Signals[f"SIG{name.upper().removeprefix('SIG')}"]
+    except KeyError:
+        raise PodkitError(f"unknown signal {name}") from None
 
 
 @dataclass(eq=False)
@@ -82,7 +109,10 @@ class Business:
 class SlotRunner:
     """One business slot: its lock, its business process and its state record."""
 
-    def __init__(self, env: SlotEnv, command: Sequence[str], mode: str) -> None:
+    def __init__(self, env: SlotEnv, command: Sequence[str], mode: str,
+                 listen: Sequence[str] = (), pass_style: str = "podkit",
+                 stop_signal: int = signal.SIGTERM,
+                 stop_timeout: float = DEFAULT_STOP_TIMEOUT_S) -> None:
         if not command:
             raise PodkitError("no command given; use `podkit run -- CMD [ARGS...]`")
         if shutil.which(command[0]) is None:
@@ -93,12 +123,32 @@ class SlotRunner:
                               "`--`", exit_code=127)
         if mode not in MODES:
             raise PodkitError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+        if mode == "warm" and (listen or stop_signal != signal.SIGTERM):
+            raise PodkitError("--listen, --pass and --stop-signal are for wrapped mode; a warm "
+                              "service receives its listeners itself (podkit.handoff) and stops "
+                              "on SIGTERM")
+        if pass_style not in STYLES:
+            raise PodkitError(f"unknown way to pass listeners {pass_style!r}; use one of "
+                              f"{', '.join(STYLES)}")
+        if stop_timeout <= 0:
+            raise PodkitError(f"--stop-timeout {stop_timeout:g} must be more than 0 seconds")
         assert env.version is not None
         self.env = env
         self.version: str = env.version
         self.command = list(command)
         self.mode = mode
+        self.specs = parse_specs(listen)
+        self.pass_style = pass_style
+        self.stop_signal = stop_signal
+        self.stop_timeout = stop_timeout
         self.lock = OfdLock(env.shared.lock_file)
+        self.listeners: ListenerSet | None = None  # held for the slot's life (wrapped)
+        self._passing: Passing | None = None
+        self._inodes: frozenset[int] = frozenset()
+        self.handoff: HandoffServer | None = None  # served while active (wrapped, listeners)
+        self._stop_deadline: float | None = None  # a wrapped slot's stop: kill the rest then
+        self._watching = False  # stopping: release once the server holds no listener
+        self._warned_unreadable = False
         self.current: Business | None = None
         self.successor: Business | None = None  # a warm restart under way
         self.role = "starting"
@@ -124,6 +174,10 @@ class SlotRunner:
         if self.mode == "warm":
             self.current = self._start_business()
         else:
+            if self.specs:
+                self.listeners = acquire_listeners(self.env.shared, self.specs)
+                self._passing = Passing(self.listeners, self.pass_style)
+                self._inodes = socket_inodes(self.listeners)
             self._set_state("standby")
             threading.Thread(target=self._take_lock, name="handover-lock", daemon=True).start()
         return self._loop()
@@ -142,6 +196,8 @@ class SlotRunner:
         return server
 
     def _start_business(self) -> Business:
+        if self._passing is not None:
+            return Business(spawn(self.command, None, in_child=self._passing.in_child))
         if self.mode == "wrapped":
             return Business(spawn(self.command, os.environ))
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -164,16 +220,71 @@ class SlotRunner:
     # --- loop ----------------------------------------------------------------------------
     def _loop(self) -> int:
         while True:
-            for key, _ in self._selector.select():
+            for key, _ in self._selector.select(self._tick_timeout()):
                 result = key.data()
                 if result is not None:
                     return result
+            self._on_tick()
 
     def _on_lock_acquired(self) -> int | None:
         os.read(self._lock_r, 1)
         self.current = self._start_business()
+        if self.listeners is not None:
+            self.handoff = HandoffServer(self.env.shared, self.listeners).start()
         self._set_state("active")
         return None
+
+    def _release(self) -> None:
+        """Hand over: the hand-off socket goes first (the protocol's order), then the lock."""
+        if self.handoff is not None:
+            self.handoff.stop()
+            self.handoff = None
+        self.lock.release()
+
+    # --- a wrapped slot's stop -------------------------------------------------------------
+    def _begin_stop(self) -> None:
+        if self._stop_deadline is None:
+            self._stop_deadline = time.monotonic() + self.stop_timeout
+            self._watching = self.handoff is not None
+
+    def _tick_timeout(self) -> float | None:
+        if self._stop_deadline is None:
+            return None
+        if self._watching:
+            return HOLD_POLL_S
+        return max(0.0, self._stop_deadline - time.monotonic())
+
+    def _on_tick(self) -> None:
+        """While stopping: release once the server stopped accepting, kill it at the bound."""
+        if self._stop_deadline is None or self.current is None or not self.current.running:
+            return
+        if self._watching and not self._server_holds_listeners():
+            self._watching = False
+            self._release()
+            self._set_state("stopping")
+            cpu.yield_cpu()
+            with contextlib.suppress(OSError):  # nice 19 for another user's process: EPERM
+                os.setpriority(os.PRIO_PGRP, self.current.proc.pid, 19)
+        if time.monotonic() >= self._stop_deadline:
+            print(f"podkit: the business did not exit within --stop-timeout "
+                  f"{self.stop_timeout:g} s of the stop; killing it", flush=True)
+            self._stop_deadline = None
+            self._watching = False
+            for pid in descendants(os.getpid()):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+    def _server_holds_listeners(self) -> bool:
+        """Whether a process podkit started still holds a listener. One whose descriptors
+        cannot be read counts as holding: the lock then goes when it exits."""
+        found = holders(descendants(os.getpid()), self._inodes)
+        if found.unreadable and not self._warned_unreadable:
+            self._warned_unreadable = True
+            print(f"podkit: cannot read the descriptors of pid "
+                  f"{', '.join(map(str, found.unreadable))} (another user); the lock is "
+                  "released when it exits. Run the server's processes as podkit's user, or "
+                  "give the slot CAP_SYS_PTRACE", flush=True)
+        return bool(found.holding or found.unreadable)
 
     # --- the warm channel ----------------------------------------------------------------
     def _on_channel(self, business: Business) -> int | None:
@@ -246,9 +357,9 @@ class SlotRunner:
             return "ERR a restart is under way; try again when it is done"
         if request[:1] == ["SIGNAL"] and len(request) == 2:
             try:
-                signum = signal.Signals[f"SIG{request[1].upper().removeprefix('SIG')}"]
-            except KeyError:
-                return f"ERR unknown signal {request[1]}"
+                signum = signal_named(request[1])
+            except PodkitError as exc:
+                return f"ERR {exc}"
             current.signal(signum)
             return "OK"
         if request == ["RESTART"]:
@@ -256,7 +367,7 @@ class SlotRunner:
             if self.mode == "warm":
                 self.successor = self._start_business()
             else:
-                current.signal(signal.SIGTERM)  # its exit starts the new one
+                current.signal(self.stop_signal)  # its exit starts the new one
             return None
         return "ERR unknown request; use SIGNAL <NAME> or RESTART"
 
@@ -292,6 +403,10 @@ class SlotRunner:
                 return None
             self._set_state("exited")
             return 0
+        if signum in STOP_SIGNALS and self.mode == "wrapped":
+            self._begin_stop()
+            if signum == signal.SIGTERM:
+                signum = self.stop_signal
         for business in running:
             business.signal(signum)
         return None
@@ -316,7 +431,7 @@ class SlotRunner:
                     self._answer_restart(f"OK restarted, pid {self.current.proc.pid}")
                     continue
                 self._answer_restart(failed)
-                self.lock.release()
+                self._release()
                 self._set_state("exited")
                 return code
         return None

@@ -29,6 +29,7 @@ PACKAGES: dict[str, str] = {
     "iproute2": "/usr/sbin/ip",
     "gcc": "/usr/bin/gcc",
     "libc6-dev": "/usr/include/stdio.h",
+    "nginx": "/usr/sbin/nginx",  # tests and bench of wrapped mode with inherited listeners
 }
 
 POLICY_RC_D = Path("/usr/sbin/policy-rc.d")

@@ -71,7 +71,7 @@ bench-state: venv
 	$(PY) -m benchmarks.swaps
 
 bench-wrapped: venv
-	$(PY) -m podkit.bench.wrapped
+	$(PY) -m benchmarks.wrapped
 
 bench-probe: venv
 	$(PY) -m upgrade_demo.prober.bench

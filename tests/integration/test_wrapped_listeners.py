@@ -5,7 +5,7 @@ nobody here wrote swap under an HTTP client without a failed request.
 * a small C server built here from the socket-activation protocol alone (``sd_listen_fds(3)``:
   ``LISTEN_PID``, ``LISTEN_FDS``, ``LISTEN_FDNAMES``, descriptors from 3).
 
-The swaps and the client are :mod:`podkit.bench.wrapped`'s, which ``make bench-wrapped``
+The swaps and the client are :mod:`benchmarks.wrapped`'s, which ``make bench-wrapped``
 runs. The gap each run saw is printed, never asserted.
 """
 
@@ -22,14 +22,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from e2e import host
-from podkit.bench.state import free_port
-from podkit.bench.wrapped import (HttpLoad, LoadResult, ensure_nginx, inherited_args,
+from testbed import host
+from benchmarks.swaps import free_port
+from benchmarks.wrapped import (HttpLoad, LoadResult, ensure_nginx, inherited_args,
                                   nginx_pod, swaps_under_load)
 from podkit.layout import SharedDir
 from podkit.localpod import LocalPod
 from podkit.lock import lock_is_held
-from podkit.state import read_state
+from podkit.slot_records import read_state
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

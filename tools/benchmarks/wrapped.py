@@ -37,9 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..errors import PodkitError
-from ..localpod import LocalPod, wait_until
-from .state import free_port
+from podkit.errors import PodkitError
+from podkit.localpod import LocalPod, wait_until
+from .swaps import free_port
 
 NGINX = "/usr/sbin/nginx"
 DEFAULT_RATE = 1000
@@ -52,7 +52,7 @@ _RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close with a reset
 def ensure_nginx() -> str:
     """Debian's nginx, installed when missing (root, apt); its version."""
     from e2e import host  # the testbed's package installer; only this entry point needs it
-    from e2e.errors import TestbedError
+    from testbed.errors import TestbedError
 
     try:
         host.ensure_packages(["nginx"])

@@ -39,6 +39,8 @@ from typing import Any, Callable, Sequence
 
 from podkit.errors import PodkitError
 from podkit.localpod import LocalPod, wait_until
+from testbed import host
+from testbed.errors import TestbedError
 from .swaps import free_port
 
 NGINX = "/usr/sbin/nginx"
@@ -51,9 +53,6 @@ _RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close with a reset
 
 def ensure_nginx() -> str:
     """Debian's nginx, installed when missing (root, apt); its version."""
-    from e2e import host  # the testbed's package installer; only this entry point needs it
-    from testbed.errors import TestbedError
-
     try:
         host.ensure_packages(["nginx"])
     except TestbedError as exc:

@@ -7,6 +7,7 @@ the slot containers, and :meth:`LocalPod.swap` does what the operator and kubele
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -146,7 +147,15 @@ class LocalPod:
         self.wait_role(old, "idle")  # converged, as the operator waits for the pod to be
         return new
 
-    def close(self) -> None:
+    def close(self, graceful: bool = False) -> None:
+        """Kill every slot; ``graceful``: SIGTERM each first, as the kubelet does when the pod
+        is deleted. Outside a container nothing kills what the business itself started once
+        podkit is killed (``PR_SET_PDEATHSIG`` reaches only podkit's child): nginx's workers
+        would live on."""
+        if graceful:
+            for slot in list(self.procs):
+                with contextlib.suppress(PodkitError):  # killed below
+                    self.stop(slot)
         for slot in list(self.procs):
             proc = self.procs.pop(slot)
             if proc.poll() is None:

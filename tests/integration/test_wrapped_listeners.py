@@ -153,7 +153,7 @@ def pods() -> Iterator[list[LocalPod]]:
     started: list[LocalPod] = []
     yield started
     for pod in started:
-        pod.close()
+        pod.close(graceful=True)
 
 
 def c_pod(root: Path, server: Path, web: int, rtp: int, gate: Callable[[str, str], str],
@@ -181,6 +181,19 @@ def test_unmodified_nginx_swaps_50_times_without_a_failed_request(tmp_path: Path
     for slot in "ab":  # nginx took the socket podkit passed; it bound nothing itself
         assert 'using inherited sockets from "3;"' in (tmp_path / f"nginx-{slot}" /
                                                         "error.log").read_text()
+    assert processes_logging_to(tmp_path) == []  # the pod's stop stopped every nginx
+
+
+def processes_logging_to(directory: Path) -> list[int]:
+    """The processes whose stderr is a file below ``directory``."""
+    found = []
+    for name in os.listdir("/proc"):
+        try:
+            if name.isdigit() and os.readlink(f"/proc/{name}/fd/2").startswith(f"{directory}/"):
+                found.append(int(name))
+        except OSError:
+            continue  # gone, or not ours to read
+    return found
 
 
 def test_socket_activated_server_swaps_50_times_without_a_failed_request(

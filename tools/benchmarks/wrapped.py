@@ -209,7 +209,7 @@ def swaps_under_load(pod: LocalPod, port: int, swaps: int,
             progress(n)
     finally:
         result = load.stop()
-        pod.close()
+        pod.close(graceful=True)
     return result
 
 

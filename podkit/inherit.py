@@ -25,7 +25,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from typing import Iterable, NamedTuple
+from collections.abc import Iterable
+from typing import NamedTuple
 
 from .cpu import _children, _threads
 from .handoff import LISTENERS_ENV, ListenerSet

@@ -18,18 +18,23 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
-from testbed import host
 from benchmarks.swaps import free_port
-from benchmarks.wrapped import (HttpLoad, LoadResult, ensure_nginx, inherited_args,
-                                  nginx_pod, swaps_under_load)
+from benchmarks.wrapped import (
+    HttpLoad,
+    LoadResult,
+    ensure_nginx,
+    inherited_args,
+    nginx_pod,
+    swaps_under_load,
+)
 from podkit.layout import SharedDir
 from podkit.localpod import LocalPod
 from podkit.lock import lock_is_held
 from podkit.slot_records import read_state
+from testbed import host
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

@@ -33,14 +33,17 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from podkit.errors import PodkitError
 from podkit.localpod import LocalPod, wait_until
 from testbed import host
 from testbed.errors import TestbedError
+
 from .swaps import free_port
 
 NGINX = "/usr/sbin/nginx"
@@ -129,7 +132,7 @@ class HttpLoad:
     _sent: int = 0
     _workers: list[threading.Thread] = field(default_factory=list)
 
-    def start(self) -> "HttpLoad":
+    def start(self) -> HttpLoad:
         for n in range(self.threads):
             worker = threading.Thread(target=self._run, args=(n,), daemon=True)
             worker.start()
@@ -218,14 +221,18 @@ def _wait_served(load: HttpLoad, pod: LocalPod, reply: str) -> None:
                SERVE_TIMEOUT_S)
 
 
+def _progress(mode: str, swaps: int, done: int) -> None:
+    print(f"bench-wrapped: {mode} swap {done}/{swaps}", file=sys.stderr, flush=True)
+
+
 def run(swaps: int, root: Path, rate: int = DEFAULT_RATE) -> dict[str, Any]:
     """Both modes, one after the other; the JSON document."""
     result: dict[str, Any] = {"swaps": swaps, "rate_per_s": rate, "nginx": ensure_nginx()}
     for mode, inherited in (("wrapped", False), ("inherited", True)):
         port = free_port()
         pod = nginx_pod(root / mode, port, inherited)
-        load = swaps_under_load(pod, port, swaps, rate=rate, progress=lambda n: print(
-            f"bench-wrapped: {mode} swap {n}/{swaps}", file=sys.stderr, flush=True))
+        load = swaps_under_load(pod, port, swaps, rate=rate,
+                                progress=partial(_progress, mode, swaps))
         result[mode] = load.summary()
     return result
 

@@ -93,21 +93,8 @@ def the_business(pod: LocalPod, h: SimpleNamespace) -> int:
     return pid
 
 
-def test_warm_restart_is_answered_when_the_old_exit_is_handled_first(python_pod, h) -> None:
-    pod, _ = python_pod("warm", AFTER_ITS_PREDECESSOR)
-    for _ in range(2):  # and the slot takes a second restart after it
-        old = the_business(pod, h)
-        ok, message = restart(pod, h)
-        new = the_business(pod, h)
-        assert (ok, message) == (True, f"slot a: OK restarted, pid {new}")
-        assert new != old
-        state = pod.state("a")
-        assert state is not None and (state.role, state.pid) == ("active", pod.procs["a"].pid)
-        assert lock_is_held(pod.shared.lock_file)
-
-
-def test_wrapped_restart_starts_a_new_process_under_the_same_lock(python_pod, h) -> None:
-    pod, _ = python_pod("wrapped", "import time; time.sleep(3600)")
+def restarted_under_the_lock(pod: LocalPod, h: SimpleNamespace) -> None:
+    """RESTART the slot's business: answered with the new pid, the slot active, the lock held."""
     old = the_business(pod, h)
     ok, message = restart(pod, h)
     new = the_business(pod, h)
@@ -115,7 +102,18 @@ def test_wrapped_restart_starts_a_new_process_under_the_same_lock(python_pod, h)
     assert new != old
     state = pod.state("a")
     assert state is not None and (state.role, state.pid) == ("active", pod.procs["a"].pid)
-    assert lock_is_held(pod.shared.lock_file)  # podkit held it throughout
+    assert lock_is_held(pod.shared.lock_file)
+
+
+def test_warm_restart_is_answered_when_the_old_exit_is_handled_first(python_pod, h) -> None:
+    pod, _ = python_pod("warm", AFTER_ITS_PREDECESSOR)
+    for _ in range(2):  # and the slot takes a second restart after it
+        restarted_under_the_lock(pod, h)
+
+
+def test_wrapped_restart_starts_a_new_process_under_the_same_lock(python_pod, h) -> None:
+    pod, _ = python_pod("wrapped", "import time; time.sleep(3600)")
+    restarted_under_the_lock(pod, h)  # podkit held the lock throughout
 
 
 def test_a_slot_stopped_during_a_wrapped_restart_answers_it(python_pod, h) -> None:

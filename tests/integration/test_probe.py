@@ -215,3 +215,19 @@ def test_a_silent_target_beyond_the_open_file_limit_costs_requests_not_the_probe
     for rec in bounded.streams.values():
         assert reasons(rec) <= {TIMEOUT, IN_FLIGHT_BOUND} and "EMFILE" not in rec.errors
     assert any(IN_FLIGHT_BOUND in reasons(rec) for rec in bounded.streams.values())
+
+
+def test_one_streams_outage_costs_no_other_stream_a_request(demo) -> None:
+    """Under ``ulimit -n 1024``, a TCP target that holds every connection without a reply
+    beside the demo: the silent stream reaches its share of the bound (half the descriptors,
+    two TCP streams), and the demo's stream loses nothing to it."""
+    _, tcp_port, _ = demo
+    with socket.create_server((LOOPBACK, 0), backlog=4096) as silent:
+        run, = run_for(3.0, ProbeProcess({"silent": Stream("tcp", silent.getsockname()),
+                                          "demo": Stream("tcp", (LOOPBACK, tcp_port))},
+                                         timeout_s=2.0, nofile=1024))
+    assert run.usage.max_in_flight == 1024 - 64
+    held, served = run.streams["silent"], run.streams["demo"]
+    assert IN_FLIGHT_BOUND in reasons(held) and "EMFILE" not in held.errors, held.errors
+    assert figures(served).lost == 0 and served.failures == [], served.errors
+    assert each_request_once(held) and each_request_once(served)

@@ -19,10 +19,12 @@ Design points:
   that 1,000 requests a second do not fill the port range with TIME_WAIT sockets;
 - UDP sends every request of a stream from one socket, as a game client would, and matches
   replies by their sequence number;
-- the prober never dies from its target: requests in flight are bounded (``max_in_flight``, by
-  default the prober's open-file limit less a reserve) and one that cannot be sent, for that
-  bound, a full descriptor table (``EMFILE``, ``ENFILE``) or any socket error, is lost with that
-  reason in ``failures``;
+- the prober never dies from its target: TCP connections in flight are bounded
+  (``max_in_flight``, by default the prober's open-file limit less a reserve), shared out evenly
+  among the TCP streams, so an outage that holds one stream's connections never costs another
+  stream a request (UDP requests take no descriptor); a request that cannot be sent, for its
+  stream's share, a full descriptor table (``EMFILE``, ``ENFILE``) or any socket error, is lost
+  with that reason in ``failures``;
 - run as root it gives its one loop thread a real-time priority (``SCHED_FIFO``): it stands in
   for clients on other machines, so its own scheduling delays on this shared machine must not be
   counted as the service's jitter, and at a few percent of one core it cannot starve the node.

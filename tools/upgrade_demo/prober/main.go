@@ -18,7 +18,7 @@
 // millisecond ones.
 //
 // Whatever the target does, the prober keeps running: a request that cannot be sent (the
-// in-flight bound, a full descriptor table, any socket error) is recorded as lost with the
+// stream's share of the in-flight bound, a full descriptor table, any socket error) is recorded as lost with the
 // reason, never raised.
 package main
 
@@ -97,6 +97,7 @@ type stream struct {
 	target  syscall.RawSockaddrInet4
 	next    int64
 	fd      int // UDP: the stream's socket
+	open    int // TCP: connections in flight, each a descriptor
 	pending map[int]*request
 	queue   []*request // in deadline order, answered ones included until they reach the front
 	rec     records
@@ -109,9 +110,11 @@ type prober struct {
 	udpByFD     map[int]*stream
 	interval    int64
 	timeout     int64
-	maxInFlight int
-	inFlight    int
-	peak        int
+	maxInFlight int // descriptors for connections in flight, shared out among the TCP streams
+	tcpShare    int // each TCP stream's part of maxInFlight
+	inFlight    int // requests in flight, every stream
+	open        int // connections in flight, every TCP stream
+	peak        int // the most connections in flight at once
 	epfd        int
 	timerfd     int
 	armed       int64
@@ -317,7 +320,10 @@ func (p *prober) send(s *stream, due int64) {
 	r.LatencyNs = append(r.LatencyNs, lost)
 	r.Version = append(r.Version, -1)
 	r.LatenessNs = append(r.LatenessNs, nanotime()-due)
-	if p.inFlight >= p.maxInFlight {
+	// Each TCP stream has its own share of the descriptors, so a target that holds one
+	// stream's connections (an outage) never costs another stream a request. A UDP request
+	// takes no descriptor: the stream's socket carries them all.
+	if !s.udp && s.open >= p.tcpShare {
 		p.fail(s, index, reasonBound)
 		return
 	}
@@ -347,11 +353,13 @@ func (p *prober) send(s *stream, due int64) {
 		}
 		req.fd = fd
 		p.byFD[fd] = req
+		s.open++
+		p.open++
+		p.peak = max(p.peak, p.open)
 	}
 	s.pending[index] = req
 	s.queue = append(s.queue, req)
 	p.inFlight++
-	p.peak = max(p.peak, p.inFlight)
 }
 
 // request is the demo protocol's GET of request “index“ (in a buffer reused by the next).
@@ -459,6 +467,8 @@ func (p *prober) drop(req *request) {
 	delete(s.pending, req.index)
 	p.inFlight--
 	if req.fd >= 0 {
+		s.open--
+		p.open--
 		delete(p.byFD, req.fd)
 		rawClose(req.fd) // also leaves the epoll set
 		req.fd = -1
@@ -511,8 +521,8 @@ func fatal(format string, args ...any) {
 func main() {
 	rate := flag.Float64("rate", 1000, "requests per second, per stream")
 	timeout := flag.Float64("timeout", 1, "seconds after which an unanswered request is lost")
-	maxInFlight := flag.Int("max-in-flight", 0, "bound on requests in flight, all streams "+
-		"together (0: the open-file limit less a reserve)")
+	maxInFlight := flag.Int("max-in-flight", 0, "bound on TCP connections in flight, shared "+
+		"out evenly among the TCP streams (0: the open-file limit less a reserve)")
 	realtime := flag.Bool("realtime", true, "take SCHED_FIFO priority 10 if allowed")
 	wake := flag.String("wake", "timerfd", "how to wait for deadlines: timerfd, epoll-ms, "+
 		"spin, gotimer (the last three for the benchmark)")
@@ -551,11 +561,16 @@ func main() {
 	if err := p.watch(syscall.EPOLL_CTL_ADD, p.timerfd, syscall.EPOLLIN); err != nil {
 		fatal("epoll_ctl: %v", err)
 	}
+	tcpStreams := 0
 	for _, spec := range flag.Args() {
 		if err := p.addStream(spec, *rate); err != nil {
 			fatal("%v", err)
 		}
+		if !p.streams[len(p.streams)-1].udp {
+			tcpStreams++
+		}
 	}
+	p.tcpShare = max(1, p.maxInFlight/max(1, tcpStreams))
 	if err := syscall.SetNonblock(0, true); err != nil {
 		fatal("stdin: %v", err)
 	}

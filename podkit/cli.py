@@ -18,7 +18,7 @@ from .runner import DEFAULT_STOP_TIMEOUT_S, SlotRunner, signal_named
 
 
 def _shared_from(args: argparse.Namespace) -> SharedDir:
-    return SharedDir(Path(args.dir or os.environ.get("PODKIT_DIR") or DEFAULT_DIR))
+    return SharedDir.from_environ(override=args.dir)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

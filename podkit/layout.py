@@ -40,6 +40,13 @@ class SharedDir:
 
     root: Path
 
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None,
+                     override: str | None = None) -> SharedDir:
+        """``override`` (a ``--dir`` option), else ``PODKIT_DIR``, else ``/podkit``."""
+        env = os.environ if environ is None else environ
+        return cls(Path(override or env.get("PODKIT_DIR") or DEFAULT_DIR))
+
     def version_file(self, slot: str) -> Path:
         return self.root / f"slot-{slot}.version"
 
@@ -117,5 +124,4 @@ class SlotEnv:
                               "into the business image (ENV PODKIT_VERSION=...)")
         else:
             version = None
-        shared = SharedDir(Path(env.get("PODKIT_DIR") or DEFAULT_DIR))
-        return cls(slot=slot, version=version, shared=shared)
+        return cls(slot=slot, version=version, shared=SharedDir.from_environ(env))

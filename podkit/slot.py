@@ -37,12 +37,11 @@ import signal
 import socket
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from types import FrameType, TracebackType
 
 from . import cpu
 from .errors import PodkitError
-from .layout import DEFAULT_DIR, SharedDir
+from .layout import SharedDir
 from .lock import OfdLock
 
 CONTROL_FD_ENV = "PODKIT_CONTROL_FD"
@@ -73,6 +72,7 @@ class Slot:
     def __init__(self, control: socket.socket, shared: SharedDir,
                  handle_sigterm: bool = True) -> None:
         self._control = control
+        self.shared = shared
         self.lock = OfdLock(shared.lock_file)
         self._waiting = False
         self._released = False
@@ -92,8 +92,7 @@ class Slot:
         except (ValueError, OSError) as exc:
             raise PodkitError(f"{CONTROL_FD_ENV}={raw!r} is not an open socket; start the "
                               "service with `podkit run --mode warm -- CMD`") from exc
-        shared = SharedDir(Path(os.environ.get("PODKIT_DIR") or DEFAULT_DIR))
-        return cls(control, shared, handle_sigterm=handle_sigterm)
+        return cls(control, SharedDir.from_environ(), handle_sigterm=handle_sigterm)
 
     def on_stop(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` from the SIGTERM handler, e.g. to wake a blocked accept loop."""

@@ -29,11 +29,9 @@ import os
 import threading
 import time
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Protocol
 
 from .handoff import HandoffServer, ListenerSet, ListenerSpec, acquire_listeners
-from .layout import DEFAULT_DIR, SharedDir
 from .slot import Slot, SlotStopping
 
 DEFAULT_DRAIN_S = 2.0
@@ -60,10 +58,9 @@ class Service(Protocol):
 class Upgrader:
     """The slot, the listeners and the hand-off socket of one warm business process."""
 
-    def __init__(self, slot: Slot, shared: SharedDir, listeners: ListenerSet,
+    def __init__(self, slot: Slot, listeners: ListenerSet,
                  drain_s: float = DEFAULT_DRAIN_S) -> None:
         self.slot = slot
-        self.shared = shared
         self.listeners = listeners
         self.drain_s = drain_s
         self._stop_r, self._stop_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -75,8 +72,7 @@ class Upgrader:
         """The slot from ``PODKIT_CONTROL_FD`` and ``PODKIT_DIR``, and the listeners
         ``specs`` received from the active peer (or bound when nobody serves them)."""
         slot = Slot.from_environ()
-        shared = SharedDir(Path(os.environ.get("PODKIT_DIR") or DEFAULT_DIR))
-        return cls(slot, shared, acquire_listeners(shared, specs), drain_s)
+        return cls(slot, acquire_listeners(slot.shared, specs), drain_s)
 
     @property
     def stop_fd(self) -> int:
@@ -98,7 +94,7 @@ class Upgrader:
             return 0
         service.promote()
         # Serve first: the hand-off socket is for the next standby, so it starts aside.
-        handoff = HandoffServer(self.shared, self.listeners)
+        handoff = HandoffServer(self.slot.shared, self.listeners)
         starting = threading.Thread(target=handoff.start, name="handoff-start")
         starting.start()
         try:

@@ -17,6 +17,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from podkit.errors import PodkitError
@@ -163,9 +164,7 @@ class DemoService:
             conn.unread = b""
             if not conn.unsent:
                 self._half_close(conn)
-        while self._connections and time.monotonic() < deadline:
-            for key, events in self._selector.select(max(0.0, deadline - time.monotonic())):
-                self._connection_event(key.data, events)
+        self._serve_connections_until(deadline, lambda: bool(self._connections))
         for conn in list(self._connections.values()):
             self._close(conn)
         self._selector.close()
@@ -249,12 +248,16 @@ class DemoService:
         buffers are read once more at the end: a process the node did not schedule for the
         whole bound still answers what arrived meanwhile."""
         self._read_all()
-        deadline = time.monotonic() + STARTED_REQUEST_WAIT_S
-        while (any(conn.mid_request for conn in self._connections.values())
-               and time.monotonic() < deadline):
+        self._serve_connections_until(
+            time.monotonic() + STARTED_REQUEST_WAIT_S,
+            lambda: any(conn.mid_request for conn in self._connections.values()))
+        self._read_all()
+
+    def _serve_connections_until(self, deadline: float, waiting: Callable[[], bool]) -> None:
+        """Handle the accepted connections' events while ``waiting()``, until ``deadline``."""
+        while waiting() and time.monotonic() < deadline:
             for key, events in self._selector.select(max(0.0, deadline - time.monotonic())):
                 self._connection_event(key.data, events)
-        self._read_all()
 
     def _read_all(self) -> None:
         for conn in list(self._connections.values()):

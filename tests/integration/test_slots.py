@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import signal
 import socket
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -239,23 +242,31 @@ def test_sigterm_to_pause_exits_zero(tmp_path: Path, cli, h) -> None:
         proc.wait()
 
 
-def test_sigterm_to_run_reaches_the_business_process(tmp_path: Path, cli, h) -> None:
+@contextmanager
+def active_sleep(tmp_path: Path, cli, h) -> Iterator[tuple[SharedDir, subprocess.Popen[bytes],
+                                                       int, int]]:
+    """``podkit run -- sleep 100`` active in slot a: the shared directory, podkit's process,
+    the sleep's pid and start time; podkit is killed afterwards."""
     shared = SharedDir(tmp_path)
     proc = cli.start("run", "--", "sleep", "100", PODKIT_SLOT="a", PODKIT_VERSION="v1",
                      PODKIT_DIR=str(tmp_path))
     try:
         wait_role(h, shared, "a", "active", proc.pid)
         [child] = h.wait_for(lambda: h.children_of(proc.pid), "sleep to start")
-        started = h.start_time(child)
+        yield shared, proc, child, h.start_time(child)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_sigterm_to_run_reaches_the_business_process(tmp_path: Path, cli, h) -> None:
+    with active_sleep(tmp_path, cli, h) as (shared, proc, child, started):
         assert lock_is_held(shared.lock_file)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 128 + signal.SIGTERM  # sleep died of the forwarded SIGTERM
         assert h.start_time(child) != started
         assert read_state(shared, "a").role == "exited"
         assert not lock_is_held(shared.lock_file)
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def process_state(pid: int) -> str:
@@ -271,13 +282,7 @@ def test_a_signal_for_a_business_that_just_exited_does_not_hide_its_exit(tmp_pat
     sees the exit. Stopping podkit while the business dies and the request arrives makes the
     ordering certain: once continued, podkit's selector reports the request, ready first,
     before the wake-up its SIGCHLD handler writes as the signal is delivered."""
-    shared = SharedDir(tmp_path)
-    proc = cli.start("run", "--", "sleep", "100", PODKIT_SLOT="a", PODKIT_VERSION="v1",
-                     PODKIT_DIR=str(tmp_path))
-    try:
-        wait_role(h, shared, "a", "active", proc.pid)
-        [child] = h.wait_for(lambda: h.children_of(proc.pid), "sleep to start")
-        started = h.start_time(child)
+    with active_sleep(tmp_path, cli, h) as (shared, proc, child, started):
         proc.send_signal(signal.SIGSTOP)
         h.wait_for(lambda: process_state(proc.pid) == "T", "podkit to stop")
         h.sigkill(child)
@@ -292,9 +297,6 @@ def test_a_signal_for_a_business_that_just_exited_does_not_hide_its_exit(tmp_pat
         state = read_state(shared, "a")
         assert state is not None and state.role == "exited"
         assert not lock_is_held(shared.lock_file)
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -229,8 +229,11 @@ def test_a_full_object_is_kept_as_given(kube: Kube) -> None:
     ("zero-replicas", lambda s: s.update(replicas=0)),
     # percentages are not compared with counts: [1, "50%", 2, "100%"] can make sense
     ("mixed", lambda s: batch_config(s).update(batchNum=4, podsNumToUpdate=[1, "50%", 2, "100%"])),
-    # a last count above replicas covers all (after a scale down)
+    # the last batch takes the rest whatever its entry: a count above or below replicas (a
+    # scale in either direction never conflicts with the list)
     ("last-count", lambda s: batch_config(s).update(podsNumToUpdate=[2, 4, 8])),
+    ("last-count-below", lambda s: batch_config(s).update(podsNumToUpdate=[1, 2, 3])),
+    ("last-percent-below", lambda s: batch_config(s).update(podsNumToUpdate=[1, 2, "50%"])),
     ("percent", lambda s: batch_config(s).update(podsNumToUpdate=["9%", "10%", "100%"])),
     # only ABSwap runs the business container twice: InPlace may set a command
     ("inplace-command", lambda s: (s["updateStrategy"].update(type="InPlace"),
@@ -277,9 +280,6 @@ BAD_SPECS: list[tuple[str, Callable[[dict[str, Any]], Any], list[str]]] = [
     ("decreasing-counts-apart",
      lambda s: batch_config(s).update(batchNum=4, podsNumToUpdate=[5, "50%", 3, "100%"]),
      ["must not decrease"]),
-    ("last-not-all", lambda s: batch_config(s).update(podsNumToUpdate=[1, 2, 3]),
-     ["the last entry is the target of the last batch and must cover all pods",
-      'set it to "100%"']),
     ("percent-above-100", lambda s: batch_config(s).update(podsNumToUpdate=[1, "150%", "100%"]),
      ['podsNumToUpdate entry 150% is invalid', 'a percentage "N%" with N from 1 to 100']),
     ("percent-zero", lambda s: batch_config(s).update(podsNumToUpdate=["0%", "50%", "100%"]),

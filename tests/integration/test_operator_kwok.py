@@ -162,6 +162,25 @@ def test_scaling_up_during_a_release_adds_pods_at_the_last_good_version(
         timeout=120)
 
 
+def test_a_scale_above_the_last_count_is_accepted_and_released(kube: Kube,
+                                                              namespace: str) -> None:
+    # podsNumToUpdate written for 3 pods: the last batch takes whatever is there, so the
+    # scale subresource (kubectl scale, an HPA) may go above the last count
+    kube.apply(stsp(namespace, 3, V1, batchNum=3, podsNumToUpdate=[1, 2, 3]))
+    kube.wait_for("3 pods at v1", lambda: at(kube, namespace, V1, 3), timeout=120)
+    kube.run("scale", f"{keys.PLURAL}/web", "-n", namespace, "--replicas=5")
+    assert kube.get(keys.PLURAL, "web", namespace)["spec"]["replicas"] == 5
+    kube.wait_for("5 pods at v1", lambda: at(kube, namespace, V1, 5), timeout=120)
+    set_image(kube, namespace, V2)
+    kube.wait_for("the release of all 5 pods", lambda: at(kube, namespace, V2, 5) and (
+        batch_status(kube, namespace).get("generalStatus") == "Completed"), timeout=180)
+    final = status(kube, namespace)
+    assert final["batchDeployStatus"]["batchOrder"] == 3
+    assert final["updatedReplicas"] == 5
+    # batch 3 (the rest) took web-2, web-1 and web-0: batches 1 and 2 were one pod each
+    assert final["batchDeployStatus"]["batchReplicas"] == 3
+
+
 def test_operator_killed_at_random_points_swaps_every_pod_once(
         cluster: tuple[Kube, OperatorProcess], namespace: str) -> None:
     kube, operator = cluster

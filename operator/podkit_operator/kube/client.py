@@ -14,6 +14,7 @@ from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
+from prometheus_client import Counter
 
 from ..api.keys import GROUP, LABEL_CONFIG_SOURCE, LABEL_STSP, PLURAL, VERSION
 
@@ -21,13 +22,37 @@ _FEATURE_RE = re.compile(r'^kubernetes_feature_enabled\{name="(?P<name>[^"]+)"[^
                          re.MULTILINE)
 
 
-def connect() -> client.ApiClient:
+# (connect, read) seconds for a call that gives none: a read timeout bounds each wait for
+# bytes, so a large list still completes while a hung apiserver or a lost connection fails
+# the call (and the release loop retries) instead of blocking its thread forever.
+REQUEST_TIMEOUT = (10.0, 30.0)
+
+API_REQUESTS = Counter("podkit_operator_api_requests", "calls to the apiserver by the "
+                       "operator's own client (not kopf's watches), by HTTP verb", ["verb"])
+
+
+class TimeoutApiClient(client.ApiClient):
+    """An ApiClient whose every request has a timeout (``REQUEST_TIMEOUT`` unless the call
+    gives its own) and is counted: the kubernetes client has no default timeout, and one
+    missing ``_request_timeout`` in a single call would be enough to hang a loop."""
+
+    def __init__(self, timeout: tuple[float, float] = REQUEST_TIMEOUT) -> None:
+        super().__init__()
+        self.timeout = timeout
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        kwargs["_request_timeout"] = kwargs.get("_request_timeout") or self.timeout
+        API_REQUESTS.labels(method).inc()
+        return super().request(method, url, *args, **kwargs)
+
+
+def connect() -> TimeoutApiClient:
     """A client for the cluster the operator runs in, else for the kubeconfig's."""
     try:
         config.load_incluster_config()
     except config.ConfigException:
         config.load_kube_config()
-    return client.ApiClient()
+    return TimeoutApiClient()
 
 
 def _json(response: Any) -> Any:

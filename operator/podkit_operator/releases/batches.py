@@ -9,9 +9,10 @@ Decisions:
 - without ``podsNumToUpdate`` the split is even with the *smaller batches first*:
   ``floor(replicas * k / batchNum)``, the last batch takes the remainder (10 replicas in 3
   batches -> [3, 6, 10]); the first batch is the canary, so it is never the largest;
-- targets are clamped to ``replicas`` and made non-decreasing, and the last target is always
-  ``replicas`` (the CRD rejects lists that break this; scaling can still make a count list
-  short or long, and then these rules keep the release finite);
+- targets are clamped to ``replicas`` and made non-decreasing, and the last batch always takes
+  the rest: its target is ``replicas`` whatever the last entry says, so a count list written
+  for 6 pods still releases all 10 after ``kubectl scale`` or an HPA (the CRD checks only the
+  entries' form and order, never against ``replicas``, so a scale is never refused);
 - a batch adds 0 pods only when replicas < batchNum (even split) or the user's list repeats a
   target; such a batch converges at once.
 """
@@ -26,7 +27,8 @@ from ..api.statefulsetplus import parse_pods_num
 
 def batch_targets(replicas: int, batch_num: int,
                   pods_num_to_update: Sequence[int | str] | None = None) -> list[int]:
-    """Cumulative pod counts per batch; ``len == batch_num``, last == replicas."""
+    """Cumulative pod counts per batch; ``len == batch_num``, last == replicas (the last
+    entry of ``pods_num_to_update`` is read for its form only)."""
     if batch_num < 1:
         raise ValueError("batch_num must be >= 1")
     replicas = max(0, replicas)

@@ -54,6 +54,8 @@ def test_image_tag():
     (6, 3, [1, 2, 6], [1, 2, 6]),
     (4, 3, [1, 2, 6], [1, 2, 4]),       # counts clamp to replicas (scaled down)
     (8, 3, [1, 2, 6], [1, 2, 8]),       # the last batch always covers every replica
+    (10, 3, [1, 2, 3], [1, 2, 10]),     # the last entry is read for its form only: the rest
+    (9, 2, ["10%", "50%"], [1, 9]),
     (6, 3, [3, 2, 6], [3, 3, 6]),       # never decreasing
     (6, 2, ["2", "100%"], [2, 6]),      # a count as a string
 ])

@@ -14,11 +14,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
+from aiohttp import web
 
 from .kube.client import KubeIO
+from .leader import LeaderElector
 from .settings import Settings
 
 Key = tuple[str, str]  # (namespace, name)
+
+
+@dataclass
+class SliceWriter:
+    """The one writer of one Service's EndpointSlices (podkit_operator.endpoints): events set
+    ``wake``; ``task`` then derives the slices from the newest state and writes the changed
+    ones, so writes never overlap and an older snapshot never lands after a newer one."""
+
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    # slice name -> its body as last written or, at the writer's start, as listed; None
+    # until listed (a restarted operator adopts the slices a previous one wrote)
+    slices: dict[str, dict[str, Any]] | None = None
 
 
 @dataclass
@@ -33,9 +48,16 @@ class OperatorContext:
     wakers: dict[Key, asyncio.Event] = field(default_factory=dict)
     # (namespace, ConfigMap) -> names of the StatefulSetPlus that release it
     config_users: dict[Key, set[str]] = field(default_factory=dict)
-    # endpoints: one writer per (namespace, StatefulSetPlus), and the slices last written
-    endpoint_locks: dict[Key, asyncio.Lock] = field(default_factory=dict)
-    slices_written: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    # the Lease this process holds while it runs handlers, and its /healthz server
+    leader: LeaderElector | None = None
+    health: web.AppRunner | None = None
+    # endpoints: (namespace, Service) -> its one slice writer
+    slice_writers: dict[Key, SliceWriter] = field(default_factory=dict)
+
+    def stop_slice_writers(self) -> None:
+        for writer in self.slice_writers.values():
+            if writer.task is not None:
+                writer.task.cancel()
 
     def wake(self, namespace: str, name: str) -> None:
         """Wake the release loop of StatefulSetPlus ``namespace/name``, if it runs."""

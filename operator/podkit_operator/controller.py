@@ -1,13 +1,15 @@
 """The operator's entry module: ``kopf run --standalone --all-namespaces -m
 podkit_operator.controller``.
 
-Importing it registers every feature's kopf handlers; its startup handler builds the one
+Importing it registers every feature's kopf handlers; its startup handler waits until this
+process leads (:mod:`podkit_operator.leader`: two replicas, one Lease), then builds the one
 :class:`~podkit_operator.context.OperatorContext` they share, from
 :class:`~podkit_operator.settings.Settings` read from the environment.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -16,11 +18,14 @@ import kopf
 from kubernetes.client.rest import ApiException
 from prometheus_client import start_http_server
 
+from . import liveness
+
 # Importing a feature's handlers registers them with kopf.
 from .configreleases import handlers as _configreleases  # noqa: F401
 from .context import OperatorContext, context_of
 from .endpoints import handlers as _endpoints  # noqa: F401
-from .kube.client import KubeIO, connect
+from .kube.client import REQUEST_TIMEOUT, KubeIO, connect
+from .leader import LeaderElector, LeaseTimes
 from .settings import Settings
 from .statefulsetplus import handlers as _statefulsetplus  # noqa: F401
 
@@ -43,24 +48,46 @@ def detect_patched(io: KubeIO, settings: Settings, logger: kopf.Logger) -> bool:
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger,
-              **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger,
+                    **_: Any) -> None:
+    """Serve metrics and ``/healthz``, wait to lead (a standby stays here: kopf starts no
+    watch and no handler before this returns), then build the context."""
     settings.peering.standalone = True
     settings.posting.level = logging.WARNING  # our own events say what happens
+    # Every request of kopf's times out too: short calls (patches, events) as a whole,
+    # watches a little after the server-side timeout the apiserver is asked for.
+    settings.networking.connect_timeout = REQUEST_TIMEOUT[0]
+    settings.networking.request_timeout = 60
     settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = REQUEST_TIMEOUT[0]
     # kopf logs every handled pod event at INFO; at thousands of pods that drowns the log.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     ours = Settings.from_environ()
-    io = KubeIO(connect())
-    context = OperatorContext(
-        settings=ours, io=io, patched=detect_patched(io, ours, logger),
-        writers=ThreadPoolExecutor(max_workers=ours.writers, thread_name_prefix="pod-write"))
-    memo["context"] = context
     if ours.metrics_port:
         start_http_server(ours.metrics_port)
+    times = LeaseTimes()
+    elector = LeaderElector(KubeIO(connect("lease", (times.retry_s, times.retry_s))),
+                            ours.lease_namespace, ours.lease_name, ours.identity, times)
+    health = (await liveness.serve(ours.health_port, lambda: elector.leading)
+              if ours.health_port else None)
+    await elector.acquire()
+    io = KubeIO(connect())
+    context = OperatorContext(
+        settings=ours, io=io,
+        patched=await asyncio.to_thread(detect_patched, io, ours, logger),
+        writers=ThreadPoolExecutor(max_workers=ours.writers, thread_name_prefix="pod-write"),
+        leader=elector, health=health)
+    memo["context"] = context
     logger.info("podkit operator: %s cluster", "patched" if context.patched else "stock")
 
 
 @kopf.on.cleanup()
-def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    context_of(memo).writers.shutdown(wait=True)
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    context = context_of(memo)
+    context.stop_slice_writers()
+    context.writers.shutdown(wait=True)
+    if context.leader is not None:
+        await asyncio.to_thread(context.leader.release)
+    if context.health is not None:
+        await context.health.cleanup()

@@ -4,7 +4,12 @@
   apiserver lets opted-in pods change env and volumes in place; anything else (``auto``) lets
   the operator ask the apiserver's feature gates;
 - ``PODKIT_OPERATOR_METRICS_PORT`` -> ``metrics_port`` (default ``9090``): the port of the
-  Prometheus metrics; ``0`` serves none.
+  Prometheus metrics; ``0`` serves none;
+- ``PODKIT_OPERATOR_HEALTH_PORT`` -> ``health_port`` (default ``0``: none): the port of
+  ``/healthz``, served from the start (a standby is alive too; the Deployment sets ``8080``);
+- ``PODKIT_LEASE_NAMESPACE`` -> ``lease_namespace`` (default ``default``; the Deployment passes
+  its own namespace) and ``PODKIT_OPERATOR_ID`` -> ``identity`` (default ``<hostname>-<pid>``;
+  the Deployment passes the pod's name): the leader election's Lease and this candidate.
 
 The other fields are tunables with no variable of their own.
 """
@@ -12,8 +17,9 @@ The other fields are tunables with no variable of their own.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True)
@@ -25,9 +31,18 @@ class Settings:
     resync_s: float = 60.0  # a release loop with nothing to wait for still looks again this often
     config_poll_s: float = 0.3  # how often pods awaiting a config report are asked again
     writers: int = 16  # concurrent pod writes of one reconcile pass
+    health_port: int = 0
+    lease_namespace: str = "default"
+    lease_name: str = "podkit-operator"
+    identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] = os.environ) -> Settings:
         forced = environ.get("PODKIT_PATCHED", "auto").lower()
-        return cls(patched=forced == "true" if forced in ("true", "false") else None,
-                   metrics_port=int(environ.get("PODKIT_OPERATOR_METRICS_PORT", "9090")))
+        found = cls(patched=forced == "true" if forced in ("true", "false") else None,
+                    metrics_port=int(environ.get("PODKIT_OPERATOR_METRICS_PORT", "9090")),
+                    health_port=int(environ.get("PODKIT_OPERATOR_HEALTH_PORT", "0")))
+        return replace(found,
+                       lease_namespace=environ.get("PODKIT_LEASE_NAMESPACE")
+                       or found.lease_namespace,
+                       identity=environ.get("PODKIT_OPERATOR_ID") or found.identity)

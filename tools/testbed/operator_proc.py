@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 from testbed.apicluster import free_ports
@@ -18,14 +19,22 @@ class OperatorProcess:
     """One operator, watching ``namespace`` (or every namespace when ``None``); as a context
     manager, started on entry and stopped on exit."""
 
-    def __init__(self, kubeconfig: Path, log: Path, namespace: str | None = None) -> None:
+    def __init__(self, kubeconfig: Path, log: Path, namespace: str | None = None,
+                 identity: str | None = None) -> None:
         self.kubeconfig, self.log, self.namespace = kubeconfig, log, namespace
+        # its leader-election candidate, kept across restarts (as a pod's name is across
+        # container restarts), so a restarted operator takes its own Lease back at once
+        self.identity = identity or f"operator-{uuid.uuid4().hex[:8]}"
+        self.metrics_port = 0
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> OperatorProcess:
         scope = ["-n", self.namespace] if self.namespace else ["--all-namespaces"]
+        self.metrics_port = free_ports(1)[0]
         env = dict(os.environ, KUBECONFIG=str(self.kubeconfig),
-                   PODKIT_OPERATOR_METRICS_PORT=str(free_ports(1)[0]))
+                   PODKIT_OPERATOR_METRICS_PORT=str(self.metrics_port),
+                   PODKIT_OPERATOR_ID=self.identity,
+                   PODKIT_LEASE_NAMESPACE=self.namespace or "default")
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "kopf", "run", "--standalone", *scope,

@@ -16,7 +16,14 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from prometheus_client import Counter
 
-from ..api.keys import GROUP, LABEL_CONFIG_SOURCE, LABEL_STSP, PLURAL, VERSION
+from ..api.keys import (
+    ENDPOINTS_MANAGER,
+    GROUP,
+    LABEL_CONFIG_SOURCE,
+    LABEL_STSP,
+    PLURAL,
+    VERSION,
+)
 
 _FEATURE_RE = re.compile(r'^kubernetes_feature_enabled\{name="(?P<name>[^"]+)"[^}]*\} (?P<v>\S+)',
                          re.MULTILINE)
@@ -28,7 +35,8 @@ _FEATURE_RE = re.compile(r'^kubernetes_feature_enabled\{name="(?P<name>[^"]+)"[^
 REQUEST_TIMEOUT = (10.0, 30.0)
 
 API_REQUESTS = Counter("podkit_operator_api_requests", "calls to the apiserver by the "
-                       "operator's own client (not kopf's watches), by HTTP verb", ["verb"])
+                       "operator's own clients (not kopf's watches), by client and HTTP verb",
+                       ["client", "verb"])
 
 
 class TimeoutApiClient(client.ApiClient):
@@ -36,23 +44,25 @@ class TimeoutApiClient(client.ApiClient):
     gives its own) and is counted: the kubernetes client has no default timeout, and one
     missing ``_request_timeout`` in a single call would be enough to hang a loop."""
 
-    def __init__(self, timeout: tuple[float, float] = REQUEST_TIMEOUT) -> None:
+    def __init__(self, name: str, timeout: tuple[float, float] = REQUEST_TIMEOUT) -> None:
         super().__init__()
-        self.timeout = timeout
+        self.name, self.timeout = name, timeout
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         kwargs["_request_timeout"] = kwargs.get("_request_timeout") or self.timeout
-        API_REQUESTS.labels(method).inc()
+        API_REQUESTS.labels(self.name, method).inc()
         return super().request(method, url, *args, **kwargs)
 
 
-def connect() -> TimeoutApiClient:
-    """A client for the cluster the operator runs in, else for the kubeconfig's."""
+def connect(name: str = "controller",
+            timeout: tuple[float, float] = REQUEST_TIMEOUT) -> TimeoutApiClient:
+    """A client (its own connection pool, counted as ``name``) for the cluster the operator
+    runs in, else for the kubeconfig's."""
     try:
         config.load_incluster_config()
     except config.ConfigException:
         config.load_kube_config()
-    return TimeoutApiClient()
+    return TimeoutApiClient(name, timeout)
 
 
 def _json(response: Any) -> Any:
@@ -79,6 +89,7 @@ class KubeIO:
         self.apps = client.AppsV1Api(api)
         self.custom = client.CustomObjectsApi(api)
         self.discovery = client.DiscoveryV1Api(api)
+        self.coordination = client.CoordinationV1Api(api)
 
     # --- reads ---------------------------------------------------------------------------
     def get_stsp(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -173,7 +184,38 @@ class KubeIO:
             self.discovery.create_namespaced_endpoint_slice(meta["namespace"], body,
                                                             _preload_content=False)
 
+    def list_endpoint_slices(self, namespace: str, service: str) -> list[dict[str, Any]]:
+        """The EndpointSlices podkit keeps for Service ``service``."""
+        return _json(self.discovery.list_namespaced_endpoint_slice(
+            namespace, label_selector=f"kubernetes.io/service-name={service},"
+            f"endpointslice.kubernetes.io/managed-by={ENDPOINTS_MANAGER}",
+            _preload_content=False))["items"]
+
     def delete_endpoint_slice(self, namespace: str, name: str) -> None:
         with _tolerating(404):
             self.discovery.delete_namespaced_endpoint_slice(name, namespace,
                                                             _preload_content=False)
+
+    # --- leader election (podkit_operator.leader) ------------------------------------------
+    def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        with _tolerating(404):
+            return _json(self.coordination.read_namespaced_lease(name, namespace,
+                                                                 _preload_content=False))
+        return None
+
+    def write_lease(self, body: dict[str, Any]) -> bool:
+        """Create the Lease (no resourceVersion) or replace the version read (with one);
+        False when another writer got there first (409: the caller reads again)."""
+        meta = body["metadata"]
+        try:
+            if meta.get("resourceVersion"):
+                self.coordination.replace_namespaced_lease(meta["name"], meta["namespace"], body,
+                                                           _preload_content=False)
+            else:
+                self.coordination.create_namespaced_lease(meta["namespace"], body,
+                                                          _preload_content=False)
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True

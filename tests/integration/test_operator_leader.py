@@ -1,0 +1,119 @@
+"""Two operators against one real apiserver (an API-only cluster with kwok's nodes): one holds
+the Lease and does all the work, the other waits; killed, the leader's work passes to the
+standby; a leader whose Lease another takes exits (podkit_operator.leader).
+
+"Only one writes" is read from each process's own metrics: the count of its API calls
+(``podkit_operator_api_requests_total{client="controller"}``) is zero for a standby, since
+kopf starts nothing before the startup handler leads.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from podkit_operator.api import keys
+from testbed.fixtures import running_api_cluster
+from testbed.kube import Kube
+from testbed.operator_proc import OperatorProcess
+from testbed.stsp import batch_status, install_crd, pods, serving_image, set_image
+
+pytestmark = pytest.mark.integration
+
+V1, V2 = "podkit.local/podkit-demo:v1", "podkit.local/podkit-demo:v2"
+LEASE = "podkit-operator"
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[tuple[Kube, Path]]:
+    with running_api_cluster(f"lead-{os.getpid()}", nodes=1) as api:
+        kube = api.kube()
+        install_crd(kube)
+        yield kube, api.layout.state
+
+
+def metric(operator: OperatorProcess, name: str, **labels: str) -> float:
+    """The sum of a metric's samples whose labels include ``labels``."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{operator.metrics_port}/metrics",
+                                timeout=10) as response:
+        text = response.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            if line[len(name)] in " {":
+                total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def holder(kube: Kube) -> str | None:
+    return kube.get("lease", LEASE, "default")["spec"].get("holderIdentity")
+
+
+def calls(operator: OperatorProcess) -> float:
+    return metric(operator, "podkit_operator_api_requests_total", client="controller")
+
+
+def stsp(namespace: str) -> dict[str, object]:
+    return {"apiVersion": f"{keys.GROUP}/{keys.VERSION}", "kind": keys.KIND,
+            "metadata": {"name": "web", "namespace": namespace},
+            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+                     "template": {"metadata": {"labels": {"app": "web"}},
+                                  "spec": {"containers": [{"name": "web", "image": V1}]}}}}
+
+
+def released(kube: Kube, namespace: str, image: str) -> bool:
+    listed = pods(kube, namespace)
+    return (len(listed) == 3 and all(serving_image(p) == image for p in listed)
+            and batch_status(kube, namespace).get("generalStatus") == "Completed")
+
+
+def test_one_leads_the_other_waits_and_takes_over_when_the_leader_dies(
+        cluster: tuple[Kube, Path]) -> None:
+    kube, state = cluster
+    with ExitStack() as stack:
+        ops = {name: stack.enter_context(OperatorProcess(
+            kube.kubeconfig, state / f"operator-{name}.log", identity=name))
+            for name in ("op-a", "op-b")}
+        first = kube.wait_for("a leader", lambda: holder(kube) in ops and holder(kube),
+                              timeout=60)
+        leader, standby = ops[first], next(o for n, o in ops.items() if n != first)
+        namespace = kube.create_namespace(f"lead-{os.urandom(4).hex()}")
+        kube.apply(stsp(namespace))
+        kube.wait_for("3 pods at v1", lambda: released(kube, namespace, V1), timeout=120)
+        assert metric(leader, "podkit_operator_leader") == 1
+        assert metric(standby, "podkit_operator_leader") == 0
+        assert calls(leader) > 0
+        assert calls(standby) == 0  # no read, no write: the standby runs no handler
+        transitions = kube.get("lease", LEASE, "default")["spec"].get("leaseTransitions", 0)
+
+        leader.kill()  # SIGKILL: no release, the standby waits the Lease out
+        kube.wait_for("the standby to take the Lease", lambda: holder(kube) == standby.identity,
+                      timeout=60)
+        set_image(kube, namespace, V2)
+        kube.wait_for("the release by the new leader", lambda: released(kube, namespace, V2),
+                      timeout=120)
+        assert metric(standby, "podkit_operator_leader") == 1 and calls(standby) > 0
+        assert kube.get("lease", LEASE, "default")["spec"]["leaseTransitions"] == (
+            transitions + 1)
+
+
+def test_a_leader_whose_lease_is_taken_exits(cluster: tuple[Kube, Path]) -> None:
+    kube, state = cluster
+    log = state / "operator-op-c.log"
+    with OperatorProcess(kube.kubeconfig, log, identity="op-c") as operator:
+        # the previous test's leader stopped gracefully: it handed the Lease back
+        kube.wait_for("op-c to lead", lambda: holder(kube) == "op-c", timeout=60)
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        kube.run("patch", "lease", LEASE, "-n", "default", "--type=merge", "-p",
+                 '{"spec": {"holderIdentity": "intruder", "leaseDurationSeconds": 3600, '
+                 f'"renewTime": "{now}"}}}}')
+        assert operator.proc is not None
+        assert operator.proc.wait(timeout=60) == 1
+    assert "op-c lost it (intruder holds the lease now): exiting" in log.read_text()
+    assert holder(kube) == "intruder"

@@ -33,10 +33,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes.client.rest import ApiException
 from prometheus_client import Gauge
 
-from .kube.client import KubeIO
+from .kube.client import API_ERRORS, KubeIO
 
 LEADER = Gauge("podkit_operator_leader", "1 while this operator holds the Lease, else 0")
 log = logging.getLogger(__name__)
@@ -130,7 +129,7 @@ class LeaderElector:
     def _attempt(self) -> bool:
         try:
             return self.try_acquire_or_renew()
-        except (ApiException, OSError) as exc:  # urllib3's errors (timeouts) are OSErrors
+        except API_ERRORS as exc:
             log.warning("lease %s/%s: %s", self.namespace, self.name, exc)
             return False
 
@@ -146,6 +145,12 @@ class LeaderElector:
         self._renewer.start()
 
     def _renew(self) -> None:
+        try:
+            self._renew_until_lost()
+        except Exception as exc:  # a renewer that died silently would leave two leaders
+            self._lose(f"the renewer failed: {exc!r}")
+
+    def _renew_until_lost(self) -> None:
         last = time.monotonic()
         while not self._stop.wait(self.times.retry_s):
             if self._attempt():
@@ -180,7 +185,7 @@ class LeaderElector:
             lease["spec"] = {**lease["spec"], "holderIdentity": None,
                              "renewTime": micro_time(datetime.now(UTC))}
             self.io.write_lease(lease)
-        except (ApiException, OSError) as exc:
+        except API_ERRORS as exc:
             log.warning("lease %s/%s not released (the standby waits it out): %s",
                         self.namespace, self.name, exc)
 

@@ -182,6 +182,23 @@ def test_the_operator_account_has_least_privilege(kube: Kube, verb: str, resourc
     assert can_i(kube, verb, resource) is allowed
 
 
+@pytest.mark.parametrize("verb, resource, allowed", [
+    ("get", "leases.coordination.k8s.io", True),
+    ("create", "leases.coordination.k8s.io", True),
+    ("update", "leases.coordination.k8s.io", True),
+    ("delete", "leases.coordination.k8s.io", False),
+    ("list", "endpointslices.discovery.k8s.io", True),
+])
+def test_the_operator_account_may_keep_its_lease_in_its_own_namespace(
+        kube: Kube, verb: str, resource: str, allowed: bool) -> None:
+    proc = subprocess.run([str(kube.kubectl_path), f"--kubeconfig={kube.kubeconfig}", "auth",
+                           "can-i", verb, resource, "-n", manifests.NAMESPACE,
+                           f"--as={OPERATOR_ACCOUNT}"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.stdout.strip() == ("yes" if allowed else "no"), proc.stderr
+    assert not can_i(kube, "create", "leases.coordination.k8s.io")  # not elsewhere
+
+
 def test_the_operator_account_may_write_status_but_not_exec(kube: Kube) -> None:
     assert can_i(kube, "patch", "statefulsetplus.podkit.io", "--subresource=status")
     assert not can_i(kube, "create", "pods", "--subresource=exec")

@@ -19,10 +19,10 @@ import logging
 from typing import Any
 
 import kopf
-from kubernetes.client.rest import ApiException
 
 from ..api.keys import ANN_ENDPOINTS_OF, GROUP, LABEL_STSP, PLURAL, VERSION
 from ..context import Key, OperatorContext, SliceWriter, context_of, namespace_of
+from ..kube.client import API_ERRORS
 from .slices import PodsOf, as_written, members, slices
 
 RETRY_S = 2.0  # after a write the apiserver refused or that timed out
@@ -115,7 +115,7 @@ async def _write_loop(context: OperatorContext, key: Key, writer: SliceWriter,
         try:
             if await _sync(context, key, writer, indexes):
                 break
-        except (ApiException, OSError) as exc:  # urllib3's errors (timeouts) are OSErrors
+        except API_ERRORS as exc:
             log.warning("EndpointSlices of Service %s/%s: %s; retrying", *key, exc)
             writer.slices = None  # list again: a failed write leaves the state unknown
             await asyncio.sleep(RETRY_S)

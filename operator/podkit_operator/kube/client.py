@@ -15,6 +15,7 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from prometheus_client import Counter
+from urllib3.exceptions import HTTPError
 
 from ..api.keys import (
     ENDPOINTS_MANAGER,
@@ -33,6 +34,10 @@ _FEATURE_RE = re.compile(r'^kubernetes_feature_enabled\{name="(?P<name>[^"]+)"[^
 # bytes, so a large list still completes while a hung apiserver or a lost connection fails
 # the call (and the release loop retries) instead of blocking its thread forever.
 REQUEST_TIMEOUT = (10.0, 30.0)
+
+# What a failed call raises: the apiserver's answer, or urllib3's (a timeout, a refused or lost
+# connection), which is not an OSError.
+API_ERRORS = (ApiException, HTTPError, OSError)
 
 API_REQUESTS = Counter("podkit_operator_api_requests", "calls to the apiserver by the "
                        "operator's own clients (not kopf's watches), by client and HTTP verb",

@@ -20,3 +20,14 @@ def test_podkit_patched_forces_or_leaves_it_to_the_feature_gates(value: str | No
 def test_the_metrics_port_defaults_to_9090_and_0_serves_none() -> None:
     assert Settings.from_environ({}).metrics_port == 9090
     assert Settings.from_environ({"PODKIT_OPERATOR_METRICS_PORT": "0"}).metrics_port == 0
+
+
+def test_the_lease_and_health_settings() -> None:
+    found = Settings.from_environ({})
+    assert found.health_port == 0 and found.lease_namespace == "default"
+    assert found.lease_name == "podkit-operator" and found.identity  # <hostname>-<pid>
+    given = Settings.from_environ({"PODKIT_OPERATOR_HEALTH_PORT": "8080",
+                                   "PODKIT_LEASE_NAMESPACE": "podkit-system",
+                                   "PODKIT_OPERATOR_ID": "podkit-operator-7d9-x2"})
+    assert (given.health_port, given.lease_namespace, given.identity) == (
+        8080, "podkit-system", "podkit-operator-7d9-x2")

@@ -94,10 +94,11 @@ def write_status(kube: Kube, name: str, status: dict[str, Any]) -> None:
              "--type=merge", "-p", json.dumps({"status": status}))
 
 
-def can_i(kube: Kube, *args: str) -> bool:
-    """``kubectl auth can-i ... --as=<the operator's account>`` in all namespaces."""
+def can_i(kube: Kube, *args: str, namespace: str | None = None) -> bool:
+    """``kubectl auth can-i ... --as=<the operator's account>`` in all namespaces (or one)."""
+    scope = ["-n", namespace] if namespace else ["--all-namespaces"]
     proc = subprocess.run([str(kube.kubectl_path), f"--kubeconfig={kube.kubeconfig}", "auth",
-                           "can-i", *args, "--all-namespaces", f"--as={OPERATOR_ACCOUNT}"],
+                           "can-i", *args, *scope, f"--as={OPERATOR_ACCOUNT}"],
                           capture_output=True, text=True, timeout=60)
     answer = proc.stdout.strip()
     assert answer in ("yes", "no"), f"kubectl auth can-i {' '.join(args)}: {proc.stderr}"
@@ -191,11 +192,7 @@ def test_the_operator_account_has_least_privilege(kube: Kube, verb: str, resourc
 ])
 def test_the_operator_account_may_keep_its_lease_in_its_own_namespace(
         kube: Kube, verb: str, resource: str, allowed: bool) -> None:
-    proc = subprocess.run([str(kube.kubectl_path), f"--kubeconfig={kube.kubeconfig}", "auth",
-                           "can-i", verb, resource, "-n", manifests.NAMESPACE,
-                           f"--as={OPERATOR_ACCOUNT}"], capture_output=True, text=True,
-                          timeout=60)
-    assert proc.stdout.strip() == ("yes" if allowed else "no"), proc.stderr
+    assert can_i(kube, verb, resource, namespace=manifests.NAMESPACE) is allowed
     assert not can_i(kube, "create", "leases.coordination.k8s.io")  # not elsewhere
 
 

@@ -1,18 +1,21 @@
 """Leader election's pure parts (podkit_operator.leader): the record a candidate writes and
-expiry by the candidate's own clock; and the operator client's default request timeout,
-against a socket that accepts and never answers. The election against a real apiserver is
-tests/integration/test_operator_leader.py."""
+expiry by the candidate's own clock; the operator client's default request timeout, against a
+socket that accepts and never answers; ``/healthz`` on a real port. The election against a
+real apiserver is tests/integration/test_operator_leader.py."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 import urllib3
 
+from podkit_operator import liveness
 from podkit_operator.kube.client import API_ERRORS, KubeIO, TimeoutApiClient
 from podkit_operator.leader import LeaseTimes, Observed, claim
 
@@ -88,3 +91,29 @@ def test_a_call_without_a_timeout_of_its_own_times_out(silent_server: int) -> No
         KubeIO(api).get_stsp("default", "web")  # the generated call passes no timeout
     assert isinstance(raised.value, urllib3.exceptions.MaxRetryError)
     assert isinstance(raised.value.reason, urllib3.exceptions.ReadTimeoutError)
+
+
+def test_healthz_answers_from_the_start_and_says_who_leads() -> None:
+    async def probe() -> list[str]:
+        port = free_port()
+        leading = [False]
+        runner = await liveness.serve(port, lambda: leading[0])
+        try:
+            answers = [await asyncio.to_thread(get, f"http://127.0.0.1:{port}/healthz")]
+            leading[0] = True
+            answers.append(await asyncio.to_thread(get, f"http://127.0.0.1:{port}/healthz"))
+            return answers
+        finally:
+            await runner.cleanup()
+
+    assert asyncio.run(probe()) == ["ok: standby\n", "ok: leader\n"]
+
+
+def free_port() -> int:
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        return int(probe.getsockname()[1])
+
+
+def get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return str(response.read().decode())

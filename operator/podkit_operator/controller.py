@@ -15,7 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
-from kubernetes.client.rest import ApiException
 from prometheus_client import start_http_server
 
 from . import liveness
@@ -24,7 +23,7 @@ from . import liveness
 from .configreleases import handlers as _configreleases  # noqa: F401
 from .context import OperatorContext, context_of
 from .endpoints import handlers as _endpoints  # noqa: F401
-from .kube.client import REQUEST_TIMEOUT, KubeIO, connect
+from .kube.client import API_ERRORS, REQUEST_TIMEOUT, KubeIO, connect, describe
 from .leader import LeaderElector, LeaseTimes
 from .settings import Settings
 from .statefulsetplus import handlers as _statefulsetplus  # noqa: F401
@@ -41,9 +40,9 @@ def detect_patched(io: KubeIO, settings: Settings, logger: kopf.Logger) -> bool:
         return settings.patched
     try:
         return io.feature_gates().get(PATCH_GATE, False)
-    except ApiException as exc:
+    except API_ERRORS as exc:  # never fail the startup once it leads: it would elect again
         logger.warning("cannot read the apiserver's /metrics (%s): assuming a stock cluster; "
-                       "set PODKIT_PATCHED=true to override", exc.status)
+                       "set PODKIT_PATCHED=true to override", describe(exc))
         return False
 
 

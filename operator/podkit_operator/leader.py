@@ -35,7 +35,7 @@ from typing import Any
 
 from prometheus_client import Gauge
 
-from .kube.client import API_ERRORS, KubeIO
+from .kube.client import API_ERRORS, KubeIO, describe
 
 LEADER = Gauge("podkit_operator_leader", "1 while this operator holds the Lease, else 0")
 log = logging.getLogger(__name__)
@@ -130,11 +130,13 @@ class LeaderElector:
         try:
             return self.try_acquire_or_renew()
         except API_ERRORS as exc:
-            log.warning("lease %s/%s: %s", self.namespace, self.name, exc)
+            log.warning("lease %s/%s: %s", self.namespace, self.name, describe(exc))
             return False
 
     async def acquire(self) -> None:
         """Return once this candidate leads (a standby waits here), then keep renewing."""
+        if self.leading:
+            return
         log.info("lease %s/%s: %s is a candidate", self.namespace, self.name, self.identity)
         while not await asyncio.to_thread(self._attempt):
             await asyncio.sleep(self.times.retry_s * random.uniform(1.0, 1.2))
@@ -187,7 +189,7 @@ class LeaderElector:
             self.io.write_lease(lease)
         except API_ERRORS as exc:
             log.warning("lease %s/%s not released (the standby waits it out): %s",
-                        self.namespace, self.name, exc)
+                        self.namespace, self.name, describe(exc))
 
 
 def _exit(message: str) -> None:

@@ -22,7 +22,7 @@ import kopf
 
 from ..api.keys import ANN_ENDPOINTS_OF, GROUP, LABEL_STSP, PLURAL, VERSION
 from ..context import Key, OperatorContext, SliceWriter, context_of, namespace_of
-from ..kube.client import API_ERRORS
+from ..kube.client import API_ERRORS, describe
 from .slices import PodsOf, as_written, members, slices
 
 RETRY_S = 2.0  # after a write the apiserver refused or that timed out
@@ -116,7 +116,7 @@ async def _write_loop(context: OperatorContext, key: Key, writer: SliceWriter,
             if await _sync(context, key, writer, indexes):
                 break
         except API_ERRORS as exc:
-            log.warning("EndpointSlices of Service %s/%s: %s; retrying", *key, exc)
+            log.warning("EndpointSlices of Service %s/%s: %s; retrying", *key, describe(exc))
             writer.slices = None  # list again: a failed write leaves the state unknown
             await asyncio.sleep(RETRY_S)
             writer.wake.set()

@@ -39,6 +39,14 @@ REQUEST_TIMEOUT = (10.0, 30.0)
 # connection), which is not an OSError.
 API_ERRORS = (ApiException, HTTPError, OSError)
 
+
+def describe(exc: BaseException) -> str:
+    """One line for a log: ``403 Forbidden``, or urllib3's message (``str`` of an
+    ApiException carries every response header)."""
+    if isinstance(exc, ApiException):
+        return f"{exc.status} {exc.reason}"
+    return str(exc)
+
 API_REQUESTS = Counter("podkit_operator_api_requests", "calls to the apiserver by the "
                        "operator's own clients (not kopf's watches), by client and HTTP verb",
                        ["client", "verb"])

@@ -22,7 +22,7 @@ from ..api.statefulsetplus import SpecError, parse_spec
 from ..configreleases.handlers import collect_garbage, released_template
 from ..context import OperatorContext, context_of, namespace_of
 from ..inplace.sidecar import awaiting_report, sidecar_states
-from ..kube.client import API_ERRORS, KubeIO
+from ..kube.client import API_ERRORS, KubeIO, describe
 from ..kube.objects import terminating
 from ..releases import metrics
 from ..releases.handlers import apply_plan, count_events
@@ -55,7 +55,8 @@ async def release_loop(namespace: str | None, name: str, memo: kopf.Memo, logger
             try:
                 requeue = await asyncio.to_thread(reconcile, context, namespace, name, logger)
             except API_ERRORS as exc:  # a refusal, or a timeout of the client
-                logger.warning("reconcile of %s/%s failed: %s; retrying", namespace, name, exc)
+                logger.warning("reconcile of %s/%s failed: %s; retrying", namespace, name,
+                               describe(exc))
                 requeue = RETRY_S
             try:
                 await asyncio.wait_for(waker.wait(),

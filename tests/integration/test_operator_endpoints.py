@@ -204,3 +204,14 @@ def test_a_spec_the_release_loop_rejects_does_not_freeze_the_slices(kube: Kube) 
     # the release loop does not recreate it (it acts on no rejected spec); the slice follows
     kube.wait_for("web-0 gone from the slice", lambda: set(
         ready_pods(kube, "frozen", ns)) == {"web-1", "web-2"}, timeout=60)
+
+
+def test_a_service_that_loses_the_annotation_loses_its_podkit_slices(kube: Kube) -> None:
+    ns = kube.create_namespace(f"ep-{os.urandom(4).hex()}")
+    kube.apply(stsp(2, ns))
+    kube.apply(service("dropped", namespace=ns))
+    kube.wait_for("2 ready endpoints", lambda: len(ready_pods(kube, "dropped", ns)) == 2,
+                  timeout=120)
+    kube.run("annotate", "service", "dropped", "-n", ns, f"{ANN_ENDPOINTS_OF}-")
+    kube.wait_for("its podkit slices removed", lambda: not podkit_slices(kube, "dropped", ns),
+                  timeout=60)

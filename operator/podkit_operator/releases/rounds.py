@@ -178,7 +178,8 @@ class ReleasePass:
             round_.patch(ordinal, step.patch, step.reason)
         elif isinstance(step, Done) and step.patch:
             round_.patch(ordinal, step.patch, "update finished")
-            revision = step.patch["metadata"]["annotations"].get(ANN_REVISION)
+            revision = (step.patch["metadata"]["annotations"].get(ANN_REVISION)
+                        or annotations_of(self.pods[ordinal]).get(ANN_REVISION))
             round_.events.append(Event(EventReason.UPDATE_COMPLETED, f"{name} is at {revision}",
                                        pod=name))
         elif isinstance(step, DeletePod):
@@ -320,7 +321,10 @@ class ReleasePass:
             pod_annotations = annotations_of(pod)
             round_.batch_failed += (ordinal in members
                                     and pod_annotations.get(ANN_FAILED) == self.update.name)
-            if ordinal in members or pod_annotations.get(ANN_TARGET) is not None:
+            failed_later = (pod_annotations.get(ANN_FAILED) == self.update.name
+                            and pod_annotations.get(ANN_REVISION) == self.update.name)
+            if (ordinal in members or pod_annotations.get(ANN_TARGET) is not None
+                    or failed_later):  # failed after its soak, in an earlier batch
                 if self.settle(round_, ordinal, current, budget):
                     round_.rollback_done += ordinal in members
                 else:

@@ -92,9 +92,9 @@ def retag(ref: str, same_as: str) -> None:
 def _content(ref: str) -> str:
     """The image's content digest (a pinned reference's digest, else one per distinct image)."""
     norm = normalize_image(ref)
+    norm = _RETAGS.get(norm, norm)
     if "@" in norm:
         return norm.rpartition("@")[2]
-    norm = _RETAGS.get(norm, norm)
     return "sha256:" + hashlib.sha256(norm.encode()).hexdigest()
 
 

@@ -66,7 +66,7 @@ class Probe:
     def parse(cls, kind: str, raw: Mapping[str, Any]) -> Probe | None:
         """The probe of a Kubernetes probe object; None for an action the sidecar cannot run
         (exec, grpc). A port must be a number (the operator resolves names)."""
-        timing = {"initial_delay_s": float(raw.get("initialDelaySeconds", 0)),
+        timing: dict[str, Any] = {"initial_delay_s": float(raw.get("initialDelaySeconds", 0)),
                   "period_s": float(raw.get("periodSeconds", 10)),
                   "timeout_s": float(raw.get("timeoutSeconds", 1)),
                   "success_threshold": int(raw.get("successThreshold", 1)),

@@ -231,8 +231,8 @@ def _health_events(release: ReleasePass, new_status: dict[str, Any]) -> list[Eve
         if name not in before:
             events.append(Event(EventReason.SERVING_FAILED, f"{name}: {problems[name]}",
                                 "Warning", name))
-    stuck = next((c for c in new_status["conditions"]
-                  if c["type"] == ConditionType.TERMINATION_STUCK), {})
+    stuck: dict[str, Any] = next((c for c in new_status["conditions"]
+                                  if c["type"] == ConditionType.TERMINATION_STUCK), {})
     if (stuck.get("status") == "True"
             and condition_status(release.prior_status, ConditionType.TERMINATION_STUCK)
             != "True"):

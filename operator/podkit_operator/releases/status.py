@@ -15,7 +15,6 @@ from ..kube.objects import annotations_of, deletion_overdue_at, parse_time, pod_
 from .config_status import config_condition, config_status
 from .rounds import PodRound, ReleasePass
 
-
 # A pod still there this long after its deletion was due (deletionTimestamp plus the grace
 # period once more) has a kubelet that does not answer: its node is gone or cut off.
 STUCK_MARGIN = timedelta(seconds=60)

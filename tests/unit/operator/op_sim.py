@@ -199,7 +199,7 @@ def kubelet(pod: dict[str, Any], bad: set[str] = frozenset(), slots: bool = True
                                                   else rfc3339(now))}
     status.update({"phase": "Running", "containerStatuses": statuses,
                    "conditions": list(conditions.values())})
-    status.setdefault("podIP", "10.200.0.%d" % (sum(map(ord, pod["metadata"]["name"])) % 250))
+    status.setdefault("podIP", f"10.200.0.{sum(map(ord, pod['metadata']['name'])) % 250}")
 
 
 class Sim:

@@ -3,9 +3,10 @@
 
 from datetime import timedelta
 
+from test_op_release import at, rev
+
 from op_sim import V1, V2, Sim, make_stsp, reported_image, retag
 from podkit_operator.kube.objects import rfc3339
-from test_op_release import at, rev
 
 CRASHING = "podkit.local/podkit-demo:v2-crash-after-8s"
 

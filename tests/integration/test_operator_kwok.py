@@ -241,4 +241,4 @@ def test_a_digest_pinned_image_reported_under_another_tag_is_released(kube: Kube
                   and status(kube, namespace).get("updatedReplicas") == 2, timeout=120)
     reported = {c["image"] for p in pods(kube, namespace)
                 for c in p["status"]["containerStatuses"]}
-    assert PINNED not in reported  # progress came from the image ID, not the string
+    assert PINNED not in reported, [p["status"]["containerStatuses"] for p in pods(kube, namespace)]

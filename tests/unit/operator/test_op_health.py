@@ -29,15 +29,21 @@ def runs(sim, image) -> set[str]:
                                                   for c in p["spec"]["containers"])}
 
 
-def test_a_version_that_crashes_8s_after_start_fails_batch_1_and_reaches_no_other_pod():
-    sim = settled(batch_num=3, interval=20)
-    sim.set_image(CRASHING)
+def release_until_failed(sim, image, ticks=120) -> set[str]:
+    """Release ``image`` until the release fails; the pods whose spec ever named it."""
+    sim.set_image(image)
     ever = set()
-    for _ in range(120):
+    for _ in range(ticks):
         sim.tick()
-        ever |= runs(sim, CRASHING)
+        ever |= runs(sim, image)
         if sim.bds.get("generalStatus") == "Failed":
             break
+    return ever
+
+
+def test_a_version_that_crashes_8s_after_start_fails_batch_1_and_reaches_no_other_pod():
+    sim = settled(batch_num=3, interval=20)
+    ever = release_until_failed(sim, CRASHING)
     st = sim.stsp["status"]
     assert sim.bds["generalStatus"] == "Failed" and sim.bds["batchOrder"] == 1
     assert {c["type"]: c["status"] for c in st["conditions"]}["ReleaseFailed"] == "True"
@@ -53,13 +59,7 @@ def test_without_a_soak_the_same_crash_reaches_more_than_the_canary():
     """The case the soak exists for (minReadySeconds 0 is the old behaviour): the crash is
     still caught before the release completes, but after later batches started."""
     sim = settled(batch_num=3, min_ready=0)
-    sim.set_image(CRASHING)
-    ever = set()
-    for _ in range(60):
-        sim.tick()
-        ever |= runs(sim, CRASHING)
-        if sim.bds.get("generalStatus") == "Failed":
-            break
+    ever = release_until_failed(sim, CRASHING)
     assert sim.bds["generalStatus"] == "Failed" and len(ever) > 1
 
 

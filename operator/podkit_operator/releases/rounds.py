@@ -205,6 +205,13 @@ class ReleasePass:
                     budget=budget)
         return False
 
+    def failed_after_soak(self, pod: dict[str, Any]) -> bool:
+        """The pod's update failed after it was recorded at the update revision (a crash after
+        its soak) and it is not back yet; a replaced pod (Recreate) stays where it failed."""
+        ann = annotations_of(pod)
+        return (not self.rules.replaces_pods and ann.get(ANN_FAILED) == self.update.name
+                and ann.get(ANN_REVISION) == self.update.name)
+
     def clear_stale_mark(self, round_: PodRound, ordinal: int, target: RevisionInfo) -> None:
         """A failure mark of another revision is from an earlier release: drop it (a mark is
         never dropped at a release's start, which a lost status write would repeat)."""
@@ -262,8 +269,7 @@ class ReleasePass:
                 # update) it rests where its rollback left it, untouched until a new release
                 # one that failed after its soak (still recorded at the update, on its way
                 # back) counts in the current batch, whichever batch it was in
-                round_.batch_failed += (ordinal in members
-                                        or pod_annotations.get(ANN_REVISION) == update.name)
+                round_.batch_failed += (ordinal in members or self.failed_after_soak(pod))
                 if (not self.rules.replaces_pods and self.releasing
                         and not self.settle(round_, ordinal, current, safety)):
                     round_.converged = False
@@ -321,10 +327,8 @@ class ReleasePass:
             pod_annotations = annotations_of(pod)
             round_.batch_failed += (ordinal in members
                                     and pod_annotations.get(ANN_FAILED) == self.update.name)
-            failed_later = (pod_annotations.get(ANN_FAILED) == self.update.name
-                            and pod_annotations.get(ANN_REVISION) == self.update.name)
             if (ordinal in members or pod_annotations.get(ANN_TARGET) is not None
-                    or failed_later):  # failed after its soak, in an earlier batch
+                    or self.failed_after_soak(pod)):  # in an earlier batch
                 if self.settle(round_, ordinal, current, budget):
                     round_.rollback_done += ordinal in members
                 else:

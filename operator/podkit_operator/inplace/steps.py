@@ -164,6 +164,21 @@ def failing_reason(pod: dict[str, Any], name: str) -> str | None:
     return f"container {name}: {reason}" + (f": {msg}" if msg else "")
 
 
+def serving_record(pod: dict[str, Any], spec: StsPlusSpec, now: datetime) -> dict[str, Any] | None:
+    """The patch of the ``serving-since``/``serving-run`` annotations of a pod that has none yet (created
+    at its revision, never updated), once its serving container runs ready in a Ready pod: so
+    that its health is followed as an updated pod's is. None when there is nothing to record."""
+    if annotations_of(pod).get(ANN_SERVING_RUN):
+        return None
+    name = spec.business
+    if container_spec(pod, f"{name}-a"):  # a swap pod: the active slot serves
+        name = f"{name}-{annotations_of(pod).get(ANN_ACTIVE_SLOT) or 'a'}"
+    run = running_fingerprint(container_status(pod, name))
+    if run is None or not running_ready(pod, name) or not pod_ready(pod):
+        return None
+    return pod_patch(ann={ANN_SERVING_SINCE: rfc3339(now), ANN_SERVING_RUN: run})
+
+
 def serving_problem(pod: dict[str, Any]) -> str | None:
     """What is wrong with the container recorded serving (``podkit.io/serving-run``) since it
     took over: it restarted (another ID, restart count or start time), or it is not ready (it

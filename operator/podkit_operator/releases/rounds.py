@@ -17,7 +17,16 @@ from ..api.reasons import EventReason
 from ..api.statefulsetplus import StsPlusSpec
 from ..inplace.patches import merge_patches
 from ..inplace.pods import ordinal_of, pod_name
-from ..inplace.steps import DeletePod, Done, Failed, PatchPod, Step, Wait, serving_problem
+from ..inplace.steps import (
+    DeletePod,
+    Done,
+    Failed,
+    PatchPod,
+    Step,
+    Wait,
+    serving_problem,
+    serving_record,
+)
 from ..inplace.strategies import STRATEGIES, PodUpdate
 from ..kube.objects import annotations_of, parse_time, terminating
 from ..revisions.revision import CurrentAndUpdate, RevisionInfo
@@ -286,6 +295,8 @@ class ReleasePass:
                     round_.batch_failed += 1
                     continue
                 round_.batch_done += ordinal in members
+                round_.patch(ordinal, serving_record(pod, self.spec, self.now),
+                             "record the container that serves")
                 continue
             if self.in_flight(ordinal, update) or isinstance(step, Done):
                 round_.converged = False

@@ -137,3 +137,16 @@ def test_a_stuck_terminating_pod_makes_a_condition():
     assert cond["status"] == "True" and cond["reason"] == "PodStuckTerminating"
     assert "web-1" in cond["message"] and "--force" in cond["message"]
     assert [e for e in sim.plans[-1].events if e.reason == "PodStuckTerminating"]
+
+
+def test_a_pod_never_updated_is_followed_from_its_first_ready_look():
+    sim = settled(replicas=1)
+    ann = sim.pods["web-0"]["metadata"]["annotations"]
+    assert ann["podkit.io/serving-run"].startswith("web-a|containerd://")
+    status = sim.pods["web-0"]["status"]["containerStatuses"][0]
+    status["ready"] = False  # its business's probes fail (the sidecar fails the slot)
+    sim.plan()  # the kubelet of the sim would mark it ready again: plan on this state
+    plan = sim.plan()
+    assert plan.status["unhealthyPods"] == ["web-0"]
+    assert [e.reason for e in plan.events] == ["ServingFailed"]
+    assert "not ready" in plan.events[0].message

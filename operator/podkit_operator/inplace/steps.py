@@ -165,9 +165,10 @@ def failing_reason(pod: dict[str, Any], name: str) -> str | None:
 
 
 def serving_record(pod: dict[str, Any], spec: StsPlusSpec, now: datetime) -> dict[str, Any] | None:
-    """The patch of the ``serving-since``/``serving-run`` annotations of a pod that has none yet (created
-    at its revision, never updated), once its serving container runs ready in a Ready pod: so
-    that its health is followed as an updated pod's is. None when there is nothing to record."""
+    """The patch of the ``serving-since``/``serving-run`` annotations of a pod that has none
+    yet (created at its revision, never updated), once its serving container runs ready in a
+    Ready pod, so that its health is followed as an updated pod's is; None when there is
+    nothing to record."""
     if annotations_of(pod).get(ANN_SERVING_RUN):
         return None
     name = spec.business

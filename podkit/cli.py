@@ -47,6 +47,7 @@ def cmd_pause(args: argparse.Namespace) -> int:
 def cmd_sidecar(args: argparse.Namespace) -> int:
     from prometheus_client import CollectorRegistry
 
+    from .probes import ProbeRunner, parse_probes
     from .reload import ConfigReloader, Hook
     from .sidecar import Sidecar
 
@@ -62,14 +63,19 @@ def cmd_sidecar(args: argparse.Namespace) -> int:
                                   Hook.parse(args.config_hook), registry,
                                   timeout_s=args.hook_timeout)
         extra_status["config"] = reloader.status
+    probes = ProbeRunner(shared, parse_probes(os.environ.get("PODKIT_PROBES")))
+    extra_status["business_probes"] = probes.status
     try:
         sidecar = Sidecar(shared, address=args.address, port=args.port, registry=registry,
-                          extra_status=extra_status)
+                          extra_status=extra_status,
+                          slot_health=probes.verdict if probes.probes else None)
     except OSError as exc:
         raise PodkitError(f"cannot listen on {args.address}:{args.port}: {exc.strerror}; "
                           "choose another --port") from exc
     if reloader is not None:
         reloader.start()
+    if probes.probes:
+        probes.start()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"podkit sidecar: serving {shared.root} on {args.address}:{sidecar.port}",
           flush=True)

@@ -31,6 +31,7 @@ DEFAULT_PORT = 9901
 SLOT_READYZ = "/readyz/slot/"
 
 StatusProvider = Callable[[], dict[str, Any]]
+SlotHealth = Callable[[str], tuple[bool, str]]  # the business's probes' verdict on a slot
 
 
 class SlotCollector(Collector):
@@ -60,12 +61,16 @@ class SlotCollector(Collector):
 
 
 class Sidecar:
-    """The sidecar's HTTP server; ``extra_status`` adds sections to ``/state``."""
+    """The sidecar's HTTP server; ``extra_status`` adds sections to ``/state``;
+    ``slot_health`` (:meth:`podkit.probes.ProbeRunner.verdict`) can fail a slot's readiness
+    and the pod's on top of the slot rule."""
 
     def __init__(self, shared: SharedDir, address: str = "0.0.0.0", port: int = DEFAULT_PORT,
                  registry: CollectorRegistry | None = None,
-                 extra_status: dict[str, StatusProvider] | None = None) -> None:
+                 extra_status: dict[str, StatusProvider] | None = None,
+                 slot_health: SlotHealth | None = None) -> None:
         self.shared = shared
+        self.slot_health = slot_health
         self.registry = registry or CollectorRegistry()
         self.registry.register(SlotCollector(shared))
         self.extra_status = extra_status or {}
@@ -103,11 +108,16 @@ class Sidecar:
                 if path == "/healthz":
                     self._send(200, b"ok\n", "text/plain")
                 elif path == "/readyz":
-                    ready, reason = observe(sidecar.shared).readiness()
+                    view = observe(sidecar.shared)
+                    ready, reason = view.readiness()
+                    if ready and sidecar.slot_health:
+                        ready, reason = sidecar.slot_health(view.active_slots[0])
                     self._send(200 if ready else 503, f"{reason}\n".encode(), "text/plain")
                 elif path.startswith(SLOT_READYZ) and path[len(SLOT_READYZ):] in ("a", "b"):
                     ready, reason = observe(sidecar.shared).slot_readiness(
                         path[len(SLOT_READYZ):])
+                    if ready and sidecar.slot_health:
+                        ready, reason = sidecar.slot_health(path[len(SLOT_READYZ):])
                     self._send(200 if ready else 503, f"{reason}\n".encode(), "text/plain")
                 elif path == "/state":
                     body = json.dumps(sidecar.state(), indent=2, sort_keys=True) + "\n"

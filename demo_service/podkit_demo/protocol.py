@@ -5,6 +5,15 @@ TCP (one line per request, any number of requests per connection) and UDP (one d
 * ``GET <seq>``  -> ``<version> <slot> <seq> <served> <greeting>``
 * ``STATE``      -> one JSON line: version, slot, served, blob size and checksums (TCP only;
   it reads the whole blob, so it is for tests, not for load)
+* ``GET /healthz HTTP/1.x`` (TCP) -> ``HTTP/1.0 200 OK``: an HTTP request line, so a
+  Kubernetes ``httpGet`` probe can ask whether the serving loop answers
+
+Failure switches for tests (env of the business container; off unless set):
+
+* ``PODKIT_DEMO_CRASH_AFTER_S=N`` with ``PODKIT_DEMO_CRASH_VERSION=<version>``: a process of
+  that version exits with status 70, N seconds after it took over;
+* ``PODKIT_DEMO_HANG_COMMAND=1``: ``HANG`` (TCP) stops the serving loop for good: the process
+  lives, holds the hand-over lock and answers nothing (alive but hung).
 """
 
 from __future__ import annotations

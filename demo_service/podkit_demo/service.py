@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import selectors
 import signal
@@ -106,6 +107,13 @@ class DemoService:
             served = self.state.count_request()
             return (f"{self.env.version} {self.env.slot} {words[1].decode(errors='replace')} "
                     f"{served} {self.greeting}\n").encode()
+        if len(words) == 3 and words[0] == b"GET" and words[2].startswith(b"HTTP/"):
+            return b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nok\n"
+        if words == [b"HANG"] and os.environ.get("PODKIT_DEMO_HANG_COMMAND") == "1":
+            print("podkit-demo: HANG: the serving loop stops for good", file=sys.stderr,
+                  flush=True)
+            while True:
+                time.sleep(3600)
         if words == [b"STATE"]:  # reads the whole blob: for tests, not for load
             report = dict(self.state.report(), version=self.env.version, slot=self.env.slot,
                           greeting=self.greeting, client_errors=self.client_errors)
@@ -128,15 +136,20 @@ class DemoService:
         selector.register(self.tcp, selectors.EVENT_READ, "accept")
         selector.register(self.udp, selectors.EVENT_READ, "datagram")
         next_sweep = time.monotonic() + SWEEP_S
+        crash_at = _crash_at(self.env.version)
         while True:
             now = time.monotonic()
+            if now >= crash_at:
+                print(f"podkit-demo: PODKIT_DEMO_CRASH_AFTER_S: {self.env.version} crashes "
+                      "as asked", file=sys.stderr, flush=True)
+                os._exit(70)
             if self._accept_paused_until and now >= self._accept_paused_until:
                 self._accept_paused_until = 0.0
                 selector.register(self.tcp, selectors.EVENT_READ, "accept")
             if now >= next_sweep:
                 self._close_idle(now)
                 next_sweep = now + SWEEP_S
-            wake = min(next_sweep, self._accept_paused_until or next_sweep)
+            wake = min(next_sweep, self._accept_paused_until or next_sweep, crash_at)
             for key, events in selector.select(max(0.0, wake - now)):
                 if key.data == "stop":
                     selector.unregister(stop_fd)
@@ -307,6 +320,14 @@ class DemoService:
         if self._connections.pop(conn.sock, None) is not None:
             self._selector.unregister(conn.sock)
             conn.sock.close()
+
+
+def _crash_at(version: str | None) -> float:
+    """When this process crashes by the test switch (``math.inf``: never)."""
+    after = os.environ.get("PODKIT_DEMO_CRASH_AFTER_S")
+    if not after or os.environ.get("PODKIT_DEMO_CRASH_VERSION") != version:
+        return math.inf
+    return time.monotonic() + float(after)
 
 
 def main() -> int:

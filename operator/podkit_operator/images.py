@@ -68,3 +68,26 @@ def image_tag(ref: str) -> str:
     if colon > slash:
         return name[colon + 1:]
     return digest if at else "latest"
+
+
+def digest_of(ref: str | None) -> str | None:
+    """The digest a reference pins (``sha256:...`` after an ``@``), None when it pins none.
+
+    Also reads an image ID as the kubelet reports it (``repo@sha256:...``, ``sha256:...``, or
+    with a ``docker-pullable://`` scheme): its digest."""
+    if not ref:
+        return None
+    ref = ref.strip().split("://", 1)[-1]
+    if "@" in ref:
+        return ref.rpartition("@")[2] or None
+    return ref if ref.startswith("sha256:") else None
+
+
+def runs_reference(status_image: str | None, image_id: str | None, ref: str | None) -> bool:
+    """A container status names the image of ``ref``: by reference, or by the digest ``ref``
+    pins (containerd reports an image's *first* repo tag as ``image``, so a digest-pinned or
+    retagged reference rarely comes back as it was written; the image ID's digest does)."""
+    if same_image(status_image, ref):
+        return True
+    pinned = digest_of(ref) if ref and "@" in ref else None
+    return pinned is not None and digest_of(image_id) == pinned

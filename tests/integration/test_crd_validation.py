@@ -216,6 +216,7 @@ def test_a_minimal_object_gets_its_defaults(kube: Kube) -> None:
     spec = get(kube, "defaults")["spec"]
     assert spec["replicas"] == 1
     assert spec["revisionHistoryLimit"] == 10
+    assert spec["minReadySeconds"] == 10  # the soak catches a crash within 10 s
     assert spec["updateStrategy"] == {"type": "ABSwap", "batchDeployConfig": {
         "batchNum": 1, "batchAuto": True, "batchIntervalSeconds": 0,
         "batchDeadlineSeconds": 600, "maxFailedPercent": 0}}
@@ -226,6 +227,7 @@ def test_a_full_object_is_kept_as_given(kube: Kube) -> None:
              "podsNumToUpdate": [1, "25%", 4, "100%"], "batchDeadlineSeconds": 120,
              "maxFailedPercent": 20}
     obj = stsp("full", replicas=10, batch=batch, serviceName="full", revisionHistoryLimit=3,
+               minReadySeconds=30,
                podkit={"pauseImage": "podkit.local/podkit-pause:dev",
                        "sidecarImage": "podkit.local/podkit-sidecar:dev"})
     c = containers(obj["spec"])[0]
@@ -344,6 +346,8 @@ BAD_SPECS: list[tuple[str, Callable[[dict[str, Any]], Any], list[str]]] = [
      ["spec.configHistoryLimit in body should be greater than or equal to 1"]),
     ("config-map-name-too-long", lambda s: with_config(s).update(configMaps=["a" * 243]),
      ["spec.configMaps[0]: Too long"]),
+    ("min-ready-negative", lambda s: s.update(minReadySeconds=-1),
+     ["spec.minReadySeconds in body should be greater than or equal to 0"]),
     ("misspelt-field", lambda s: batch_config(s).update(batchnum=3),
      ['unknown field "spec.updateStrategy.batchDeployConfig.batchnum"']),
 ]
@@ -371,6 +375,7 @@ def test_the_selector_is_immutable(kube: Kube) -> None:
 
 FULL_STATUS = {
     "observedGeneration": 1, "replicas": 6, "readyReplicas": 5, "updatedReplicas": 3,
+    "unhealthyReplicas": 1, "unhealthyPods": ["cols-4"],
     "currentRevision": "cols-6d5f7c9b8", "updateRevision": "cols-7f9c8d6b5",
     "selector": "app=cols",
     "batchDeployStatus": {

@@ -222,3 +222,42 @@ def test_inplace_and_recreate_strategies(kube: Kube, namespace: str, strategy: s
     kept = {n for n in after if after[n]["metadata"]["uid"] == before[n]["metadata"]["uid"]}
     # InPlace patches the running pods; Recreate deletes each and creates it again
     assert kept == (set(after) if strategy == "InPlace" else set())
+
+
+CRASHING = "podkit.local/podkit-demo:v2-crash-after-8s"  # kwok crashes it 8 s after its start
+PINNED = "podkit.local/podkit-demo@sha256:" + "ab" * 32  # kwok reports it under another tag
+
+
+def test_a_version_that_crashes_after_taking_over_fails_batch_1_only(kube: Kube,
+                                                                     namespace: str) -> None:
+    """The soak (minReadySeconds, default 10 s) catches a crash 8 s after the start, so the
+    release never reaches the second batch, though batch 1 looked ready at first."""
+    kube.apply(stsp(namespace, 3, V1, batchNum=3, batchIntervalSeconds=0))
+    kube.wait_for("3 pods at v1", lambda: at(kube, namespace, V1, 3), timeout=120)
+    set_image(kube, namespace, CRASHING)
+    seen: set[str] = set()
+
+    def failed() -> bool:
+        for pod in pods(kube, namespace):
+            if any(c["image"] == CRASHING for c in pod["spec"]["containers"]):
+                seen.add(pod["metadata"]["name"])
+        return batch_status(kube, namespace).get("generalStatus") == "Failed"
+
+    kube.wait_for("the release to fail", failed, timeout=120, interval=0.2)
+    kube.wait_for("every pod serving v1 again", lambda: at(kube, namespace, V1, 3), timeout=120)
+    assert seen == {"web-2"}, seen  # only batch 1 ever ran it
+    assert batch_status(kube, namespace)["batchOrder"] == 1
+    assert not events(kube, namespace, "BatchCompleted")
+
+
+def test_a_digest_pinned_image_reported_under_another_tag_is_released(kube: Kube,
+                                                                      namespace: str) -> None:
+    kube.apply(stsp(namespace, 2, V1, batchNum=1))
+    kube.wait_for("2 pods at v1", lambda: at(kube, namespace, V1, 2), timeout=120)
+    set_image(kube, namespace, PINNED)
+    kube.wait_for("the pinned release to complete", lambda: at(kube, namespace, PINNED, 2)
+                  and batch_status(kube, namespace).get("generalStatus") == "Completed"
+                  and status(kube, namespace).get("updatedReplicas") == 2, timeout=120)
+    reported = {c["image"] for p in pods(kube, namespace)
+                for c in p["status"]["containerStatuses"]}
+    assert PINNED not in reported, [p["status"]["containerStatuses"] for p in pods(kube, namespace)]

@@ -32,6 +32,9 @@ ANN_STARTED = "podkit.io/swap-started"  # when that update started (RFC 3339)
 ANN_FAILED = "podkit.io/swap-failed"  # the revision whose update failed on this pod
 ANN_MUTABLE = "podkit.io/mutable-spec"  # "true": opted in to in-place env/volume changes
 ANN_CONFIG_APPLIED = "podkit.io/config-applied"  # the copies its sidecar reported applied
+ANN_SERVING_SINCE = "podkit.io/serving-since"  # when the serving container took over (RFC 3339)
+ANN_SERVING_RUN = "podkit.io/serving-run"  # that container's run: name|ID|restarts|startedAt
+ANN_REPLACED = "podkit.io/replaced-containers"  # name=containerID of containers re-imaged
 
 # --- annotations on other objects ---------------------------------------------------------------
 ANN_CONFIG_HASH = "podkit.io/config-hash"  # on a config copy: its full content hash

@@ -23,6 +23,8 @@ class EventReason(StrEnum):
     ROLLBACK_STARTED = "RollbackStarted"
     CONFIG_GRAYSCALE_REFUSED = "ConfigGrayscaleRefused"
     INVALID_SPEC = "InvalidSpec"
+    SERVING_FAILED = "ServingFailed"  # a pod's serving container restarted or turned unready
+    POD_STUCK_TERMINATING = "PodStuckTerminating"
 
 
 class ConditionType(StrEnum):
@@ -32,6 +34,7 @@ class ConditionType(StrEnum):
     PROGRESSING = "Progressing"
     RELEASE_FAILED = "ReleaseFailed"
     CONFIG_GRAYSCALE = "ConfigGrayscale"
+    TERMINATION_STUCK = "TerminationStuck"  # a pod deleted long ago is still there
 
 
 class ConditionReason(StrEnum):
@@ -44,6 +47,8 @@ class ConditionReason(StrEnum):
     NO_FAILURE = "NoFailure"
     ENABLED = "Enabled"
     STOCK_CLUSTER = "StockCluster"
+    POD_STUCK_TERMINATING = "PodStuckTerminating"
+    NONE_STUCK = "NoneStuck"
 
 
 class GeneralStatus(StrEnum):

@@ -23,6 +23,9 @@ DEFAULT_DEADLINE_S = 600
 DEFAULT_HISTORY = 10
 DEFAULT_CONFIG_HISTORY = 10
 DEFAULT_CONFIG_HOOK = "none"
+# minReadySeconds: a pod's new version must serve this long, unrestarted and ready, before the
+# pod counts as updated; the default catches a version that crashes within 10 s of taking over
+DEFAULT_MIN_READY_S = 10
 SIDECAR_NAME = "podkit-sidecar"
 RESERVED_VOLUMES = ("podkit", "podkit-shm")
 _PERCENT_RE = re.compile(r"^\s*(\d{1,3})\s*%\s*$")
@@ -63,6 +66,7 @@ class StsPlusSpec:
     config_maps: tuple[str, ...] = ()
     config_history_limit: int = DEFAULT_CONFIG_HISTORY
     config_hook: str = DEFAULT_CONFIG_HOOK
+    min_ready_s: int = DEFAULT_MIN_READY_S
 
     @property
     def config_volumes(self) -> tuple[str, ...]:
@@ -228,6 +232,8 @@ def parse_spec(spec: dict[str, Any]) -> StsPlusSpec:
         config_history_limit=_int(spec.get("configHistoryLimit", DEFAULT_CONFIG_HISTORY),
                                   "spec.configHistoryLimit", minimum=1),
         config_hook=config_hook,
+        min_ready_s=_int(spec.get("minReadySeconds", DEFAULT_MIN_READY_S),
+                         "spec.minReadySeconds", maximum=3600),
     )
 
 

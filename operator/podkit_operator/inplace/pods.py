@@ -7,7 +7,9 @@ changes images (and on a patched cluster the version env). Decisions:
   the slot is up, idle, standing by or active; an exec probe would start a process in the
   container every second, and those starts showed up as 10 ms stalls of the serving slot on a
   2-core node), because a business readiness probe would fail in the idle slot; liveness and startup
-  probes of the business container are dropped from the slots for the same reason;
+  probes of the business container are dropped from the slots for the same reason, and all three
+  go to the sidecar instead (env ``PODKIT_PROBES``), which runs them against the active slot
+  (:mod:`podkit.probes`) and fails that slot's readiness when they fail;
 - both slots keep the business container's resources (either may become active);
 - container ports are declared on slot a only (a port name may appear once per pod);
 - probes run every second: the swap advances on what they report, never on a sleep.
@@ -16,6 +18,7 @@ changes images (and on a patched cluster the version env). Decisions:
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 from ..api.keys import ANN_ACTIVE_SLOT, ANN_CONFIG_APPLIED, ANN_MUTABLE, ANN_REVISION, LABEL_STSP
@@ -86,11 +89,35 @@ def build_slot(business: dict[str, Any], slot: str, image: str, version: str | N
     return c
 
 
-def build_sidecar(spec: StsPlusSpec) -> dict[str, Any]:
+PROBE_KINDS = {"readinessProbe": "readiness", "livenessProbe": "liveness",
+               "startupProbe": "startup"}
+
+
+def business_probes(business: dict[str, Any]) -> str | None:
+    """The business container's probes as the sidecar runs them (``PODKIT_PROBES``, JSON),
+    named ports resolved against its ports; None when it has none."""
+    ports = {p.get("name"): p.get("containerPort") for p in business.get("ports") or []}
+    probes = {}
+    for field, kind in PROBE_KINDS.items():
+        probe = copy.deepcopy(business.get(field))
+        if not probe:
+            continue
+        for action in ("httpGet", "tcpSocket"):
+            if isinstance((probe.get(action) or {}).get("port"), str):
+                name = probe[action]["port"]
+                probe[action]["port"] = ports.get(name, int(name) if name.isdigit() else name)
+        probes[kind] = probe
+    return json.dumps(probes, sort_keys=True, separators=(",", ":")) if probes else None
+
+
+def build_sidecar(spec: StsPlusSpec, business: dict[str, Any]) -> dict[str, Any]:
     """The referee: reports the slots, serves /readyz (the pod's readiness) and /metrics; it
     watches the released ConfigMaps' volumes (read-only, at /podkit-config/<volume>) and runs
-    the config hook when their content changes."""
+    the config hook when their content changes; it runs ``business``'s probes against the
+    active slot."""
     env = [{"name": "PODKIT_DIR", "value": PODKIT_DIR}]
+    if probes := business_probes(business):
+        env.append({"name": "PODKIT_PROBES", "value": probes})
     mounts: list[dict[str, Any]] = [{"name": "podkit", "mountPath": PODKIT_DIR}]
     if spec.config_volumes:
         dirs = [sidecar_dir(v) for v in spec.config_volumes]
@@ -142,7 +169,7 @@ def build_pod(stsp_obj: dict[str, Any], spec: StsPlusSpec, ordinal: int, revisio
     slot_a = build_slot(business, "a", business["image"], version, patched, ports=True)
     slot_b = build_slot(business, "b", spec.pause_image, version, patched, ports=False)
     others = [copy.deepcopy(c) for c in containers if c["name"] != spec.business]
-    pod["spec"]["containers"] = [slot_a, slot_b, *others, build_sidecar(spec)]
+    pod["spec"]["containers"] = [slot_a, slot_b, *others, build_sidecar(spec, business)]
     volumes = [v for v in pod["spec"].get("volumes") or []
                if v.get("name") not in RESERVED_VOLUMES]
     volumes += [{"name": "podkit", "emptyDir": {}},

@@ -32,17 +32,28 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..api.keys import ANN_ACTIVE_SLOT, ANN_CONFIG_APPLIED, ANN_REVISION, ANN_STARTED, ANN_TARGET
+from ..api.keys import (
+    ANN_ACTIVE_SLOT,
+    ANN_CONFIG_APPLIED,
+    ANN_REPLACED,
+    ANN_REVISION,
+    ANN_SERVING_RUN,
+    ANN_SERVING_SINCE,
+    ANN_STARTED,
+    ANN_TARGET,
+)
 from ..api.statefulsetplus import StsPlusSpec
-from ..images import same_image
+from ..images import runs_reference, same_image
 from ..kube.objects import (
     all_containers_ready,
     annotations_of,
+    container_id,
     container_spec,
     container_status,
     parse_time,
     pod_ready,
     rfc3339,
+    running_fingerprint,
     terminating,
 )
 from ..revisions.revision import RevisionInfo
@@ -66,9 +77,10 @@ class PatchPod:
 
 @dataclass(frozen=True)
 class Wait:
-    """Nothing to do until the kubelet or the sidecar reports progress."""
+    """Nothing to do until the kubelet or the sidecar reports progress (or ``until``)."""
 
     reason: str
+    until: datetime | None = None  # look again then even without an event (a soak's end)
 
 
 @dataclass(frozen=True)
@@ -97,10 +109,45 @@ Step = PatchPod | Wait | Done | Failed | DeletePod
 
 # --- reading a pod -------------------------------------------------------------------------
 
-def running_ready(status: dict[str, Any], image: str) -> bool:
-    """The container status shows ``image`` running and ready."""
-    return (same_image(status.get("image"), image)
-            and "running" in (status.get("state") or {}) and bool(status.get("ready")))
+def _replaced(pod: dict[str, Any]) -> dict[str, str]:
+    """``podkit.io/replaced-containers``: per container re-imaged by this update, the ID of the
+    container that ran when its image was patched ("" when none ran)."""
+    raw = annotations_of(pod).get(ANN_REPLACED) or ""
+    return dict(item.split("=", 1) for item in raw.split(",") if "=" in item)
+
+
+def replaced_annotation(pod: dict[str, Any], names: list[str]) -> dict[str, str]:
+    """The annotation a patch that changes the images of ``names`` carries: which container
+    each ran then, so that a container started since is known to run the new image."""
+    record = _replaced(pod)
+    for name in names:
+        record[name] = container_id(container_status(pod, name))
+    return {ANN_REPLACED: ",".join(f"{k}={v}" for k, v in sorted(record.items()))}
+
+
+def runs_spec(pod: dict[str, Any], name: str) -> bool:
+    """The container's status is of a container of the image its spec names now.
+
+    By what runs, not by the reference string alone: containerd reports an image's *first*
+    repo tag, so a retagged or digest-pinned image comes back under another name. The status
+    counts when it names the spec's reference (or the digest the spec pins, in ``imageID``),
+    or when its container is not the one that ran when podkit patched the image (the kubelet
+    starts a container only from the spec as it is)."""
+    status = container_status(pod, name)
+    if not status:
+        return False
+    if runs_reference(status.get("image"), status.get("imageID"),
+                      container_spec(pod, name).get("image")):
+        return True
+    before, now = _replaced(pod).get(name), container_id(status)
+    return bool(before) and bool(now) and now != before
+
+
+def running_ready(pod: dict[str, Any], name: str) -> bool:
+    """The container runs its spec's image and is ready."""
+    status = container_status(pod, name)
+    return (runs_spec(pod, name) and "running" in (status.get("state") or {})
+            and bool(status.get("ready")))
 
 
 def failing_reason(pod: dict[str, Any], name: str) -> str | None:
@@ -111,28 +158,68 @@ def failing_reason(pod: dict[str, Any], name: str) -> str | None:
     reason = waiting.get("reason")
     if reason not in FAILING_REASONS:
         return None
-    spec_image = container_spec(pod, name).get("image")
-    if (reason not in PULL_FAILURES and status.get("image")
-            and not same_image(status["image"], spec_image)):
+    if reason not in PULL_FAILURES and status.get("image") and not runs_spec(pod, name):
         return None
     msg = waiting.get("message")
     return f"container {name}: {reason}" + (f": {msg}" if msg else "")
 
 
+def serving_record(pod: dict[str, Any], spec: StsPlusSpec, now: datetime) -> dict[str, Any] | None:
+    """The patch of the ``serving-since``/``serving-run`` annotations of a pod that has none
+    yet (created at its revision, never updated), once its serving container runs ready in a
+    Ready pod, so that its health is followed as an updated pod's is; None when there is
+    nothing to record."""
+    if annotations_of(pod).get(ANN_SERVING_RUN):
+        return None
+    name = spec.business
+    if container_spec(pod, f"{name}-a"):  # a swap pod: the active slot serves
+        name = f"{name}-{annotations_of(pod).get(ANN_ACTIVE_SLOT) or 'a'}"
+    run = running_fingerprint(container_status(pod, name))
+    if run is None or not running_ready(pod, name) or not pod_ready(pod):
+        return None
+    return pod_patch(ann={ANN_SERVING_SINCE: rfc3339(now), ANN_SERVING_RUN: run})
+
+
+def serving_problem(pod: dict[str, Any]) -> str | None:
+    """What is wrong with the container recorded serving (``podkit.io/serving-run``) since it
+    took over: it restarted (another ID, restart count or start time), or it is not ready (it
+    crashed, or the business's own probes fail); None when it serves on, or none is recorded."""
+    ann = annotations_of(pod)
+    recorded = ann.get(ANN_SERVING_RUN)
+    if not recorded:
+        return None
+    name = recorded.split("|", 1)[0]
+    status = container_status(pod, name)
+    since = ann.get(ANN_SERVING_SINCE, "?")
+    if running_fingerprint(status) != recorded:
+        before = recorded.split("|")[2] if recorded.count("|") >= 3 else "?"
+        waiting = ((status.get("state") or {}).get("waiting") or {}).get("reason")
+        return (f"container {name} restarted since it took over at {since} (restarts "
+                f"{before} -> {status.get('restartCount', '?')}"
+                + (f", now {waiting}" if waiting else "") + ")")
+    if not status.get("ready"):
+        return f"container {name} (serving since {since}) is not ready"
+    return None
+
+
 # --- annotations ---------------------------------------------------------------------------
 
-def _start_annotations(pod: dict[str, Any], target: RevisionInfo, now: datetime) -> dict[str, str]:
-    """The annotations a swap's first patch carries (none when this swap is already marked)."""
+def _start_annotations(pod: dict[str, Any], target: RevisionInfo,
+                       now: datetime) -> dict[str, str | None]:
+    """The annotations a swap's first patch carries (none when this swap is already marked);
+    the record of what served before is dropped (this update records its own)."""
     if annotations_of(pod).get(ANN_TARGET) == target.name:
         return {}
-    return {ANN_TARGET: target.name, ANN_STARTED: rfc3339(now)}
+    return {ANN_TARGET: target.name, ANN_STARTED: rfc3339(now), ANN_SERVING_SINCE: None,
+            ANN_SERVING_RUN: None}
 
 
 def _finish_annotations(pod: dict[str, Any], target: RevisionInfo,
                         active: str | None) -> dict[str, str | None]:
     """The diff that records the pod at ``target`` and clears the swap markers."""
     ann = annotations_of(pod)
-    want: dict[str, str | None] = {ANN_REVISION: target.name, ANN_TARGET: None, ANN_STARTED: None}
+    want: dict[str, str | None] = {ANN_REVISION: target.name, ANN_TARGET: None, ANN_STARTED: None,
+                                   ANN_REPLACED: None}
     if active:
         want[ANN_ACTIVE_SLOT] = active
     return {k: v for k, v in want.items() if ann.get(k) != v}
@@ -161,16 +248,53 @@ def _at_target(pod: dict[str, Any], target: RevisionInfo) -> bool:
     return ann.get(ANN_REVISION) == target.name and ANN_TARGET not in ann
 
 
+def _soak(pod: dict[str, Any], name: str, target: RevisionInfo, soak_s: int, now: datetime,
+          finish: dict[str, str | None]) -> Step:
+    """The update converged with container ``name`` serving ``target``: it is done only once
+    that same run of the container has served ``soak_s`` seconds (``minReadySeconds``).
+
+    The first look records the run (``serving-since``, ``serving-run``); a later look that
+    finds it restarted or not ready fails the update (the caller checks that first, with
+    :func:`serving_problem`), one past the soak finishes it."""
+    ann = annotations_of(pod)
+    since = parse_time(ann.get(ANN_SERVING_SINCE))
+    if since is None or not ann.get(ANN_SERVING_RUN):
+        serving: dict[str, str | None] = {
+            ANN_SERVING_SINCE: rfc3339(now),
+            ANN_SERVING_RUN: running_fingerprint(container_status(pod, name))}
+        if soak_s <= 0:
+            return Done(pod_patch(ann={**finish, **serving}))
+        if name.endswith(("-a", "-b")) and ANN_ACTIVE_SLOT in finish:
+            serving[ANN_ACTIVE_SLOT] = finish[ANN_ACTIVE_SLOT]
+        return PatchPod(pod_patch(ann=serving),
+                        f"{name} serves {target.name}: watching it for {soak_s}s "
+                        "(minReadySeconds)")
+    end = since + timedelta(seconds=soak_s)
+    if now < end:
+        return Wait(f"{name} serves {target.name} since {rfc3339(since)}: soaking until "
+                    f"{rfc3339(end)}", until=end)
+    return Done(pod_patch(ann=finish) or None)
+
+
+def _soak_failed(pod: dict[str, Any], target: RevisionInfo) -> Failed | None:
+    """The run recorded serving ``target`` during its soak restarted or turned unready."""
+    if problem := serving_problem(pod):
+        return Failed(f"{target.name} failed while soaking: {problem}")
+    return None
+
+
 # --- the step functions --------------------------------------------------------------------
 
 def swap_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec, patched: bool,
               now: datetime, previous: RevisionInfo | None = None,
-              sidecar_state: dict[str, Any] | None = None) -> Step:
+              sidecar_state: dict[str, Any] | None = None, soak_s: int = 0) -> Step:
     """The next step of an A/B swap of ``pod`` to ``target``.
 
     ``previous`` only helps to tell the active slot when the pod lacks the active-slot
     annotation; rolling back is a swap whose target is the previous revision.
     ``sidecar_state``: the pod's sidecar ``/state``, read when the pod awaits a config report.
+    ``soak_s``: how long the slot that took over must serve, unrestarted and ready, before
+    the pod is at the target (:func:`_soak`).
     """
     if _at_target(pod, target):
         return Done()
@@ -193,7 +317,7 @@ def swap_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec, patc
 
     def to_target(slot: str, why: str) -> PatchPod:
         return PatchPod(pod_patch([container_patch(slot, target.image, target.version, patched)],
-                               start), why)
+                                  {**start, **replaced_annotation(pod, [slot])}), why)
 
     pauses = [s for s in (a, b) if is_pause[s]]
     if len(pauses) == 1:
@@ -201,8 +325,11 @@ def swap_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec, patc
         serving = other[idle]
         if not is_target[serving]:
             return to_target(idle, f"step 1: idle slot {idle} gets {target.name}'s image")
-        if _converged(pod, serving, idle, target, spec):
-            return Done(pod_patch(ann=_finish_annotations(pod, target, serving[-1])) or None)
+        if not start and (failed := _soak_failed(pod, target)):
+            return failed
+        if _converged(pod, serving, idle):
+            return _soak(pod, serving, target, soak_s, now,
+                         _finish_annotations(pod, target, serving[-1]))
         if start:  # the pod already looks like the target but is not converged: mark it
             return PatchPod(pod_patch(ann=start), f"mark the update to {target.name}")
         return Wait(f"slot {serving} serving {target.name}: waiting for both slots ready and "
@@ -211,9 +338,11 @@ def swap_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec, patc
         holders = [s for s in (a, b) if is_target[s]]
         if holders:
             standby = active if len(holders) == 2 else holders[0]
-            if running_ready(container_status(pod, standby), target.image):
+            if running_ready(pod, standby):
                 return PatchPod(pod_patch([container_patch(other[standby], spec.pause_image,
-                                                         target.version, patched)], start),
+                                                           target.version, patched)],
+                                          {**start, **replaced_annotation(pod,
+                                                                          [other[standby]])}),
                                 f"step 2: slot {other[standby]} gets the pause image, "
                                 f"{standby} takes over")
             if start:
@@ -225,7 +354,7 @@ def swap_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec, patc
 
 
 def config_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec,
-                start: dict[str, str], sidecar_state: dict[str, Any] | None) -> Step | None:
+                start: dict[str, str | None], sidecar_state: dict[str, Any] | None) -> Step | None:
     """The config part of an update: None once the pod has the target's copies applied.
 
     Switch the volumes to the target's copies (one patch); then wait for the sidecar's report
@@ -266,15 +395,13 @@ def _active_slot(pod: dict[str, Any], spec: StsPlusSpec, previous: RevisionInfo 
     return a
 
 
-def _converged(pod: dict[str, Any], serving: str, idle: str, target: RevisionInfo,
-               spec: StsPlusSpec) -> bool:
-    return (running_ready(container_status(pod, serving), target.image)
-            and running_ready(container_status(pod, idle), spec.pause_image)
+def _converged(pod: dict[str, Any], serving: str, idle: str) -> bool:
+    return (running_ready(pod, serving) and running_ready(pod, idle)
             and all_containers_ready(pod) and pod_ready(pod))
 
 
 def inplace_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec,
-                 now: datetime) -> Step:
+                 now: datetime, soak_s: int = 0) -> Step:
     """InPlace: patch the business container's image; the kubelet restarts it in place."""
     if _at_target(pod, target):
         return Done()
@@ -286,17 +413,20 @@ def inplace_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec,
         return failed
     start = _start_annotations(pod, target, now)
     if not same_image(container_spec(pod, name).get("image"), target.image):
-        return PatchPod(pod_patch([{"name": name, "image": target.image}], start),
+        return PatchPod(pod_patch([{"name": name, "image": target.image}],
+                                  {**start, **replaced_annotation(pod, [name])}),
                         f"container {name} gets {target.name}'s image")
-    if running_ready(container_status(pod, name), target.image) and pod_ready(pod):
-        return Done(pod_patch(ann=_finish_annotations(pod, target, None)) or None)
+    if not start and (failed := _soak_failed(pod, target)):
+        return failed
+    if running_ready(pod, name) and pod_ready(pod):
+        return _soak(pod, name, target, soak_s, now, _finish_annotations(pod, target, None))
     if start:
         return PatchPod(pod_patch(ann=start), f"mark the update to {target.name}")
     return Wait(f"container {name} restarting with {target.name}'s image")
 
 
 def recreate_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec,
-                  now: datetime) -> Step:
+                  now: datetime, soak_s: int = 0) -> Step:
     """Recreate: delete a pod of another revision; a pod created at the target carries the
     target-revision annotation until it is Ready."""
     ann = annotations_of(pod)
@@ -306,8 +436,10 @@ def recreate_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec,
         return DeletePod(f"pod at {ann.get(ANN_REVISION)} is recreated at {target.name}")
     if ANN_TARGET not in ann:
         return Done()
-    if failed := _check_failure(pod, target, spec.batch_deadline_s, now, [spec.business]):
+    if failed := (_check_failure(pod, target, spec.batch_deadline_s, now, [spec.business])
+                  or _soak_failed(pod, target)):
         return failed
-    if pod_ready(pod):
-        return Done(pod_patch(ann=_finish_annotations(pod, target, None)) or None)
+    if pod_ready(pod) and running_ready(pod, spec.business):
+        return _soak(pod, spec.business, target, soak_s, now,
+                     _finish_annotations(pod, target, None))
     return Wait(f"pod starting at {target.name}")

@@ -31,6 +31,7 @@ class PodUpdate:
     patched: bool
     previous: RevisionInfo | None = None
     sidecar_state: dict[str, Any] | None = None
+    soak_s: int = 0  # minReadySeconds of a release's update (0 for a way back)
 
 
 PodBuilder = Callable[[dict[str, Any], StsPlusSpec, int, str, dict[str, Any], bool],
@@ -47,15 +48,16 @@ class StrategyRules:
 
 
 def _swap(u: PodUpdate) -> Step:
-    return swap_step(u.pod, u.target, u.spec, u.patched, u.now, u.previous, u.sidecar_state)
+    return swap_step(u.pod, u.target, u.spec, u.patched, u.now, u.previous, u.sidecar_state,
+                     u.soak_s)
 
 
 def _in_place(u: PodUpdate) -> Step:
-    return inplace_step(u.pod, u.target, u.spec, u.now)
+    return inplace_step(u.pod, u.target, u.spec, u.now, u.soak_s)
 
 
 def _recreate(u: PodUpdate) -> Step:
-    return recreate_step(u.pod, u.target, u.spec, u.now)
+    return recreate_step(u.pod, u.target, u.spec, u.now, u.soak_s)
 
 
 def _plain_pod(stsp: dict[str, Any], spec: StsPlusSpec, ordinal: int, revision: str,

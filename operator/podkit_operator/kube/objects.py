@@ -5,7 +5,7 @@ Pure: they take what the API returned and never call it.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 
@@ -33,6 +33,17 @@ def annotations_of(obj: dict[str, Any]) -> dict[str, str]:
 def terminating(obj: dict[str, Any]) -> bool:
     """The object carries a deletion timestamp: it is going away."""
     return bool((obj.get("metadata") or {}).get("deletionTimestamp"))
+
+
+def deletion_overdue_at(obj: dict[str, Any]) -> datetime | None:
+    """When a deletion under way is overdue: ``deletionTimestamp`` (the API sets it to the
+    request time plus the grace period) plus the grace period once more; None when not
+    deleting. A pod still there by then has a kubelet that does not answer (a dead node)."""
+    meta = obj.get("metadata") or {}
+    when = parse_time(meta.get("deletionTimestamp"))
+    if when is None:
+        return None
+    return when + timedelta(seconds=int(meta.get("deletionGracePeriodSeconds") or 0))
 
 
 def container_spec(pod: dict[str, Any], name: str) -> dict[str, Any]:
@@ -65,3 +76,20 @@ def all_containers_ready(pod: dict[str, Any]) -> bool:
     names = {c.get("name") for c in (pod.get("spec") or {}).get("containers") or []}
     seen = {s.get("name") for s in statuses if s.get("ready")}
     return bool(statuses) and names <= seen
+
+
+def container_id(status: dict[str, Any]) -> str:
+    """The ID of the container a status is about: the running or waiting one's, else the one
+    that last terminated (a container waiting to restart reports only that); "" when none."""
+    last = ((status.get("lastState") or {}).get("terminated") or {}).get("containerID")
+    return str(status.get("containerID") or last or "")
+
+
+def running_fingerprint(status: dict[str, Any]) -> str | None:
+    """What identifies one run of a container: its ID, restart count and start time (any
+    restart changes it); None unless it is running."""
+    running = (status.get("state") or {}).get("running")
+    if running is None:
+        return None
+    return (f"{status.get('name')}|{status.get('containerID', '')}|{status.get('restartCount', 0)}|"
+            f"{running.get('startedAt', '')}")

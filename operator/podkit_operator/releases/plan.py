@@ -36,7 +36,14 @@ from ..revisions.revision import CurrentAndUpdate, RevisionInfo
 from .actions import Event, Plan, PodCreate, PodDelete, PodPatch
 from .config_status import CONFIG_REFUSED
 from .rounds import PodRound, ReleasePass
-from .status import batch_position, failed_batch_status, requeue_after, rollback_status, status
+from .status import (
+    batch_position,
+    failed_batch_status,
+    requeue_after,
+    rollback_status,
+    status,
+    unhealthy_pods,
+)
 
 DEFAULT_MAX_CONCURRENT = 50
 
@@ -84,6 +91,7 @@ def plan_release(stsp_obj: dict[str, Any], pods: list[dict[str, Any]],
         plan.events.append(Event(EventReason.CONFIG_GRAYSCALE_REFUSED, CONFIG_REFUSED, "Warning"))
     plan.status = status(release, outcome.batch, outcome.current_revision,
                          outcome.update_revision, outcome.rollback)
+    plan.events += _health_events(release, plan.status)
     plan.requeue_after = requeue_after(release, outcome.round, outcome.batch)
     return plan
 
@@ -143,12 +151,12 @@ def _plan_forward(release: ReleasePass) -> _Outcome:
                                 f"failed (maxFailedPercent {spec.max_failed_percent}); rolling "
                                 "the batch back", "Warning"))
             back = release.failed_round(batch)
-            for ordinal, pending in round_.patches.items():  # keep the failure marks
+            for ordinal, pending in round_.patches.items():  # keep the failures' patches
                 mark = (pending.patch.get("metadata") or {}).get("annotations", {}) \
                     .get(ANN_FAILED)
-                if mark:
-                    back.patch(ordinal, {"metadata": {"annotations": {ANN_FAILED: mark}}},
-                               pending.reason)
+                if mark:  # the mark and the first step back (a pod of an earlier batch too)
+                    back.patch(ordinal, pending.patch, pending.reason)
+                    back.converged = back.converged and "spec" not in pending.patch
             back.events = round_.events + back.events + events
             return _Outcome(back, failed_batch_status(release, batch, deadline, back),
                             current.name, update.name, stsp_annotations=stsp_annotations)
@@ -211,6 +219,25 @@ def _plan_rollback(release: ReleasePass) -> _Outcome:
     return _Outcome(round_, rollback_status(release, round_),
                     target.name if round_.converged else current.name, target.name,
                     rollback=True)
+
+
+def _health_events(release: ReleasePass, new_status: dict[str, Any]) -> list[Event]:
+    """Warnings for what turned bad since the status written before: a pod whose serving
+    container failed (once per failure, not per pass), pods stuck terminating."""
+    events = []
+    before = set(release.prior_status.get("unhealthyPods") or [])
+    problems = unhealthy_pods(release)
+    for name in new_status.get("unhealthyPods") or []:
+        if name not in before:
+            events.append(Event(EventReason.SERVING_FAILED, f"{name}: {problems[name]}",
+                                "Warning", name))
+    stuck: dict[str, Any] = next((c for c in new_status["conditions"]
+                                  if c["type"] == ConditionType.TERMINATION_STUCK), {})
+    if (stuck.get("status") == "True"
+            and condition_status(release.prior_status, ConditionType.TERMINATION_STUCK)
+            != "True"):
+        events.append(Event(EventReason.POD_STUCK_TERMINATING, stuck["message"], "Warning"))
+    return events
 
 
 # --- pods to create and delete ---------------------------------------------------------------

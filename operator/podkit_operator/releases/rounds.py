@@ -17,7 +17,16 @@ from ..api.reasons import EventReason
 from ..api.statefulsetplus import StsPlusSpec
 from ..inplace.patches import merge_patches
 from ..inplace.pods import ordinal_of, pod_name
-from ..inplace.steps import DeletePod, Done, Failed, PatchPod, Step
+from ..inplace.steps import (
+    DeletePod,
+    Done,
+    Failed,
+    PatchPod,
+    Step,
+    Wait,
+    serving_problem,
+    serving_record,
+)
 from ..inplace.strategies import STRATEGIES, PodUpdate
 from ..kube.objects import annotations_of, parse_time, terminating
 from ..revisions.revision import CurrentAndUpdate, RevisionInfo
@@ -137,10 +146,13 @@ class ReleasePass:
         """The pod's next step toward ``target`` (computed once per pass)."""
         key = (ordinal, target.name)
         if key not in self._steps:
-            previous = self.current if target.name != self.current.name else None
+            # a way back to the current revision is not soaked: it ran there before
+            forward = target.name != self.current.name
             self._steps[key] = self.rules.step(PodUpdate(
-                self.pods[ordinal], target, self.spec, self.now, self.patched, previous,
-                self.sidecar_states.get(pod_name(self.name, ordinal))))
+                self.pods[ordinal], target, self.spec, self.now, self.patched,
+                self.current if forward else None,
+                self.sidecar_states.get(pod_name(self.name, ordinal)),
+                self.spec.min_ready_s if forward else 0))
         return self._steps[key]
 
     def live(self, ordinal: int) -> dict[str, Any] | None:
@@ -175,11 +187,14 @@ class ReleasePass:
             round_.patch(ordinal, step.patch, step.reason)
         elif isinstance(step, Done) and step.patch:
             round_.patch(ordinal, step.patch, "update finished")
-            revision = step.patch["metadata"]["annotations"].get(ANN_REVISION)
+            revision = (step.patch["metadata"]["annotations"].get(ANN_REVISION)
+                        or annotations_of(self.pods[ordinal]).get(ANN_REVISION))
             round_.events.append(Event(EventReason.UPDATE_COMPLETED, f"{name} is at {revision}",
                                        pod=name))
         elif isinstance(step, DeletePod):
             round_.deletes[ordinal] = step.reason
+        elif isinstance(step, Wait) and step.until is not None:
+            round_.deadlines.append(step.until)
         if (started := self.started_at(ordinal)) is not None:
             round_.deadlines.append(started + self.deadline_span())
         return True
@@ -198,6 +213,13 @@ class ReleasePass:
         self.record(round_, ordinal, step, is_start=not self.in_flight(ordinal, target),
                     budget=budget)
         return False
+
+    def failed_after_soak(self, pod: dict[str, Any]) -> bool:
+        """The pod's update failed after it was recorded at the update revision (a crash after
+        its soak) and it is not back yet; a replaced pod (Recreate) stays where it failed."""
+        ann = annotations_of(pod)
+        return (not self.rules.replaces_pods and ann.get(ANN_FAILED) == self.update.name
+                and ann.get(ANN_REVISION) == self.update.name)
 
     def clear_stale_mark(self, round_: PodRound, ordinal: int, target: RevisionInfo) -> None:
         """A failure mark of another revision is from an earlier release: drop it (a mark is
@@ -254,14 +276,27 @@ class ReleasePass:
             if pod_annotations.get(ANN_FAILED) == update.name:
                 # back to the last good revision; once the release completed (current ==
                 # update) it rests where its rollback left it, untouched until a new release
-                round_.batch_failed += ordinal in members
+                # one that failed after its soak (still recorded at the update, on its way
+                # back) counts in the current batch, whichever batch it was in
+                round_.batch_failed += (ordinal in members or self.failed_after_soak(pod))
                 if (not self.rules.replaces_pods and self.releasing
                         and not self.settle(round_, ordinal, current, safety)):
                     round_.converged = False
                 continue
             step = self.step(ordinal, update)
             if isinstance(step, Done) and not step.patch:
+                if self.releasing and (problem := serving_problem(pod)):
+                    # updated, but its new version crashed or fails its probes before the
+                    # release completed: a failure of the release like any other (it counts
+                    # in the current batch, whichever batch the pod was in)
+                    round_.converged = False
+                    self.fail_pod(round_, ordinal, f"{update.name} failed after its soak: "
+                                                   f"{problem}")
+                    round_.batch_failed += 1
+                    continue
                 round_.batch_done += ordinal in members
+                round_.patch(ordinal, serving_record(pod, self.spec, self.now),
+                             "record the container that serves")
                 continue
             if self.in_flight(ordinal, update) or isinstance(step, Done):
                 round_.converged = False
@@ -303,7 +338,8 @@ class ReleasePass:
             pod_annotations = annotations_of(pod)
             round_.batch_failed += (ordinal in members
                                     and pod_annotations.get(ANN_FAILED) == self.update.name)
-            if ordinal in members or pod_annotations.get(ANN_TARGET) is not None:
+            if (ordinal in members or pod_annotations.get(ANN_TARGET) is not None
+                    or self.failed_after_soak(pod)):  # in an earlier batch
                 if self.settle(round_, ordinal, current, budget):
                     round_.rollback_done += ordinal in members
                 else:

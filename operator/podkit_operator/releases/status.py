@@ -9,9 +9,39 @@ from typing import Any
 from ..api.keys import ANN_REVISION, ANN_TARGET
 from ..api.reasons import BatchAction, ConditionReason, ConditionType, GeneralStatus
 from ..api.statefulsetplus import BatchDeployStatus, Condition, selector_string
-from ..kube.objects import annotations_of, parse_time, pod_ready, rfc3339
+from ..inplace.pods import pod_name
+from ..inplace.steps import serving_problem
+from ..kube.objects import annotations_of, deletion_overdue_at, parse_time, pod_ready, rfc3339
 from .config_status import config_condition, config_status
 from .rounds import PodRound, ReleasePass
+
+# A pod still there this long after its deletion was due (deletionTimestamp plus the grace
+# period once more) has a kubelet that does not answer: its node is gone or cut off.
+STUCK_MARGIN = timedelta(seconds=60)
+UNHEALTHY_LISTED = 100  # unhealthyPods names at most this many
+
+
+def stuck_since(release: ReleasePass) -> dict[str, datetime]:
+    """Pods stuck terminating, by name: when they became stuck (or will, when in the future)."""
+    out = {}
+    for ordinal in sorted(release.pods):
+        due = deletion_overdue_at(release.pods[ordinal])
+        if due is not None:
+            out[pod_name(release.name, ordinal)] = due + STUCK_MARGIN
+    return out
+
+
+def unhealthy_pods(release: ReleasePass) -> dict[str, str]:
+    """Pods with no update under way whose serving container restarted since it took over or
+    is not ready (a crash, or the business's own probes failing), by name: what is wrong."""
+    out = {}
+    for ordinal in sorted(release.pods):
+        pod = release.pods[ordinal]
+        if ANN_TARGET in annotations_of(pod):
+            continue
+        if problem := serving_problem(pod):
+            out[pod_name(release.name, ordinal)] = problem
+    return out
 
 
 def percent(done: int, total: int) -> int:
@@ -96,6 +126,15 @@ def conditions(release: ReleasePass, batch: BatchDeployStatus,
                   f"batch {batch.batch_order}: {batch.progress} updated"),
         failure,
     ]
+    stuck = sorted(name for name, at in stuck_since(release).items() if at <= release.now)
+    wanted.append(
+        Condition(ConditionType.TERMINATION_STUCK, "True", ConditionReason.POD_STUCK_TERMINATING,
+                  f"pods {', '.join(stuck)} were deleted but are still terminating past their "
+                  "grace period: their node does not answer (down or cut off); bring it back, "
+                  "or if it is gone for good force the deletion (kubectl delete pod <name> "
+                  "--force --grace-period=0) and the pods are created again")
+        if stuck else
+        Condition(ConditionType.TERMINATION_STUCK, "False", ConditionReason.NONE_STUCK, ""))
     if release.spec.config_maps:
         wanted.append(config_condition(release.patched))
     prior = {c.get("type"): c for c in release.prior_status.get("conditions") or []}
@@ -114,6 +153,7 @@ def status(release: ReleasePass, batch: BatchDeployStatus, current: str, update:
            rollback: bool) -> dict[str, Any]:
     """The whole ``status`` of the object."""
     live = list(release.pods.values())
+    unhealthy = unhealthy_pods(release)
     at_update = sum(1 for ordinal, pod in release.pods.items() if ordinal < release.replicas
                     and annotations_of(pod).get(ANN_REVISION) == update
                     and ANN_TARGET not in annotations_of(pod))
@@ -122,6 +162,8 @@ def status(release: ReleasePass, batch: BatchDeployStatus, current: str, update:
         "replicas": len(live),
         "readyReplicas": sum(1 for pod in live if pod_ready(pod)),
         "updatedReplicas": at_update,
+        "unhealthyReplicas": len(unhealthy),
+        "unhealthyPods": sorted(unhealthy, key=_ordinal_key)[:UNHEALTHY_LISTED],
         "currentRevision": current,
         "updateRevision": update,
         "selector": selector_string(release.spec.selector),
@@ -138,6 +180,7 @@ def requeue_after(release: ReleasePass, round_: PodRound,
     """When to look again without an event: a batch interval, a deadline, held-back starts."""
     now = release.now
     times: list[datetime] = list(round_.deadlines)
+    times += [at for at in stuck_since(release).values() if at > now]
     deadline = parse_time(batch.deadline_time)
     if (deadline and not batch.complete and deadline > now
             and batch.general in (GeneralStatus.PROGRESSING, GeneralStatus.PAUSED)):
@@ -151,3 +194,7 @@ def requeue_after(release: ReleasePass, round_: PodRound,
         delays.append(1.0)
     delays = [max(d, 1.0) for d in delays]
     return min(delays) if delays else None
+
+
+def _ordinal_key(name: str) -> int:
+    return int(name.rpartition("-")[2])

@@ -4,13 +4,17 @@ and a controller loop that applies plans to plain dicts. No mocks, no API."""
 from __future__ import annotations
 
 import copy
+import hashlib
+import re
+import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from podkit_operator.api.keys import ANN_TARGET
 from podkit_operator.api.statefulsetplus import DEFAULT_PAUSE_IMAGE
-from podkit_operator.images import same_image
+from podkit_operator.images import normalize_image, same_image
+from podkit_operator.kube.objects import parse_time, rfc3339
 from podkit_operator.releases.actions import Plan
 from podkit_operator.releases.plan import plan_release
 from podkit_operator.revisions.revision import CurrentAndUpdate, RevisionInfo
@@ -73,38 +77,129 @@ def apply_patch(pod: dict[str, Any], patch: dict[str, Any]) -> None:
                 c[key] = value
 
 
-def kubelet(pod: dict[str, Any], bad: set[str] = frozenset(), slots: bool = True,
-            stuck: set[str] = frozenset()) -> None:
-    """Set container statuses and the Ready condition as a kubelet and the sidecar would.
+# --- the fake kubelet's images: content IDs and repo tags, as containerd keeps them -----------
 
-    ``bad`` images crash (CrashLoopBackOff); ``stuck`` images run but never become ready. In a
-    swap pod the sidecar is ready only with one pause slot and one healthy business slot.
-    """
-    old = {s["name"]: s for s in (pod.get("status") or {}).get("containerStatuses") or []}
+_RETAGS: dict[str, str] = {}  # normalised reference -> the reference whose content it has
+_CRASH_RE = re.compile(r"crash-after-(\d+)s")
+CRASH_BACKOFF_S = 10  # the kubelet's first back-off before restarting a crashed container
+
+
+def retag(ref: str, same_as: str) -> None:
+    """Make ``ref`` another tag of the image ``same_as`` names (``ctr images tag``)."""
+    _RETAGS[normalize_image(ref)] = normalize_image(same_as)
+
+
+def _content(ref: str) -> str:
+    """The image's content digest (a pinned reference's digest, else one per distinct image)."""
+    norm = normalize_image(ref)
+    norm = _RETAGS.get(norm, norm)
+    if "@" in norm:
+        return norm.rpartition("@")[2]
+    return "sha256:" + hashlib.sha256(norm.encode()).hexdigest()
+
+
+def reported_image(ref: str) -> tuple[str, str]:
+    """(image, imageID) as containerd reports them: the image's FIRST repo tag (sorted, not
+    the spec's string) and its ID (``repo@digest`` for a pinned pull, else ``sha256:...``)."""
+    content = _content(ref)
+    tags = sorted({normalize_image(r) for r in (*_RETAGS, *_RETAGS.values(), ref)
+                   if "@" not in normalize_image(r) and _content(r) == content})
+    image_id = (normalize_image(ref).partition("@")[0].rsplit(":", 1)[0] + "@" + content
+                if "@" in normalize_image(ref) else content)
+    return (tags[0] if tags else normalize_image(ref)), image_id
+
+
+def crash_after(ref: str) -> int | None:
+    """Seconds after its start at which a container of ``ref`` crashes (``crash-after-8s``)."""
+    m = _CRASH_RE.search(ref)
+    return int(m.group(1)) if m else None
+
+
+def _container_status(prev: dict[str, Any] | None, spec_image: str, run_of: str | None,
+                      pod_name: str, name: str, now: datetime, bad: bool,
+                      stuck: bool) -> tuple[dict[str, Any], str]:
+    """One container's status after a look of the kubelet; also the spec image it runs."""
+    image, image_id = reported_image(spec_image)
+    restarts = (prev or {}).get("restartCount", 0)
+    running = ((prev or {}).get("state") or {}).get("running")
+    started = parse_time((running or {}).get("startedAt"))
+    new_spec = run_of is not None and run_of != spec_image  # the kubelet restarts it
+
+    def run(restarts: int) -> dict[str, Any]:
+        return {"name": name, "image": image, "imageID": image_id,
+                "containerID": f"containerd://{pod_name}-{name}-{restarts}-{uuid.uuid4().hex[:8]}",
+                "ready": not stuck, "started": True, "restartCount": restarts,
+                "state": {"running": {"startedAt": rfc3339(now)}}}
+
+    if bad:
+        status = {"name": name, "image": image, "imageID": image_id, "ready": False,
+                  "started": False, "restartCount": restarts + (1 if new_spec else 0),
+                  "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off"}}}
+        return status, spec_image
+    if prev is None or new_spec or (not running and not bad and not _backing_off(prev, now)):
+        return run(restarts + (1 if prev is not None else 0)), spec_image
+    if running:
+        after = crash_after(spec_image)
+        if after is not None and started is not None and now >= started + timedelta(seconds=after):
+            return {"name": name, "image": image, "imageID": image_id, "ready": False,
+                    "started": False, "restartCount": restarts,
+                    "containerID": prev.get("containerID"),
+                    "lastState": {"terminated": {"exitCode": 1, "reason": "Error",
+                                                 "containerID": prev.get("containerID"),
+                                                 "finishedAt": rfc3339(now)}},
+                    "state": {"waiting": {"reason": "CrashLoopBackOff",
+                                          "message": "back-off 10s restarting failed container"}}
+                    }, spec_image
+        return {**prev, "ready": not stuck}, spec_image
+    return prev, spec_image
+
+
+def _backing_off(prev: dict[str, Any], now: datetime) -> bool:
+    finished = parse_time(((prev.get("lastState") or {}).get("terminated") or {})
+                          .get("finishedAt"))
+    return finished is not None and now < finished + timedelta(seconds=CRASH_BACKOFF_S)
+
+
+def kubelet(pod: dict[str, Any], bad: set[str] = frozenset(), slots: bool = True,
+            stuck: set[str] = frozenset(), now: datetime = T0) -> None:
+    """Update container statuses and the Ready condition as a kubelet and the sidecar would.
+
+    ``bad`` images crash (CrashLoopBackOff); ``stuck`` images run but never become ready; an
+    image whose reference contains ``crash-after-<N>s`` crashes N s after each start (restart
+    count up, back-off, then a new container). Images are reported as containerd does (first
+    repo tag, image ID), and the status is merged as the API merges the kubelet's patch:
+    containers by name, conditions by type (a transition time kept while unchanged), other
+    fields kept. ``pod["_sim"]`` is the kubelet's memory (the spec image each container runs),
+    which no real pod has; the planner never reads it. In a swap pod the sidecar is ready only
+    with one pause slot and one ready business slot."""
+    memory = pod.setdefault("_sim", {})
+    status = pod.setdefault("status", {})
+    old = {s["name"]: s for s in status.get("containerStatuses") or []}
     statuses = []
     for c in pod["spec"]["containers"]:
-        prev = old.get(c["name"])
-        restarts = (prev or {}).get("restartCount", 0)
-        if prev and not same_image(prev["image"], c["image"]):
-            restarts += 1
-        if c["image"] in bad:
-            st = {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off"}}
-            ready = False
-        else:
-            st = {"running": {"startedAt": "2026-01-01T12:00:00Z"}}
-            ready = c["image"] not in stuck
-        statuses.append({"name": c["name"], "image": c["image"], "ready": ready,
-                         "state": st, "restartCount": restarts})
+        st, memory[c["name"]] = _container_status(
+            old.get(c["name"]), c["image"], memory.get(c["name"]),
+            pod["metadata"]["name"], c["name"], now, c["image"] in bad, c["image"] in stuck)
+        statuses.append(st)
     if slots:
-        images = [c["image"] for c in pod["spec"]["containers"][:2]]
-        healthy = (sorted(same_image(i, PAUSE) for i in images) == [False, True]
-                   and not any(i in bad or i in stuck for i in images))
+        by_name = {s["name"]: s for s in statuses}
+        slot_specs = pod["spec"]["containers"][:2]
+        healthy = (sorted(same_image(c["image"], PAUSE) for c in slot_specs) == [False, True]
+                   and all(by_name[c["name"]]["ready"] for c in slot_specs))
         for s in statuses:
             if s["name"] == "podkit-sidecar":
                 s["ready"] = healthy
     all_ready = all(s["ready"] for s in statuses)
-    pod["status"] = {"phase": "Running", "containerStatuses": statuses,
-                     "conditions": [{"type": "Ready", "status": "True" if all_ready else "False"}]}
+    ready = "True" if all_ready else "False"
+    conditions = {c["type"]: c for c in status.get("conditions") or []}
+    before = conditions.get("Ready") or {}
+    conditions["Ready"] = {"type": "Ready", "status": ready,
+                           "lastTransitionTime": (before.get("lastTransitionTime")
+                                                  if before.get("status") == ready
+                                                  else rfc3339(now))}
+    status.update({"phase": "Running", "containerStatuses": statuses,
+                   "conditions": list(conditions.values())})
+    status.setdefault("podIP", f"10.200.0.{sum(map(ord, pod['metadata']['name'])) % 250}")
 
 
 class Sim:
@@ -179,7 +274,7 @@ class Sim:
                 self.started_uid.append((f"{p.name}#{self.uids[p.name]}", after))
         for name, pod in self.pods.items():
             kubelet(pod, self.bad | self.bad_on.get(name, set()), self.slots,
-                    self.stuck | self.stuck_on.get(name, set()))
+                    self.stuck | self.stuck_on.get(name, set()), self.now)
         if not write_status:
             return
         self.stsp["status"] = copy.deepcopy(plan.status)

@@ -1,5 +1,7 @@
 """Pod bodies built from a template."""
 
+import json
+
 from op_sim import V1, make_stsp, template
 from podkit_operator.api.statefulsetplus import parse_spec
 from podkit_operator.inplace.pods import (
@@ -81,9 +83,19 @@ def test_probes_of_the_business_are_replaced():
     tmpl = template()
     tmpl["spec"]["containers"][0]["livenessProbe"] = {"httpGet": {"path": "/", "port": 8080}}
     tmpl["spec"]["containers"][0]["readinessProbe"] = {"httpGet": {"path": "/", "port": 8080}}
-    a = _pod(tmpl=tmpl)["spec"]["containers"][0]
-    assert "livenessProbe" not in a
+    tmpl["spec"]["containers"][0]["startupProbe"] = {"tcpSocket": {"port": "http"},
+                                                     "periodSeconds": 2}
+    pod = _pod(tmpl=tmpl)
+    a = pod["spec"]["containers"][0]
+    assert "livenessProbe" not in a and "startupProbe" not in a
     assert a["readinessProbe"]["httpGet"] == {"path": "/readyz/slot/a", "port": 9901}
+    # the sidecar runs them against the active slot, the named port resolved
+    env = {e["name"]: e["value"] for e in pod["spec"]["containers"][-1]["env"]}
+    assert json.loads(env["PODKIT_PROBES"]) == {
+        "liveness": {"httpGet": {"path": "/", "port": 8080}},
+        "readiness": {"httpGet": {"path": "/", "port": 8080}},
+        "startup": {"tcpSocket": {"port": 8080}, "periodSeconds": 2}}
+    assert "PODKIT_PROBES" not in {e["name"] for e in _pod()["spec"]["containers"][-1]["env"]}
 
 
 def test_extra_containers_and_volumes_kept():

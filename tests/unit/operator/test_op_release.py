@@ -130,6 +130,7 @@ def test_pause_in_the_middle_of_a_batch_starts_nothing():
     sim.set_image(V2)
     sim.tick()
     sim.annotate(PAUSE_ANN, "true")
+    sim.run(lambda s: at(s, rev(V2)) == [2, 3], ticks=30)  # the swaps under way finish
     sim.run(ticks=20)
     assert at(sim, rev(V2)) == [2, 3] and at(sim, rev(V1)) == [0, 1]
 

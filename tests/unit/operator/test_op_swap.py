@@ -17,6 +17,7 @@ from podkit_operator.inplace.steps import (
     recreate_step,
     swap_step,
 )
+from podkit_operator.kube.objects import rfc3339
 from podkit_operator.revisions.revision import RevisionInfo
 
 R1 = RevisionInfo.from_template("web", template(V1))
@@ -163,7 +164,11 @@ def test_same_image_is_a_relabel():
                                                                                        "x": "1"}}})
     st = swap_step(pod, r1b, spec, False, T0)
     assert isinstance(st, Done)
-    assert st.patch == {"metadata": {"annotations": {"podkit.io/revision": r1b.name}}}
+    ann = st.patch["metadata"]["annotations"]
+    assert ann.pop("podkit.io/revision") == r1b.name
+    # the slot that serves (unrestarted: nothing changed in the pod) is recorded as serving
+    assert ann.pop("podkit.io/serving-since") == rfc3339(T0)
+    assert ann.pop("podkit.io/serving-run").startswith("web-a|containerd://") and not ann
 
 
 def test_stale_status_does_not_fail_a_rollback():
@@ -200,8 +205,11 @@ def test_recreate_step():
     assert isinstance(recreate_step(pod, R2, spec, T0 + timedelta(seconds=61)), Failed)
     kubelet(pod, slots=False)
     st = recreate_step(pod, R2, spec, T0)
-    assert isinstance(st, Done) and st.patch["metadata"]["annotations"] == {
-        "podkit.io/target-revision": None, "podkit.io/swap-started": None}
+    assert isinstance(st, Done)
+    ann = st.patch["metadata"]["annotations"]
+    assert ann.pop("podkit.io/serving-run").startswith("web|containerd://")
+    assert ann == {"podkit.io/target-revision": None, "podkit.io/swap-started": None,
+                   "podkit.io/serving-since": rfc3339(T0)}
 
 
 def test_a_pod_without_slots_cannot_swap():

@@ -48,7 +48,7 @@ def cmd_sidecar(args: argparse.Namespace) -> int:
     from prometheus_client import CollectorRegistry
 
     from .reload import ConfigReloader, Hook
-    from .sidecar import Sidecar
+    from .sidecar import TOKEN_ENV, Sidecar
 
     shared = _shared_from(args)
     shared.check_writable()
@@ -64,7 +64,7 @@ def cmd_sidecar(args: argparse.Namespace) -> int:
         extra_status["config"] = reloader.status
     try:
         sidecar = Sidecar(shared, address=args.address, port=args.port, registry=registry,
-                          extra_status=extra_status)
+                          extra_status=extra_status, token=os.environ.get(TOKEN_ENV))
     except OSError as exc:
         raise PodkitError(f"cannot listen on {args.address}:{args.port}: {exc.strerror}; "
                           "choose another --port") from exc
@@ -145,7 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     pause = sub.add_parser("pause", help="idle slot entrypoint")
     pause.set_defaults(func=cmd_pause)
 
-    sidecar = sub.add_parser("sidecar", help="serve /readyz /healthz /state /metrics")
+    sidecar = sub.add_parser("sidecar", help="serve /readyz /healthz /state /metrics (the last "
+                             "two to loopback peers, or with the bearer token in "
+                             "$PODKIT_SIDECAR_TOKEN)")
     sidecar.add_argument("--dir", help=f"shared directory (default $PODKIT_DIR or {DEFAULT_DIR})")
     sidecar.add_argument("--address", default="0.0.0.0")
     sidecar.add_argument("--port", type=int,

@@ -139,6 +139,10 @@ class HookRunner:
                 conn.connect(str(path))
                 conn.sendall(f"{request}\n".encode())
                 answer = conn.recv(256).decode(errors="replace").strip()
+            except PermissionError as exc:
+                return False, (f"slot {active[0]} control socket {path}: {exc}; it is 0600, so "
+                               f"the sidecar must run as the slots' uid (uid {os.geteuid()} "
+                               "here): give the business container a runAsUser")
             except OSError as exc:
                 return False, f"slot {active[0]} control socket {path}: {exc}"
         return answer.startswith("OK"), f"slot {active[0]}: {answer}"

@@ -51,6 +51,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Log
     # kopf logs every handled pod event at INFO; at thousands of pods that drowns the log.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     ours = Settings.from_environ()
+    settings.scanning.disabled = not ours.follow_crds
     io = KubeIO(connect())
     context = OperatorContext(
         settings=ours, io=io, patched=detect_patched(io, ours, logger),

@@ -4,7 +4,11 @@
   apiserver lets opted-in pods change env and volumes in place; anything else (``auto``) lets
   the operator ask the apiserver's feature gates;
 - ``PODKIT_OPERATOR_METRICS_PORT`` -> ``metrics_port`` (default ``9090``): the port of the
-  Prometheus metrics; ``0`` serves none.
+  Prometheus metrics; ``0`` serves none;
+- ``PODKIT_FOLLOW_CRDS`` -> ``follow_crds`` (default ``true``): ``false`` turns kopf's scanning
+  off (it follows CRDs and, for namespace patterns, namespaces: cluster-wide reads that the
+  namespaced install, operator/deploy/namespaced, does not grant); the CRD must then exist when
+  the operator starts.
 
 The other fields are tunables with no variable of their own.
 """
@@ -25,9 +29,11 @@ class Settings:
     resync_s: float = 60.0  # a release loop with nothing to wait for still looks again this often
     config_poll_s: float = 0.3  # how often pods awaiting a config report are asked again
     writers: int = 16  # concurrent pod writes of one reconcile pass
+    follow_crds: bool = True
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] = os.environ) -> Settings:
         forced = environ.get("PODKIT_PATCHED", "auto").lower()
         return cls(patched=forced == "true" if forced in ("true", "false") else None,
-                   metrics_port=int(environ.get("PODKIT_OPERATOR_METRICS_PORT", "9090")))
+                   metrics_port=int(environ.get("PODKIT_OPERATOR_METRICS_PORT", "9090")),
+                   follow_crds=environ.get("PODKIT_FOLLOW_CRDS", "true").lower() != "false")

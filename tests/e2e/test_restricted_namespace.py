@@ -11,36 +11,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from test_operator_configmaps import CONFIG, config_stsp
+
 from podkit_demo.client import tcp_get
-from podkit_operator.api import keys
 from testbed.fixtures import Images
 from testbed.kube import Kube
 from testbed.stsp import pods, serving_image, set_config, set_image, status
 
 DEMO_PORT = 7000
-CONFIG, VOLUME = "demo-config", "greeting"
 UID = "65532"
 
 
 def restricted_stsp(namespace: str, images: Images) -> dict[str, Any]:
-    container = {"name": "web", "image": images.demo_v1, "imagePullPolicy": "Never",
-                 "volumeMounts": [{"name": VOLUME, "mountPath": "/etc/podkit-demo"}]}
-    return {
-        "apiVersion": f"{keys.GROUP}/{keys.VERSION}", "kind": keys.KIND,
-        "metadata": {"name": "web", "namespace": namespace},
-        "spec": {
-            "replicas": 1, "selector": {"matchLabels": {"app": "web"}}, "serviceName": "web",
-            "configMaps": [CONFIG],
-            "template": {"metadata": {"labels": {"app": "web"}},
-                         "spec": {"terminationGracePeriodSeconds": 5,
-                                  "containers": [container],
-                                  "volumes": [{"name": VOLUME,
-                                               "configMap": {"name": CONFIG}}]}},
-            "podkit": {"pauseImage": images.pause, "sidecarImage": images.sidecar,
-                       "configHook": "signal:HUP"},
-            "updateStrategy": {"type": "ABSwap", "batchDeployConfig": {"batchNum": 1}},
-        },
-    }
+    """The config release's StatefulSetPlus (signal:HUP), with one pod."""
+    obj = config_stsp(namespace, images, "signal:HUP", 1)
+    obj["spec"]["replicas"] = 1
+    return obj
 
 
 def answer(kube: Kube, namespace: str) -> list[str]:

@@ -15,13 +15,12 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
+from test_operator_kwok import V1, V2, stsp
 
 from podkit_operator import manifests
-from podkit_operator.api import keys
 from testbed.apicluster import free_ports
 from testbed.fixtures import running_api_cluster
 from testbed.kube import Kube
@@ -33,7 +32,6 @@ REPO = Path(__file__).resolve().parents[2]
 NAMESPACED = REPO / "operator" / "deploy" / "namespaced"
 WATCHED = ("team-a", "team-b")
 ACCOUNT = f"system:serviceaccount:{manifests.NAMESPACE}:{manifests.SERVICE_ACCOUNT}"
-V1, V2 = "podkit.local/podkit-demo:v1", "podkit.local/podkit-demo:v2"
 
 
 def account_kubeconfig(kube: Kube, path: Path) -> Path:
@@ -88,17 +86,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Kube, Pa
             proc.wait(30)
 
 
-def stsp(namespace: str, replicas: int) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{keys.GROUP}/{keys.VERSION}", "kind": keys.KIND,
-        "metadata": {"name": "web", "namespace": namespace},
-        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
-                 "template": {"metadata": {"labels": {"app": "web"}},
-                              "spec": {"containers": [{"name": "web", "image": V1}]}},
-                 "updateStrategy": {"type": "ABSwap", "batchDeployConfig": {"batchNum": 1}}},
-    }
-
-
 def can(kube: Kube, verb: str, resource: str, namespace: str | None) -> bool:
     where = ["-n", namespace] if namespace else ["--all-namespaces"]
     try:
@@ -124,8 +111,8 @@ def test_the_account_has_rights_only_in_the_watched_namespaces(
 def test_a_release_in_a_watched_namespace_and_nothing_elsewhere(
         cluster: tuple[Kube, Path]) -> None:
     kube, log = cluster
-    kube.apply(stsp("elsewhere", 1))
-    kube.apply(stsp("team-a", 2))
+    kube.apply(stsp("elsewhere", 1, V1, batchNum=1))
+    kube.apply(stsp("team-a", 2, V1, batchNum=1))
 
     def at(image: str) -> bool:
         listed = pods(kube, "team-a")

@@ -49,7 +49,7 @@ def cmd_sidecar(args: argparse.Namespace) -> int:
 
     from .probes import ProbeRunner, parse_probes
     from .reload import ConfigReloader, Hook
-    from .sidecar import Sidecar
+    from .sidecar import TOKEN_ENV, Sidecar
 
     shared = _shared_from(args)
     shared.check_writable()
@@ -67,7 +67,7 @@ def cmd_sidecar(args: argparse.Namespace) -> int:
     extra_status["business_probes"] = probes.status
     try:
         sidecar = Sidecar(shared, address=args.address, port=args.port, registry=registry,
-                          extra_status=extra_status,
+                          extra_status=extra_status, token=os.environ.get(TOKEN_ENV),
                           slot_health=probes.verdict if probes.probes else None)
     except OSError as exc:
         raise PodkitError(f"cannot listen on {args.address}:{args.port}: {exc.strerror}; "
@@ -151,7 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     pause = sub.add_parser("pause", help="idle slot entrypoint")
     pause.set_defaults(func=cmd_pause)
 
-    sidecar = sub.add_parser("sidecar", help="serve /readyz /healthz /state /metrics")
+    sidecar = sub.add_parser("sidecar", help="serve /readyz /healthz /state /metrics (the last "
+                             "two to loopback peers, or with the bearer token in "
+                             "$PODKIT_SIDECAR_TOKEN)")
     sidecar.add_argument("--dir", help=f"shared directory (default $PODKIT_DIR or {DEFAULT_DIR})")
     sidecar.add_argument("--address", default="0.0.0.0")
     sidecar.add_argument("--port", type=int,

@@ -26,6 +26,12 @@ from .lock import OfdLock
 
 SLOTS = ("a", "b")
 DEFAULT_DIR = "/podkit"
+# What ``SIGNAL <NAME>`` on a slot's control socket may send (docs/handoff-protocol.md, "The slot
+# control socket"): the reload signals. A stop or kill signal there would end the active
+# business without a hand-over; the kubelet stops slots, a config hook never does.
+CONTROL_SIGNALS = ("HUP", "USR1", "USR2")
+# The control socket's mode: only the slots' and the sidecar's uid may connect.
+CONTROL_SOCKET_MODE = 0o600
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+:@/-]{0,127}$")
 
 

@@ -33,7 +33,7 @@ from watchdog.observers import Observer
 
 from .configdir import DATA_LINK, content_hash
 from .errors import PodkitError
-from .layout import SharedDir
+from .layout import CONTROL_SIGNALS, SharedDir
 from .readiness import observe
 
 HOOK_KINDS = ("signal", "restart", "command", "none")
@@ -57,10 +57,11 @@ class Hook:
             raise PodkitError(f"config hook {kind!r} takes no argument; use {kind!r}")
         argument = argument.strip()
         if kind == "signal":
-            name = "SIG" + argument.upper().removeprefix("SIG")
-            if name not in signal.Signals.__members__:
-                raise PodkitError(f"config hook {text!r}: unknown signal {argument!r}; use a "
-                                  "name such as signal:HUP or signal:USR1")
+            name = argument.upper().removeprefix("SIG")
+            if name not in CONTROL_SIGNALS:
+                raise PodkitError(f"config hook {text!r}: signal {argument!r} is not a reload "
+                                  f"signal; use one of "
+                                  f"{', '.join(f'signal:{n}' for n in CONTROL_SIGNALS)}")
         if kind == "command":
             try:
                 shlex.split(argument)
@@ -138,6 +139,10 @@ class HookRunner:
                 conn.connect(str(path))
                 conn.sendall(f"{request}\n".encode())
                 answer = conn.recv(256).decode(errors="replace").strip()
+            except PermissionError as exc:
+                return False, (f"slot {active[0]} control socket {path}: {exc}; it is 0600, so "
+                               f"the sidecar must run as the slots' uid (uid {os.geteuid()} "
+                               "here): give the business container a runAsUser")
             except OSError as exc:
                 return False, f"slot {active[0]} control socket {path}: {exc}"
         return answer.startswith("OK"), f"slot {active[0]}: {answer}"

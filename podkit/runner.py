@@ -62,7 +62,7 @@ from . import slot as warm
 from .errors import PodkitError
 from .handoff import HandoffServer, ListenerSet, acquire_listeners, parse_specs
 from .inherit import STYLES, Passing, descendants, holders, socket_inodes
-from .layout import SlotEnv
+from .layout import CONTROL_SIGNALS, CONTROL_SOCKET_MODE, SlotEnv
 from .lock import OfdLock
 from .procs import become_subreaper, reap, spawn
 from .slot_records import SlotState, write_state, write_version
@@ -84,6 +84,16 @@ def signal_named(name: str) -> signal.Signals:
         return signal.Signals[f"SIG{name.upper().removeprefix('SIG')}"]
     except KeyError:
         raise PodkitError(f"unknown signal {name}") from None
+
+
+def control_signal(name: str) -> signal.Signals:
+    """A signal the control socket may send (:data:`~podkit.layout.CONTROL_SIGNALS`), else
+    :class:`PodkitError` saying which are."""
+    signum = signal_named(name)
+    if signum.name.removeprefix("SIG") not in CONTROL_SIGNALS:
+        raise PodkitError(f"signal {signum.name} is not allowed on the control socket; use one "
+                          f"of {', '.join(CONTROL_SIGNALS)}")
+    return signum
 
 
 @dataclass(eq=False)
@@ -188,10 +198,19 @@ class SlotRunner:
             signal.signal(signum, lambda *_: None)
 
     def _serve_control_socket(self) -> socket.socket:
+        """``slot-<s>.ctl``, mode 0600 from its creation: bound under a umask that leaves only
+        the owner's bits (no other thread runs yet, so the process-wide umask is safe to
+        change), and chmod-ed again before ``listen``, so no process of another uid ever
+        connects (a connect before ``listen`` is refused anyway)."""
         path = self.env.shared.control_socket(self.env.slot)
         path.unlink(missing_ok=True)  # left by this slot's previous container
         server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        server.bind(str(path))
+        previous = os.umask(0o777 & ~CONTROL_SOCKET_MODE)
+        try:
+            server.bind(str(path))
+        finally:
+            os.umask(previous)
+        os.chmod(path, CONTROL_SOCKET_MODE)
         server.listen(4)
         return server
 
@@ -357,7 +376,7 @@ class SlotRunner:
             return "ERR a restart is under way; try again when it is done"
         if request[:1] == ["SIGNAL"] and len(request) == 2:
             try:
-                signum = signal_named(request[1])
+                signum = control_signal(request[1])
             except PodkitError as exc:
                 return f"ERR {exc}"
             current.signal(signum)

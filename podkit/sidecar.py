@@ -10,10 +10,20 @@ It serves, over HTTP:
 * ``/healthz`` 200 while the sidecar runs;
 * ``/state``   JSON of both slots, the lock, and the last config reload;
 * ``/metrics`` Prometheus text format.
+
+``/state`` and ``/metrics`` are private: they name versions and carry the end of a command
+hook's output. They answer a peer on the pod's loopback (the pod's own containers) and anyone
+else only with ``Authorization: Bearer <token>``, the token the operator puts into the sidecar's
+``PODKIT_SIDECAR_TOKEN`` (and reads back from the pod to ask ``/state``); without a token, only
+loopback peers get them. The probes' paths stay open: the kubelet probes the pod IP, and they say
+no more than the pod's readiness does. Why a token and not a bind address or a NetworkPolicy:
+docs/operator.md, "Pod security".
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
 import threading
 from collections.abc import Callable, Iterable
@@ -29,6 +39,8 @@ from .readiness import observe
 
 DEFAULT_PORT = 9901
 SLOT_READYZ = "/readyz/slot/"
+TOKEN_ENV = "PODKIT_SIDECAR_TOKEN"
+PRIVATE_PATHS = ("/state", "/metrics")
 
 StatusProvider = Callable[[], dict[str, Any]]
 SlotHealth = Callable[[str], tuple[bool, str]]  # the business's probes' verdict on a slot
@@ -68,9 +80,10 @@ class Sidecar:
     def __init__(self, shared: SharedDir, address: str = "0.0.0.0", port: int = DEFAULT_PORT,
                  registry: CollectorRegistry | None = None,
                  extra_status: dict[str, StatusProvider] | None = None,
-                 slot_health: SlotHealth | None = None) -> None:
+                 slot_health: SlotHealth | None = None, token: str | None = None) -> None:
         self.shared = shared
         self.slot_health = slot_health
+        self.token = token or None
         self.registry = registry or CollectorRegistry()
         self.registry.register(SlotCollector(shared))
         self.extra_status = extra_status or {}
@@ -86,6 +99,14 @@ class Sidecar:
         for name, provider in self.extra_status.items():
             document[name] = provider()
         return document
+
+    def may_read_private(self, peer: str, authorization: str | None) -> bool:
+        """``/state`` and ``/metrics`` for a loopback peer, or one that shows the token."""
+        if ipaddress.ip_address(peer.removeprefix("::ffff:")).is_loopback:
+            return True
+        if self.token is None or authorization is None:
+            return False
+        return hmac.compare_digest(authorization.encode(), f"Bearer {self.token}".encode())
 
     def serve_forever(self) -> None:
         self.server.serve_forever(poll_interval=0.5)
@@ -105,7 +126,12 @@ class Sidecar:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
                 path = self.path.split("?", 1)[0]
-                if path == "/healthz":
+                if path in PRIVATE_PATHS and not sidecar.may_read_private(
+                        self.client_address[0], self.headers.get("Authorization")):
+                    self._send(401, f"{path} needs 'Authorization: Bearer <token>' from "
+                               f"outside the pod (the sidecar's ${TOKEN_ENV})\n".encode(),
+                               "text/plain")
+                elif path == "/healthz":
                     self._send(200, b"ok\n", "text/plain")
                 elif path == "/readyz":
                     view = observe(sidecar.shared)

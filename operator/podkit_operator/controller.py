@@ -63,6 +63,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: ko
     # kopf logs every handled pod event at INFO; at thousands of pods that drowns the log.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     ours = Settings.from_environ()
+    settings.scanning.disabled = not ours.follow_crds
     if ours.metrics_port:
         start_http_server(ours.metrics_port)
     times = LeaseTimes()

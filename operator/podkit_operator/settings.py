@@ -10,6 +10,10 @@
 - ``PODKIT_LEASE_NAMESPACE`` -> ``lease_namespace`` (default ``default``; the Deployment passes
   its own namespace) and ``PODKIT_OPERATOR_ID`` -> ``identity`` (default ``<hostname>-<pid>``;
   the Deployment passes the pod's name): the leader election's Lease and this candidate.
+- ``PODKIT_FOLLOW_CRDS`` -> ``follow_crds`` (default ``true``): ``false`` turns kopf's scanning
+  off (it follows CRDs and, for namespace patterns, namespaces: cluster-wide reads that the
+  namespaced install, operator/deploy/namespaced, does not grant); the CRD must then exist when
+  the operator starts.
 
 The other fields are tunables with no variable of their own.
 """
@@ -35,6 +39,7 @@ class Settings:
     lease_namespace: str = "default"
     lease_name: str = "podkit-operator"
     identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    follow_crds: bool = True
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -45,4 +50,5 @@ class Settings:
         return replace(found,
                        lease_namespace=environ.get("PODKIT_LEASE_NAMESPACE")
                        or found.lease_namespace,
-                       identity=environ.get("PODKIT_OPERATOR_ID") or found.identity)
+                       identity=environ.get("PODKIT_OPERATOR_ID") or found.identity,
+                       follow_crds=environ.get("PODKIT_FOLLOW_CRDS", "true").lower() != "false")

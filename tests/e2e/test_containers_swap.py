@@ -51,6 +51,7 @@ def role(shared: Path, name: str) -> str:
 def test_swap_keeps_shared_memory_and_loses_no_request(docker_images, tmp_path: Path) -> None:
     shared = tmp_path / "podkit"
     shared.mkdir()
+    shared.chmod(0o777)  # as a pod's emptyDir: the images run as uid 65532
     sandbox = (DockerContainer(docker_images.base).with_command("sleep infinity")
                .with_kwargs(ipc_mode="shareable", shm_size=f"{STATE_MB * 4}m"))
     with sandbox:

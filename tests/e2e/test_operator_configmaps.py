@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 from typing import Any
 
 from podkit_demo.client import tcp_get
 from podkit_operator.api import keys
 from podkit_operator.api.configcopy import copy_name
 from podkit_operator.configreleases.copies import data_hash
+from podkit_operator.inplace.pods import sidecar_token
+from podkit_operator.inplace.sidecar import read_state
 from testbed.fixtures import Images
 from testbed.kube import Kube
 from testbed.stsp import (
@@ -31,7 +32,7 @@ from testbed.stsp import (
     status,
 )
 
-DEMO_PORT, SIDECAR_PORT = 7000, 9901
+DEMO_PORT = 7000
 CONFIG, VOLUME = "demo-config", "greeting"
 PODS = ["web-0", "web-1", "web-2"]
 
@@ -75,10 +76,12 @@ def restarts(kube: Kube, namespace: str) -> dict[tuple[str, str], tuple[str, int
 
 
 def sidecar_config(kube: Kube, namespace: str, pod: str) -> dict[str, Any]:
-    ip = next(p["status"]["podIP"] for p in pods(kube, namespace)
-              if p["metadata"]["name"] == pod)
-    with urllib.request.urlopen(f"http://{ip}:{SIDECAR_PORT}/state", timeout=5) as reply:
-        return json.loads(reply.read())["config"]
+    """The ``config`` section of the sidecar's ``/state``, asked as the operator asks (with the
+    pod's token: from outside the pod, nobody else is answered)."""
+    found = next(p for p in pods(kube, namespace) if p["metadata"]["name"] == pod)
+    state = read_state(found["status"]["podIP"], sidecar_token(found), timeout=5)
+    assert state is not None, f"the sidecar of {pod} did not answer /state"
+    return state["config"]
 
 
 def completed(kube: Kube, namespace: str) -> bool:

@@ -7,9 +7,13 @@ releases, so that the tests see the active intervals of every business process.
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
 import socket
+import stat
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -297,6 +301,69 @@ def test_a_signal_for_a_business_that_just_exited_does_not_hide_its_exit(tmp_pat
         state = read_state(shared, "a")
         assert state is not None and state.role == "exited"
         assert not lock_is_held(shared.lock_file)
+
+
+def control(shared: SharedDir, request: bytes, timeout: float) -> bytes:
+    """One request on slot a's control socket, and its answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(timeout)
+        conn.connect(str(shared.control_socket("a")))
+        conn.sendall(request)
+        return conn.recv(256)
+
+
+def connect_as_nobody(path: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Connect to the Unix socket ``path`` from a process of uid and gid 65534."""
+    return subprocess.run(
+        ["/usr/bin/python3", "-c", "import socket, sys; s = socket.socket(socket.AF_UNIX); "
+         "s.connect(sys.argv[1])", str(path)],
+        user=65534, group=65534, extra_groups=[], capture_output=True, text=True,
+        timeout=timeout)
+
+
+def test_the_control_socket_is_0600_under_any_umask(cli, h) -> None:
+    """Created 0600 even when podkit inherits umask 000 (the socket's mode comes from the umask
+    at bind): a process of another uid cannot connect, where it can to a socket of mode 0666
+    beside it (the directory lets it in)."""
+    if os.geteuid() != 0:
+        pytest.fail("this test needs root: it connects as another uid (65534)", pytrace=False)
+    directory = Path(tempfile.mkdtemp(prefix="podkit-ctl-"))
+    directory.chmod(0o755)
+    previous = os.umask(0)
+    try:
+        ctx = active_sleep(directory, cli, h)
+        shared, _, _, _ = ctx.__enter__()
+    finally:
+        os.umask(previous)
+    try:
+        assert stat.S_IMODE(os.stat(shared.control_socket("a")).st_mode) == 0o600
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as open_one:
+            open_one.bind(str(directory / "open.sock"))
+            os.chmod(directory / "open.sock", 0o666)
+            open_one.listen(1)
+            allowed = connect_as_nobody(directory / "open.sock", h.LIVENESS_S)
+            assert allowed.returncode == 0, allowed.stderr
+        refused = connect_as_nobody(shared.control_socket("a"), h.LIVENESS_S)
+        assert refused.returncode != 0 and "PermissionError" in refused.stderr, refused
+    finally:
+        ctx.__exit__(None, None, None)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.mark.parametrize("name", ["KILL", "TERM", "SIGQUIT", "INT", "STOP"])
+def test_the_control_socket_refuses_a_signal_it_does_not_document(tmp_path: Path, cli, h,
+                                                                  name: str) -> None:
+    with active_sleep(tmp_path, cli, h) as (shared, proc, child, started):
+        answer = control(shared, f"SIGNAL {name}\n".encode(), h.LIVENESS_S).decode()
+        assert answer.startswith("ERR signal SIG") and "not allowed" in answer, answer
+        assert "HUP, USR1, USR2" in answer
+        assert h.start_time(child) == started and proc.poll() is None
+
+
+def test_the_control_socket_sends_a_documented_signal(tmp_path: Path, cli, h) -> None:
+    with active_sleep(tmp_path, cli, h) as (shared, proc, _, _):
+        assert control(shared, b"SIGNAL USR1\n", h.LIVENESS_S) == b"OK\n"
+        assert proc.wait(h.LIVENESS_S) == 128 + signal.SIGUSR1  # sleep dies of USR1
 
 
 @pytest.mark.parametrize("mode", MODES)

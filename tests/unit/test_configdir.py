@@ -127,6 +127,8 @@ def test_hook_parse_accepts(text: str, kind: str, argument: str) -> None:
     ("restart:now", "use 'restart'"),
     ("none:please", "use 'none'"),
     ("signal:HPU", "signal:HUP"),
+    ("signal:KILL", "signal:HUP, signal:USR1, signal:USR2"),
+    ("signal:TERM", "signal:HUP, signal:USR1, signal:USR2"),
     ("command:echo 'unclosed", "quote it"),
 ])
 def test_hook_parse_rejects_with_advice(text: str, advice: str) -> None:

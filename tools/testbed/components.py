@@ -199,7 +199,9 @@ def apiserver(bins: Path, layout: Layout, addr: Addresses, ports: Ports,
          f"--service-account-signing-key-file={certs.service_account.key}",
          "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
          "--authorization-mode=Node,RBAC",
-         "--enable-admission-plugins=NodeRestriction",
+         # OwnerReferencesPermissionEnforcement: blockOwnerDeletion needs the owner's finalizers
+         # right, as on most production clusters (tests/integration/test_operator_rbac.py).
+         "--enable-admission-plugins=NodeRestriction,OwnerReferencesPermissionEnforcement",
          "--allow-privileged=true",
          "--feature-gates=PodkitMutablePodSpec=true",
          "--profiling=false"],

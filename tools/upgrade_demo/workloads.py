@@ -53,7 +53,9 @@ def _demo_container(name: str, image: str, own_dir: bool) -> dict[str, Any]:
     if not own_dir:
         # podkit starts a standby at idle CPU priority only where it may raise it again
         # (podkit.cpu): CAP_SYS_NICE, outside the baseline Pod Security Standard, so opt-in.
-        container["securityContext"] = {"capabilities": {"add": ["SYS_NICE"]}}
+        # As root: the images run as uid 65532, and a capability added to a non-root
+        # container never reaches its processes' effective set (no ambient capabilities).
+        container["securityContext"] = {"runAsUser": 0, "capabilities": {"add": ["SYS_NICE"]}}
     if own_dir:
         container["env"] += [{"name": "PODKIT_SLOT", "value": "a"},
                              {"name": "PODKIT_DIR", "value": "/podkit"}]

@@ -12,14 +12,24 @@ changes images (and on a patched cluster the version env). Decisions:
   (:mod:`podkit.probes`) and fails that slot's readiness when they fail;
 - both slots keep the business container's resources (either may become active);
 - container ports are declared on slot a only (a port name may appear once per pod);
-- probes run every second: the swap advances on what they report, never on a sleep.
+- probes run every second: the swap advances on what they report, never on a sleep;
+- the slots and the sidecar pass Pod Security ``restricted`` unless the template asks for more
+  (:func:`restricted_context`; which podkit feature needs what: docs/operator.md, "Pod
+  security"); the sidecar runs as the business container's uid when the template names one,
+  because the slots' control socket is 0600;
+- the sidecar gets a random bearer token for ``/state`` and ``/metrics`` (``podkit.sidecar``);
+  the operator reads it back from the pod (:func:`sidecar_token`), so it is never stored
+  elsewhere.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import secrets
 from typing import Any
+
+from podkit.sidecar import TOKEN_ENV as SIDECAR_TOKEN_ENV
 
 from ..api.keys import ANN_ACTIVE_SLOT, ANN_CONFIG_APPLIED, ANN_MUTABLE, ANN_REVISION, LABEL_STSP
 from ..api.statefulsetplus import RESERVED_VOLUMES, SIDECAR_NAME, StsPlusSpec, owner_reference
@@ -29,6 +39,11 @@ from .config import config_key, sidecar_dir
 PODKIT_DIR = "/podkit"
 SIDECAR_PORT = 9901
 SLOT_ENV = ("PODKIT_SLOT", "PODKIT_DIR", "PODKIT_VERSION")
+# Measured: `podkit sidecar` with a config watcher holds 27 MiB RSS, also after 400 requests of
+# /state and /metrics; it answers three probes a second. The limits leave room for a command
+# hook, which runs inside the sidecar.
+SIDECAR_RESOURCES = {"requests": {"cpu": "20m", "memory": "64Mi"},
+                     "limits": {"cpu": "500m", "memory": "256Mi"}}
 
 
 def slot_names(business: str) -> tuple[str, str]:
@@ -68,10 +83,50 @@ def slot_env(business_env: list[dict[str, Any]] | None, slot: str, version: str 
     return env
 
 
+def restricted_context(context: dict[str, Any] | None,
+                       pod_context: dict[str, Any] | None) -> dict[str, Any]:
+    """A container's ``securityContext`` with what Pod Security ``restricted`` asks for filled
+    in where the template (``context``, or the pod's ``pod_context``) says nothing: no
+    privilege escalation, every capability dropped, a non-root user (unless the template names
+    uid 0), the runtime's seccomp profile. What the template sets wins, so a feature that needs
+    more (CAP_SYS_NICE for the CPU priorities, root) keeps it, and only that feature's pods
+    leave ``restricted``."""
+    ctx = copy.deepcopy(context or {})
+    pod_ctx = pod_context or {}
+    ctx.setdefault("allowPrivilegeEscalation", False)
+    caps = ctx.setdefault("capabilities", {})
+    caps.setdefault("drop", ["ALL"])
+    uid = ctx.get("runAsUser", pod_ctx.get("runAsUser"))
+    if "runAsNonRoot" not in ctx and "runAsNonRoot" not in pod_ctx and uid != 0:
+        ctx["runAsNonRoot"] = True
+    if "seccompProfile" not in ctx and "seccompProfile" not in pod_ctx:
+        ctx["seccompProfile"] = {"type": "RuntimeDefault"}
+    return ctx
+
+
+def sidecar_context(business: dict[str, Any], pod_context: dict[str, Any] | None
+                    ) -> dict[str, Any]:
+    """``restricted``, as the business container's uid and gid when the template names them
+    (the slots' control socket admits only their uid), else the image's (65532, as every
+    podkit image)."""
+    business_ctx = business.get("securityContext") or {}
+    pod_ctx = pod_context or {}
+    ctx: dict[str, Any] = {}
+    for key in ("runAsUser", "runAsGroup"):
+        value = business_ctx.get(key, pod_ctx.get(key))
+        if value is not None:
+            ctx[key] = value
+    if ctx.get("runAsUser") == 0:
+        ctx["runAsNonRoot"] = False
+    return restricted_context(ctx, None)
+
+
 def build_slot(business: dict[str, Any], slot: str, image: str, version: str | None,
-               patched: bool, ports: bool) -> dict[str, Any]:
+               patched: bool, ports: bool, pod_context: dict[str, Any] | None = None
+               ) -> dict[str, Any]:
     """One slot container from the business container."""
     c = copy.deepcopy(business)
+    c["securityContext"] = restricted_context(business.get("securityContext"), pod_context)
     c["name"] = f"{business['name']}-{slot}"
     c["image"] = image
     c["env"] = slot_env(business.get("env"), slot, version, patched)
@@ -110,12 +165,14 @@ def business_probes(business: dict[str, Any]) -> str | None:
     return json.dumps(probes, sort_keys=True, separators=(",", ":")) if probes else None
 
 
-def build_sidecar(spec: StsPlusSpec, business: dict[str, Any]) -> dict[str, Any]:
+def build_sidecar(spec: StsPlusSpec, business: dict[str, Any],
+                  pod_context: dict[str, Any] | None = None) -> dict[str, Any]:
     """The referee: reports the slots, serves /readyz (the pod's readiness) and /metrics; it
     watches the released ConfigMaps' volumes (read-only, at /podkit-config/<volume>) and runs
     the config hook when their content changes; it runs ``business``'s probes against the
     active slot."""
-    env = [{"name": "PODKIT_DIR", "value": PODKIT_DIR}]
+    env = [{"name": "PODKIT_DIR", "value": PODKIT_DIR},
+           {"name": SIDECAR_TOKEN_ENV, "value": secrets.token_urlsafe(32)}]
     if probes := business_probes(business):
         env.append({"name": "PODKIT_PROBES", "value": probes})
     mounts: list[dict[str, Any]] = [{"name": "podkit", "mountPath": PODKIT_DIR}]
@@ -133,7 +190,19 @@ def build_sidecar(spec: StsPlusSpec, business: dict[str, Any]) -> dict[str, Any]
         "volumeMounts": mounts,
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": SIDECAR_PORT},
                            **_probe_timing()},
+        "resources": copy.deepcopy(SIDECAR_RESOURCES),
+        "securityContext": sidecar_context(business or {}, pod_context),
     }
+
+
+def sidecar_token(pod: dict[str, Any]) -> str | None:
+    """The bearer token of the pod's sidecar (its ``PODKIT_SIDECAR_TOKEN``), if it has one."""
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        if container.get("name") == SIDECAR_NAME:
+            for env in container.get("env") or []:
+                if env.get("name") == SIDECAR_TOKEN_ENV:
+                    return str(env.get("value") or "") or None
+    return None
 
 
 def _base_pod(stsp_obj: dict[str, Any], spec: StsPlusSpec, ordinal: int, revision: str,
@@ -166,10 +235,14 @@ def build_pod(stsp_obj: dict[str, Any], spec: StsPlusSpec, ordinal: int, revisio
     containers = template["spec"]["containers"]
     business = next(c for c in containers if c["name"] == spec.business)
     version = version_of(template, spec.business)
-    slot_a = build_slot(business, "a", business["image"], version, patched, ports=True)
-    slot_b = build_slot(business, "b", spec.pause_image, version, patched, ports=False)
+    pod_context = template["spec"].get("securityContext")
+    slot_a = build_slot(business, "a", business["image"], version, patched, ports=True,
+                        pod_context=pod_context)
+    slot_b = build_slot(business, "b", spec.pause_image, version, patched, ports=False,
+                        pod_context=pod_context)
     others = [copy.deepcopy(c) for c in containers if c["name"] != spec.business]
-    pod["spec"]["containers"] = [slot_a, slot_b, *others, build_sidecar(spec, business)]
+    pod["spec"]["containers"] = [slot_a, slot_b, *others,
+                                 build_sidecar(spec, business, pod_context)]
     volumes = [v for v in pod["spec"].get("volumes") or []
                if v.get("name") not in RESERVED_VOLUMES]
     volumes += [{"name": "podkit", "emptyDir": {}},

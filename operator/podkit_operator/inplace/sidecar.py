@@ -6,7 +6,9 @@ service account allowed to patch pods, in every namespace that runs podkit), and
 readiness is one bit that cannot name *which* content was applied, nor say that a hook failed
 (a pod that turns NotReady for a config also drops out of its Service). ``/state`` says both,
 and the operator already runs where it reaches pod IPs (in the cluster; a host process on the
-testbed). Only pods that await a report are asked, with a short timeout, in parallel.
+testbed). Only pods that await a report are asked, with a short timeout, in parallel. The
+sidecar answers ``/state`` from outside the pod only with its bearer token, which the operator
+put into the pod's sidecar env and reads back from the pod here.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from ..api.keys import ANN_CONFIG_APPLIED, ANN_TARGET
 from ..api.statefulsetplus import StsPlusSpec
 from ..kube.objects import annotations_of
 from .config import config_key
-from .pods import SIDECAR_PORT
+from .pods import SIDECAR_PORT, sidecar_token
 
 STATE_TIMEOUT_S = 1.0
 
@@ -37,11 +39,14 @@ def awaiting_report(pod: dict[str, Any], spec: StsPlusSpec) -> bool:
             != ann.get(ANN_CONFIG_APPLIED))
 
 
-def read_state(ip: str, port: int = SIDECAR_PORT,
+def read_state(ip: str, token: str | None, port: int = SIDECAR_PORT,
                timeout: float = STATE_TIMEOUT_S) -> dict[str, Any] | None:
-    """The sidecar's ``/state``; None when it does not answer (yet)."""
+    """The sidecar's ``/state``; None when it does not answer (yet) or refuses."""
+    request = urllib.request.Request(f"http://{ip}:{port}/state")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(f"http://{ip}:{port}/state", timeout=timeout) as reply:
+        with urllib.request.urlopen(request, timeout=timeout) as reply:
             state: dict[str, Any] = json.loads(reply.read())
             return state
     except (OSError, urllib.error.URLError, ValueError):
@@ -52,7 +57,8 @@ def sidecar_states(pods: Iterable[dict[str, Any]], spec: StsPlusSpec,
                    pool: Executor) -> dict[str, dict[str, Any]]:
     """``/state`` of every pod that awaits a config report, by pod name (unreachable left
     out)."""
-    asked = {p["metadata"]["name"]: pool.submit(read_state, p["status"]["podIP"])
+    asked = {p["metadata"]["name"]: pool.submit(read_state, p["status"]["podIP"],
+                                                 sidecar_token(p))
              for p in pods if awaiting_report(p, spec)}
     return {name: state for name, future in asked.items()
             if (state := future.result()) is not None}

@@ -7,7 +7,8 @@ operator's ServiceAccount; Pod Security Admission judges a relaxed update on the
 (0005), even the operator's; cpu/memory change only through pods/resize, under ResourceQuota.
 
 Identities are real ServiceAccount tokens: the operator's (its shipped RBAC applied) and a
-tenant's that holds the ``admin`` ClusterRole in its own namespace (every pod right there).
+tenant's that holds the ``admin`` ClusterRole in its own namespace (every pod right there);
+the testbed's admin kubeconfig is in ``system:masters``, which the policy exempts.
 """
 
 from __future__ import annotations
@@ -135,9 +136,12 @@ def test_tenant_cannot_set_the_annotation_at_update(who: Identities) -> None:
         "annotations", {})
 
 
-def test_the_operator_may_set_the_annotation(who: Identities) -> None:
-    create(who.operator, pod("by-operator", who.namespace, opted_in=True))
-    annotations = who.admin.get("pod", "by-operator", who.namespace)["metadata"]["annotations"]
+@pytest.mark.parametrize("identity", ["operator", "admin"])
+def test_the_operator_and_system_masters_may_set_the_annotation(
+        who: Identities, identity: str) -> None:
+    name = f"by-{identity}"
+    create(getattr(who, identity), pod(name, who.namespace, opted_in=True))
+    annotations = who.admin.get("pod", name, who.namespace)["metadata"]["annotations"]
     assert annotations[keys.ANN_MUTABLE] == "true"
 
 
@@ -149,13 +153,14 @@ def test_tenant_cannot_change_an_opted_in_pod_in_place(who: Identities,
                                                        change: dict[str, Any]) -> None:
     name = f"tenant-{change['path'].split('/')[2]}-{os.urandom(2).hex()}"
     create(who.operator, pod(name, who.namespace, opted_in=True))
+    before = who.admin.get("pod", name, who.namespace)["spec"]
     message = refusal(lambda: json_patch(who.tenant, name, who.namespace, change))
     assert POLICY_MESSAGE in message
     assert "may change the env, envFrom, volumeMounts or volumes" in message
-    stored, original = who.admin.get("pod", name, who.namespace)["spec"], pod(
-        name, who.namespace, opted_in=True)["spec"]
-    assert stored["volumes"] == original["volumes"]
-    assert stored["containers"][0]["env"] == original["containers"][0]["env"]
+    assert who.admin.get("pod", name, who.namespace)["spec"] == before
+    # The change itself is one the patched apiserver allows an opted-in pod: the refusal is
+    # the policy's, not validation's.
+    json_patch(who.operator, name, who.namespace, change)
 
 
 def test_tenant_keeps_upstreams_rules_on_an_opted_in_pod(who: Identities) -> None:
@@ -191,10 +196,10 @@ def test_pod_security_refuses_an_in_place_host_path_even_for_the_operator(
     create(who.operator, pod("psa", namespace, opted_in=True, restricted=True))
     # A release's change passes: the whole spec still meets the level.
     json_patch(who.operator, "psa", namespace, NEW_ENV)
+    before = who.admin.get("pod", "psa", namespace)["spec"]
     message = refusal(lambda: json_patch(who.operator, "psa", namespace, HOST_PATH))
     assert f'violates PodSecurity "{level}:latest"' in message and "hostPath" in message
-    assert [v["name"] for v in who.admin.get("pod", "psa", namespace)["spec"]["volumes"]] == [
-        "secret", "config"]
+    assert who.admin.get("pod", "psa", namespace)["spec"] == before
 
 
 def test_pod_security_refuses_an_in_place_privileged_looking_change(who: Identities) -> None:

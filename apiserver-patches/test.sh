@@ -13,8 +13,8 @@ MOD=$(bash "$HERE/build.sh" --prepare | tail -n 1)
 GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
 export GOTOOLCHAIN=local GOWORK=off GOFLAGS="-mod=mod -buildvcs=false"
 
-# Packages with a changed or added Go file, from the "+++ b/<dir>/<file>.go" lines.
-mapfile -t PKGS < <(sed -n 's#^+++ b/\(.*\)/[^/]*\.go$#k8s.io/kubernetes/\1#p' "$HERE"/patches/[0-9]*.patch | sort -u)
+# Packages with a changed or added Go file (staging ones included), as build.sh reads them.
+mapfile -t PKGS < <(bash "$HERE/build.sh" --packages)
 [[ ${#PKGS[@]} -gt 0 ]] || { echo "test.sh: no Go files in apiserver-patches/patches/*.patch" >&2; exit 1; }
 
 cd "$MOD"

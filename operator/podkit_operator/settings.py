@@ -8,7 +8,8 @@
 - ``PODKIT_OPERATOR_HEALTH_PORT`` -> ``health_port`` (default ``0``: none): the port of
   ``/healthz``, served from the start (a standby is alive too; the Deployment sets ``8080``);
 - ``PODKIT_LEASE_NAMESPACE`` -> ``lease_namespace`` (default ``default``; the Deployment passes
-  its own namespace) and ``PODKIT_OPERATOR_ID`` -> ``identity`` (default ``<hostname>-<pid>``;
+  its own namespace), ``PODKIT_LEASE_NAME`` -> ``lease_name`` (default ``podkit-operator``)
+  and ``PODKIT_OPERATOR_ID`` -> ``identity`` (default ``<hostname>-<pid>``;
   the Deployment passes the pod's name): the leader election's Lease and this candidate.
 - ``PODKIT_FOLLOW_CRDS`` -> ``follow_crds`` (default ``true``): ``false`` turns kopf's scanning
   off (it follows CRDs and, for namespace patterns, namespaces: cluster-wide reads that the
@@ -50,5 +51,6 @@ class Settings:
         return replace(found,
                        lease_namespace=environ.get("PODKIT_LEASE_NAMESPACE")
                        or found.lease_namespace,
+                       lease_name=environ.get("PODKIT_LEASE_NAME") or found.lease_name,
                        identity=environ.get("PODKIT_OPERATOR_ID") or found.identity,
                        follow_crds=environ.get("PODKIT_FOLLOW_CRDS", "true").lower() != "false")

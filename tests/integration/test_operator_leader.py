@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from podkit_operator import manifests
 from podkit_operator.api import keys
 from testbed.fixtures import running_api_cluster
 from testbed.kube import Kube
@@ -27,7 +28,7 @@ from testbed.stsp import batch_status, install_crd, pods, serving_image, set_ima
 pytestmark = pytest.mark.integration
 
 V1, V2 = "podkit.local/podkit-demo:v1", "podkit.local/podkit-demo:v2"
-LEASE = "podkit-operator"
+LEASE = "podkit-operator-all"  # testbed.operator_proc: one Lease per watched scope
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,7 @@ def metric(operator: OperatorProcess, name: str, **labels: str) -> float:
 
 
 def holder(kube: Kube) -> str | None:
-    return kube.get("lease", LEASE, "default")["spec"].get("holderIdentity")
+    return kube.get("lease", LEASE, manifests.NAMESPACE)["spec"].get("holderIdentity")
 
 
 def calls(operator: OperatorProcess) -> float:
@@ -90,7 +91,7 @@ def test_one_leads_the_other_waits_and_takes_over_when_the_leader_dies(
         assert metric(standby, "podkit_operator_leader") == 0
         assert calls(leader) > 0
         assert calls(standby) == 0  # no read, no write: the standby runs no handler
-        transitions = kube.get("lease", LEASE, "default")["spec"].get("leaseTransitions", 0)
+        transitions = kube.get("lease", LEASE, manifests.NAMESPACE)["spec"].get("leaseTransitions", 0)
 
         leader.kill()  # SIGKILL: no release, the standby waits the Lease out
         kube.wait_for("the standby to take the Lease", lambda: holder(kube) == standby.identity,
@@ -99,7 +100,7 @@ def test_one_leads_the_other_waits_and_takes_over_when_the_leader_dies(
         kube.wait_for("the release by the new leader", lambda: released(kube, namespace, V2),
                       timeout=120)
         assert metric(standby, "podkit_operator_leader") == 1 and calls(standby) > 0
-        assert kube.get("lease", LEASE, "default")["spec"]["leaseTransitions"] == (
+        assert kube.get("lease", LEASE, manifests.NAMESPACE)["spec"]["leaseTransitions"] == (
             transitions + 1)
 
 
@@ -110,7 +111,7 @@ def test_a_leader_whose_lease_is_taken_exits(cluster: tuple[Kube, Path]) -> None
         # the previous test's leader stopped gracefully: it handed the Lease back
         kube.wait_for("op-c to lead", lambda: holder(kube) == "op-c", timeout=60)
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        kube.run("patch", "lease", LEASE, "-n", "default", "--type=merge", "-p",
+        kube.run("patch", "lease", LEASE, "-n", manifests.NAMESPACE, "--type=merge", "-p",
                  '{"spec": {"holderIdentity": "intruder", "leaseDurationSeconds": 3600, '
                  f'"renewTime": "{now}"}}}}')
         assert operator.proc is not None

@@ -2,6 +2,11 @@
 
 Tests run it this way, so they can kill and restart it at will; users run its Deployment
 (operator/deploy). Its output is appended to ``log``.
+
+It runs as the Deployment would: as the ``podkit-operator`` ServiceAccount, with a token of
+that account, after the shipped RBAC and the mutability policy are applied (``operator_identity``).
+So the tests exercise the least-privilege ClusterRole, and the patched apiserver's relaxed pod
+updates are allowed to it and to nobody else, as on a real install.
 """
 
 from __future__ import annotations
@@ -12,12 +17,46 @@ import sys
 import uuid
 from pathlib import Path
 
+import yaml
+
+from podkit_operator import manifests
+from testbed import kubebin
 from testbed.apicluster import free_ports
+from testbed.kube import Kube
+
+# The deploy files that give the operator its identity and rights (the CRD and the
+# Deployment are left to the tests: they install the CRD themselves and run no Deployment).
+IDENTITY_FILES = ("namespace.yaml", "rbac.yaml", "mutability-policy.yaml")
+
+
+def account_kubeconfig(kube: Kube, namespace: str, account: str, dest: Path) -> Path:
+    """Write to ``dest`` a kubeconfig for ``kube``'s cluster that authenticates with a token
+    of ServiceAccount ``namespace/account`` (``kubectl create token``); return ``dest``."""
+    token = kube.run("create", "token", account, "-n", namespace, "--duration=48h").strip()
+    config = yaml.safe_load(kube.kubeconfig.read_text())
+    for user in config["users"]:
+        user["user"] = {"token": token}
+    dest.write_text(yaml.safe_dump(config))
+    dest.chmod(0o600)
+    return dest
+
+
+def operator_identity(admin_kubeconfig: Path, dest: Path) -> Path:
+    """Apply the operator's namespace, ServiceAccount, RBAC and mutability policy with
+    ``admin_kubeconfig``, and write to ``dest`` a kubeconfig for the same cluster holding a
+    token of the ServiceAccount; return ``dest``."""
+    kube = Kube(kubebin.bin_dir() / "kubectl", admin_kubeconfig)
+    for name in IDENTITY_FILES:
+        for obj in manifests.load(name):
+            kube.apply(obj)
+    return account_kubeconfig(kube, manifests.NAMESPACE, manifests.SERVICE_ACCOUNT, dest)
 
 
 class OperatorProcess:
     """One operator, watching ``namespace`` (or every namespace when ``None``); as a context
-    manager, started on entry and stopped on exit."""
+    manager, started on entry and stopped on exit. ``kubeconfig`` is the cluster's admin one:
+    the operator itself runs as its ServiceAccount (``operator_identity``), with a kubeconfig
+    written next to ``log``."""
 
     def __init__(self, kubeconfig: Path, log: Path, namespace: str | None = None,
                  identity: str | None = None) -> None:
@@ -27,14 +66,21 @@ class OperatorProcess:
         self.identity = identity or f"operator-{uuid.uuid4().hex[:8]}"
         self.metrics_port = 0
         self.proc: subprocess.Popen[bytes] | None = None
+        self.own_kubeconfig: Path | None = None
 
     def start(self) -> OperatorProcess:
+        if self.own_kubeconfig is None:
+            self.own_kubeconfig = operator_identity(
+                self.kubeconfig, self.log.with_name(f"{self.log.stem}.kubeconfig"))
         scope = ["-n", self.namespace] if self.namespace else ["--all-namespaces"]
         self.metrics_port = free_ports(1)[0]
-        env = dict(os.environ, KUBECONFIG=str(self.kubeconfig),
+        # the Lease lives where the ServiceAccount may write it; one per watched scope, so
+        # operators of different tests' namespaces never wait for each other
+        env = dict(os.environ, KUBECONFIG=str(self.own_kubeconfig),
                    PODKIT_OPERATOR_METRICS_PORT=str(self.metrics_port),
                    PODKIT_OPERATOR_ID=self.identity,
-                   PODKIT_LEASE_NAMESPACE=self.namespace or "default")
+                   PODKIT_LEASE_NAMESPACE=manifests.NAMESPACE,
+                   PODKIT_LEASE_NAME=f"podkit-operator-{self.namespace or 'all'}")
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "kopf", "run", "--standalone", *scope,

@@ -91,7 +91,8 @@ def test_one_leads_the_other_waits_and_takes_over_when_the_leader_dies(
         assert metric(standby, "podkit_operator_leader") == 0
         assert calls(leader) > 0
         assert calls(standby) == 0  # no read, no write: the standby runs no handler
-        transitions = kube.get("lease", LEASE, manifests.NAMESPACE)["spec"].get("leaseTransitions", 0)
+        transitions = kube.get("lease", LEASE, manifests.NAMESPACE)["spec"].get(
+            "leaseTransitions", 0)
 
         leader.kill()  # SIGKILL: no release, the standby waits the Lease out
         kube.wait_for("the standby to take the Lease", lambda: holder(kube) == standby.identity,

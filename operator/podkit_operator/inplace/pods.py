@@ -132,22 +132,28 @@ def _base_pod(stsp_obj: dict[str, Any], spec: StsPlusSpec, ordinal: int, revisio
     }
 
 
-def build_pod(stsp_obj: dict[str, Any], spec: StsPlusSpec, ordinal: int, revision: str,
-              template: dict[str, Any], patched: bool) -> dict[str, Any]:
-    """A swap pod at ``revision`` (whose template is ``template``): slot a active."""
-    pod = _base_pod(stsp_obj, spec, ordinal, revision, template)
+def swap_containers(spec: StsPlusSpec, template: dict[str, Any],
+                    patched: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The containers (slot a active, slot b idle, the others, the sidecar) and the volumes of
+    a swap pod of ``template``: what a pod at that revision runs."""
     containers = template["spec"]["containers"]
     business = next(c for c in containers if c["name"] == spec.business)
     version = version_of(template, spec.business)
     slot_a = build_slot(business, "a", business["image"], version, patched, ports=True)
     slot_b = build_slot(business, "b", spec.pause_image, version, patched, ports=False)
     others = [copy.deepcopy(c) for c in containers if c["name"] != spec.business]
-    pod["spec"]["containers"] = [slot_a, slot_b, *others, build_sidecar(spec)]
-    volumes = [v for v in pod["spec"].get("volumes") or []
+    volumes = [copy.deepcopy(v) for v in template["spec"].get("volumes") or []
                if v.get("name") not in RESERVED_VOLUMES]
     volumes += [{"name": "podkit", "emptyDir": {}},
                 {"name": "podkit-shm", "emptyDir": {"medium": "Memory"}}]
-    pod["spec"]["volumes"] = volumes
+    return [slot_a, slot_b, *others, build_sidecar(spec)], volumes
+
+
+def build_pod(stsp_obj: dict[str, Any], spec: StsPlusSpec, ordinal: int, revision: str,
+              template: dict[str, Any], patched: bool) -> dict[str, Any]:
+    """A swap pod at ``revision`` (whose template is ``template``): slot a active."""
+    pod = _base_pod(stsp_obj, spec, ordinal, revision, template)
+    pod["spec"]["containers"], pod["spec"]["volumes"] = swap_containers(spec, template, patched)
     ann = pod["metadata"]["annotations"]
     ann[ANN_ACTIVE_SLOT] = "a"
     if patched:

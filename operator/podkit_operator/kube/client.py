@@ -105,6 +105,10 @@ class KubeIO:
         """A strategic merge patch (containers merge by name)."""
         self.core.patch_namespaced_pod(name, namespace, patch, _preload_content=False)
 
+    def resize_pod(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        """A strategic merge patch of the pod's ``resize`` subresource (cpu/memory in place)."""
+        self.core.patch_namespaced_pod_resize(name, namespace, patch, _preload_content=False)
+
     def create_configmap(self, namespace: str, body: dict[str, Any]) -> None:
         with _tolerating(409):
             self.core.create_namespaced_config_map(namespace, body, _preload_content=False)

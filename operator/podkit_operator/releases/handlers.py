@@ -22,6 +22,7 @@ def apply_plan(context: OperatorContext, stsp: dict[str, Any], plan: Plan) -> No
     writes = [writers.submit(io.create_pod, namespace, c.body) for c in plan.create]
     writes += [writers.submit(io.delete_pod, namespace, d.name) for d in plan.delete]
     writes += [writers.submit(io.patch_pod, namespace, p.name, p.patch) for p in plan.patches]
+    writes += [writers.submit(io.resize_pod, namespace, r.name, r.patch) for r in plan.resizes]
     for write in writes:
         write.result()  # an error fails this pass; the next one retries from the API
     if plan.stsp_annotations:

@@ -33,7 +33,7 @@ from ..api.statefulsetplus import BatchDeployStatus, StsPlusSpec, condition_stat
 from ..inplace.pods import pod_name
 from ..kube.objects import parse_time, rfc3339, terminating
 from ..revisions.revision import CurrentAndUpdate, RevisionInfo
-from .actions import Event, Plan, PodCreate, PodDelete, PodPatch
+from .actions import Event, Plan, PodCreate, PodDelete, PodPatch, PodResize
 from .config_status import CONFIG_REFUSED
 from .rounds import PodRound, ReleasePass
 from .status import batch_position, failed_batch_status, requeue_after, rollback_status, status
@@ -234,6 +234,11 @@ def _fill_pods(release: ReleasePass, round_: PodRound, plan: Plan) -> None:
         pending = round_.patches[ordinal]
         plan.patches.append(PodPatch(pod_name(release.name, ordinal), ordinal, pending.patch,
                                      pending.reason))
+    for ordinal in sorted(round_.resizes, reverse=True):
+        if ordinal not in round_.deletes:
+            resize = round_.resizes[ordinal]
+            plan.resizes.append(PodResize(pod_name(release.name, ordinal), ordinal, resize.patch,
+                                          resize.reason))
 
 
 def _new_pod(release: ReleasePass, ordinal: int, revision: RevisionInfo,

@@ -61,7 +61,9 @@ def apply_patch(pod: dict[str, Any], patch: dict[str, Any]) -> None:
     for cp in (patch.get("spec") or {}).get("containers") or []:
         c = next(c for c in pod["spec"]["containers"] if c["name"] == cp["name"])
         for key, value in cp.items():
-            if key == "env":
+            if isinstance(value, list) and {"$patch": "replace"} in value:  # list directive
+                c[key] = [dict(x) for x in value if x != {"$patch": "replace"}]
+            elif key == "env":
                 env = c.setdefault("env", [])
                 for e in value:
                     old = next((x for x in env if x["name"] == e["name"]), None)
@@ -71,6 +73,20 @@ def apply_patch(pod: dict[str, Any], patch: dict[str, Any]) -> None:
                         old.update(e)
             else:
                 c[key] = value
+    if volumes := (patch.get("spec") or {}).get("volumes"):
+        _merge_volumes(pod, volumes)
+
+
+def _merge_volumes(pod: dict[str, Any], volumes: list[dict[str, Any]]) -> None:
+    """Pod volumes merge by name (a volume patched replaces its source)."""
+    have = pod["spec"].setdefault("volumes", [])
+    for v in volumes:
+        old = next((x for x in have if x["name"] == v["name"]), None)
+        if old is None:
+            have.append(copy.deepcopy(v))
+        else:
+            old.clear()
+            old.update(copy.deepcopy(v))
 
 
 def kubelet(pod: dict[str, Any], bad: set[str] = frozenset(), slots: bool = True,

@@ -22,16 +22,25 @@ the same plan (calling it twice with the same inputs gives the same plan).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..api.keys import ANN_CONFIRM, ANN_FAILED, ANN_PAUSE, ANN_ROLLBACK, ANN_STARTED, ANN_TARGET
+from ..api.keys import (
+    ANN_CONFIRM,
+    ANN_FAILED,
+    ANN_PAUSE,
+    ANN_REVISION,
+    ANN_ROLLBACK,
+    ANN_STARTED,
+    ANN_TARGET,
+)
 from ..api.reasons import BatchAction, ConditionType, EventReason, GeneralStatus
 from ..api.statefulsetplus import BatchDeployStatus, StsPlusSpec, condition_status, parse_spec
 from ..inplace.pods import pod_name
-from ..kube.objects import parse_time, rfc3339, terminating
+from ..kube.objects import annotations_of, parse_time, rfc3339, terminating
 from ..revisions.revision import CurrentAndUpdate, RevisionInfo
 from .actions import Event, Plan, PodCreate, PodDelete, PodPatch, PodResize
 from .config_status import CONFIG_REFUSED
@@ -211,6 +220,42 @@ def _plan_rollback(release: ReleasePass) -> _Outcome:
     return _Outcome(round_, rollback_status(release, round_),
                     target.name if round_.converged else current.name, target.name,
                     rollback=True)
+
+
+# --- which revisions: current and rollback target ------------------------------------------
+
+def _most_run(pods: Iterable[dict[str, Any]], besides: set[str]) -> str | None:
+    """The revision most pods are at (``podkit.io/revision``), leaving out ``besides``; ties go
+    to the name, so every call chooses the same."""
+    counts = Counter(r for p in pods if (r := annotations_of(p).get(ANN_REVISION))
+                     and r not in besides)
+    if not counts:
+        return None
+    return min(counts, key=lambda r: (-counts[r], r))
+
+
+def choose_revisions(status: Mapping[str, Any], pods: Iterable[dict[str, Any]],
+                     update: str, stored: Container[str]) -> tuple[str, str | None]:
+    """The names of the current revision and of the one-key rollback target.
+
+    Current: ``status.currentRevision``; when the status is lost (restored from a backup, an
+    orphan delete and re-create), the revision most pods not at the update revision run, so
+    what remains is a release in batches from it, never all pods at once; the update revision
+    when every pod is at it (or there is none). Rollback target: ``status.rollbackRevision``,
+    the revision that was current before the latest release (:func:`.status.status` keeps it);
+    without it, the revision most pods not at the update or the current revision run. Only
+    names in ``stored`` (the ControllerRevisions) are chosen.
+    """
+    pods = list(pods)
+    current = status.get("currentRevision")
+    if current not in stored:
+        current = _most_run((p for p in pods if annotations_of(p).get(ANN_REVISION) in stored),
+                            {update}) or update
+    rollback = status.get("rollbackRevision")
+    if rollback not in stored or rollback == current:
+        rollback = _most_run((p for p in pods if annotations_of(p).get(ANN_REVISION) in stored),
+                             {update, current})
+    return current, rollback
 
 
 # --- pods to create and delete ---------------------------------------------------------------

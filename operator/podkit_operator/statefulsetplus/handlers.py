@@ -17,17 +17,17 @@ from typing import Any
 import kopf
 from kubernetes.client.rest import ApiException
 
-from ..api.keys import GROUP, LABEL_STSP, PLURAL, VERSION
+from ..api.keys import ANN_REVISION, ANN_TARGET, GROUP, LABEL_STSP, PLURAL, VERSION
 from ..api.reasons import EventReason
 from ..api.statefulsetplus import SpecError, parse_spec
 from ..configreleases.handlers import collect_garbage, released_template
 from ..context import OperatorContext, context_of, namespace_of
 from ..inplace.sidecar import awaiting_report, sidecar_states
 from ..kube.client import KubeIO
-from ..kube.objects import terminating
+from ..kube.objects import annotations_of, terminating
 from ..releases import metrics
 from ..releases.handlers import apply_plan, count_events
-from ..releases.plan import plan_release
+from ..releases.plan import choose_revisions, plan_release
 from ..revisions.history import controller_revision, prune
 from ..revisions.revision import CurrentAndUpdate, RevisionInfo
 
@@ -82,10 +82,10 @@ def reconcile(context: OperatorContext, namespace: str, name: str,
             spec = parse_spec(stsp["spec"])
             template, copies = released_template(context, namespace, name, spec,
                                                  stsp["spec"]["template"])
-            revisions = resolve_revisions(io, stsp, template, spec.business,
-                                          spec.revision_history_limit)
-            revisions = dataclasses.replace(revisions, copies=copies)
             pods = io.list_pods(namespace, name)
+            revisions = resolve_revisions(io, stsp, template, spec.business,
+                                          spec.revision_history_limit, pods)
+            revisions = dataclasses.replace(revisions, copies=copies)
             states = (sidecar_states(pods, spec, context.writers)
                       if context.patched and spec.config_volumes else {})
             plan = plan_release(stsp, pods, revisions, datetime.now(UTC),
@@ -106,10 +106,13 @@ def reconcile(context: OperatorContext, namespace: str, name: str,
 
 
 def resolve_revisions(io: KubeIO, stsp: dict[str, Any], template: dict[str, Any],
-                      business: str, history_limit: int) -> CurrentAndUpdate:
+                      business: str, history_limit: int,
+                      pods: list[dict[str, Any]]) -> CurrentAndUpdate:
     """The current, update and previous revisions, ``template`` being the update revision's
     (the spec's, with released ConfigMaps replaced by their current copies); records the
-    update revision and prunes the history beyond ``history_limit``."""
+    update revision and prunes the history beyond ``history_limit``. The current revision
+    and the rollback target come from the status, else from what ``pods`` run
+    (:func:`~podkit_operator.releases.plan.choose_revisions`)."""
     namespace, name = stsp["metadata"]["namespace"], stsp["metadata"]["name"]
     stored = {r["metadata"]["name"]: r for r in io.list_revisions(namespace, name)}
     update = RevisionInfo.from_template(name, template, business)
@@ -125,13 +128,13 @@ def resolve_revisions(io: KubeIO, stsp: dict[str, Any], template: dict[str, Any]
             return None
         return RevisionInfo.from_template(name, found["data"], business)
 
-    status = stsp.get("status") or {}
-    current = info(status.get("currentRevision")) or update
-    number = stored[current.name].get("revision", 0)
-    earlier = [r for r in stored.values() if r.get("revision", 0) < number]
-    previous = info(max(earlier, key=lambda r: r.get("revision", 0))["metadata"]["name"]) \
-        if earlier else None
+    current_name, previous_name = choose_revisions(stsp.get("status") or {}, pods,
+                                                   update.name, stored)
+    current = info(current_name) or update
+    previous = info(previous_name)
     in_use = {current.name, update.name} | ({previous.name} if previous else set())
+    in_use |= {v for p in pods for k, v in annotations_of(p).items()
+               if k in (ANN_REVISION, ANN_TARGET)}  # what a lost status is derived from
     for doomed in prune(stored.values(), history_limit, in_use):
         io.delete_revision(namespace, doomed)
     return CurrentAndUpdate(current=current, update=update, previous=previous)

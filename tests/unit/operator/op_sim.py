@@ -12,7 +12,7 @@ from podkit_operator.api.keys import ANN_TARGET
 from podkit_operator.api.statefulsetplus import DEFAULT_PAUSE_IMAGE
 from podkit_operator.images import same_image
 from podkit_operator.releases.actions import Plan
-from podkit_operator.releases.plan import plan_release
+from podkit_operator.releases.plan import choose_revisions, plan_release
 from podkit_operator.revisions.revision import CurrentAndUpdate, RevisionInfo
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
@@ -153,10 +153,10 @@ class Sim:
         if upd.name not in [r.name for r in self.history]:
             self.history.append(upd)
         by_name = {r.name: r for r in self.history}
-        cur = by_name[(self.stsp.get("status") or {}).get("currentRevision") or upd.name]
-        idx = self.history.index(cur)
-        prev = self.history[idx - 1] if idx > 0 else None
-        return CurrentAndUpdate(current=cur, update=upd, previous=prev)
+        cur, prev = choose_revisions(self.stsp.get("status") or {}, self.pods.values(),
+                                     upd.name, by_name)  # as the controller chooses
+        return CurrentAndUpdate(current=by_name[cur], update=upd,
+                                previous=by_name[prev] if prev else None)
 
     def plan(self) -> Plan:
         return plan_release(copy.deepcopy(self.stsp), copy.deepcopy(list(self.pods.values())),

@@ -15,6 +15,7 @@ from typing import Any
 
 import kopf
 
+from .api.statefulsetplus import StsPlusSpec
 from .kube.client import KubeIO
 from .settings import Settings
 
@@ -36,6 +37,9 @@ class OperatorContext:
     # endpoints: one writer per (namespace, StatefulSetPlus), and the slices last written
     endpoint_locks: dict[Key, asyncio.Lock] = field(default_factory=dict)
     slices_written: dict[Key, dict[str, Any]] = field(default_factory=dict)
+
+    # the last spec of each StatefulSetPlus that parsed: a spec error holds the release on it
+    last_good_specs: dict[Key, StsPlusSpec] = field(default_factory=dict)
 
     def wake(self, namespace: str, name: str) -> None:
         """Wake the release loop of StatefulSetPlus ``namespace/name``, if it runs."""

@@ -23,6 +23,7 @@ class EventReason(StrEnum):
     ROLLBACK_STARTED = "RollbackStarted"
     CONFIG_GRAYSCALE_REFUSED = "ConfigGrayscaleRefused"
     INVALID_SPEC = "InvalidSpec"
+    RECREATE_NEEDED = "RecreateNeeded"
 
 
 class ConditionType(StrEnum):
@@ -32,6 +33,7 @@ class ConditionType(StrEnum):
     PROGRESSING = "Progressing"
     RELEASE_FAILED = "ReleaseFailed"
     CONFIG_GRAYSCALE = "ConfigGrayscale"
+    CONFIG_SOURCES = "ConfigSourcesPresent"
 
 
 class ConditionReason(StrEnum):
@@ -44,6 +46,8 @@ class ConditionReason(StrEnum):
     NO_FAILURE = "NoFailure"
     ENABLED = "Enabled"
     STOCK_CLUSTER = "StockCluster"
+    CONFIG_SOURCE_MISSING = "ConfigSourceMissing"
+    CONFIG_SOURCES_FOUND = "ConfigSourcesFound"
 
 
 class GeneralStatus(StrEnum):

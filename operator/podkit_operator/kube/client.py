@@ -113,6 +113,13 @@ class KubeIO:
         with _tolerating(409):
             self.core.create_namespaced_config_map(namespace, body, _preload_content=False)
 
+    def set_configmap_owners(self, namespace: str, name: str,
+                             owners: list[dict[str, Any]]) -> None:
+        """Replace a ConfigMap's ownerReferences (a config copy's owners), as a merge patch."""
+        self.core.patch_namespaced_config_map(name, namespace,
+                                              {"metadata": {"ownerReferences": owners}},
+                                              _preload_content=False)
+
     def delete_configmap(self, namespace: str, name: str) -> None:
         with _tolerating(404):
             self.core.delete_namespaced_config_map(name, namespace, _preload_content=False)

@@ -247,11 +247,11 @@ def choose_revisions(status: Mapping[str, Any], pods: Iterable[dict[str, Any]],
     names in ``stored`` (the ControllerRevisions) are chosen.
     """
     pods = list(pods)
-    current = status.get("currentRevision")
+    current = str(status.get("currentRevision") or "")
     if current not in stored:
         current = _most_run((p for p in pods if annotations_of(p).get(ANN_REVISION) in stored),
                             {update}) or update
-    rollback = status.get("rollbackRevision")
+    rollback: str | None = status.get("rollbackRevision")
     if rollback not in stored or rollback == current:
         rollback = _most_run((p for p in pods if annotations_of(p).get(ANN_REVISION) in stored),
                              {update, current})

@@ -16,8 +16,7 @@ from ..api.keys import ANN_FAILED, ANN_REVISION, ANN_STARTED, ANN_TARGET
 from ..api.reasons import EventReason
 from ..api.statefulsetplus import StsPlusSpec
 from ..inplace.patches import merge_patches
-from ..inplace.pods import ordinal_of, pod_name
-from ..inplace.pods import slot_names
+from ..inplace.pods import ordinal_of, pod_name, slot_names
 from ..inplace.specdiff import classify
 from ..inplace.steps import DeletePod, Done, Failed, PatchPod, ResizePod, Step
 from ..inplace.strategies import STRATEGIES, PodUpdate

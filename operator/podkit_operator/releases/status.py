@@ -99,6 +99,15 @@ def conditions(release: ReleasePass, batch: BatchDeployStatus,
     ]
     if release.spec.config_maps:
         wanted.append(config_condition(release.patched))
+    if release.spec.config_maps and release.patched:
+        missing = release.revisions.missing_sources
+        wanted.append(
+            Condition(ConditionType.CONFIG_SOURCES, "False", ConditionReason.CONFIG_SOURCE_MISSING,
+                      f"ConfigMap {', '.join(missing)} (spec.configMaps) is gone: pods keep its "
+                      "last released copy; create it again to release its content")
+            if missing else
+            Condition(ConditionType.CONFIG_SOURCES, "True", ConditionReason.CONFIG_SOURCES_FOUND,
+                      ""))
     prior = {c.get("type"): c for c in release.prior_status.get("conditions") or []}
     out = []
     for condition in wanted:

@@ -77,13 +77,14 @@ class CurrentAndUpdate:
     the object is new). ``update``: the revision of ``spec.template``. ``previous``: the
     revision before ``current`` in the history, the target of a one-key rollback once a release
     has completed. Each carries its template (to build pods). ``copies``: the config copies of
-    the released ConfigMaps, by name.
+    the released ConfigMaps, by name; ``missing_sources``: those of them that are gone.
     """
 
     current: RevisionInfo
     update: RevisionInfo
     previous: RevisionInfo | None = None
     copies: Mapping[str, ConfigCopy] = field(default_factory=dict)
+    missing_sources: tuple[str, ...] = ()  # released ConfigMaps deleted: their last copy stays
 
     @property
     def in_use(self) -> tuple[RevisionInfo, ...]:

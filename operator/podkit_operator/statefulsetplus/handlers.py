@@ -72,7 +72,11 @@ async def release_loop(namespace: str | None, name: str, memo: kopf.Memo, logger
 
 def reconcile(context: OperatorContext, namespace: str, name: str,
               logger: kopf.Logger) -> float | None:
-    """Read, plan, write; return when to look again without an event (seconds)."""
+    """Read, plan, write; return when to look again without an event (seconds).
+
+    A spec the operator cannot act on (:class:`SpecError`) is an event, and the release under
+    way goes on with the last spec that worked (:func:`held_pass`): its deadlines, failures and
+    rollbacks, never a new release."""
     io = context.io
     with metrics.RECONCILE_SECONDS.time():
         stsp = io.get_stsp(namespace, name)
@@ -80,12 +84,12 @@ def reconcile(context: OperatorContext, namespace: str, name: str,
             return None
         try:
             spec = parse_spec(stsp["spec"])
-            template, copies = released_template(context, namespace, name, spec,
-                                                 stsp["spec"]["template"])
+            template, copies = released_template(context, stsp, spec, stsp["spec"]["template"])
             pods = io.list_pods(namespace, name)
             revisions = resolve_revisions(io, stsp, template, spec.business,
                                           spec.revision_history_limit, pods)
-            revisions = dataclasses.replace(revisions, copies=copies)
+            revisions = dataclasses.replace(revisions, copies=copies.by_name,
+                                            missing_sources=copies.missing)
             states = (sidecar_states(pods, spec, context.writers)
                       if context.patched and spec.config_volumes else {})
             plan = plan_release(stsp, pods, revisions, datetime.now(UTC),
@@ -94,14 +98,54 @@ def reconcile(context: OperatorContext, namespace: str, name: str,
             kopf.warn(stsp, reason=EventReason.INVALID_SPEC,  # type: ignore[arg-type]
                       message=str(exc))  # kopf reads the raw object as its Body
             logger.warning("%s/%s: %s", namespace, name, exc)
-            return None
+            return held_pass(context, stsp, logger)
+        context.last_good_specs[(namespace, name)] = spec
         apply_plan(context, stsp, plan)
         count_events(plan, pods)
-        if copies:
+        if copies.by_name:
             collect_garbage(io, namespace, spec, revisions, pods, logger)
     poll = context.settings.config_poll_s
     if context.patched and any(awaiting_report(p, spec) for p in pods):
         return min(plan.requeue_after or poll, poll)
+    return plan.requeue_after
+
+
+def held_pass(context: OperatorContext, stsp: dict[str, Any],
+              logger: kopf.Logger) -> float | None:
+    """A pass while the spec is unusable: the release that ``status`` names (its current and
+    update revisions, from the history) goes on with the last spec that parsed, so deadlines,
+    failures and rollbacks still act. After an operator restart that spec is the object's
+    with the update revision's template and no config hook, when that parses; else nothing
+    is done until the spec is fixed."""
+    io = context.io
+    namespace, name = stsp["metadata"]["namespace"], stsp["metadata"]["name"]
+    status = stsp.get("status") or {}
+    stored = {r["metadata"]["name"]: r["data"] for r in io.list_revisions(namespace, name)}
+    update_t, current_t = stored.get(status.get("updateRevision") or ""), \
+        stored.get(status.get("currentRevision") or "")
+    if update_t is None or current_t is None:
+        return None
+    spec = context.last_good_specs.get((namespace, name))
+    if spec is None:
+        podkit = {k: v for k, v in (stsp["spec"].get("podkit") or {}).items()
+                  if k != "configHook"}
+        try:
+            spec = parse_spec({**stsp["spec"], "template": update_t, "podkit": podkit})
+        except SpecError:
+            return None
+    previous = stored.get(status.get("rollbackRevision") or "")
+    revisions = CurrentAndUpdate(
+        current=RevisionInfo.from_template(name, current_t, spec.business),
+        update=RevisionInfo.from_template(name, update_t, spec.business),
+        previous=(RevisionInfo.from_template(name, previous, spec.business)
+                  if previous is not None else None))
+    pods = io.list_pods(namespace, name)
+    plan = plan_release(stsp, pods, revisions, datetime.now(UTC), context.patched, spec=spec)
+    plan.status["observedGeneration"] = status.get("observedGeneration")  # not this spec
+    apply_plan(context, stsp, plan)
+    count_events(plan, pods)
+    logger.info("%s/%s: held pass with the last usable spec (release %s -> %s)", namespace,
+                name, revisions.current.name, revisions.update.name)
     return plan.requeue_after
 
 

@@ -2,10 +2,11 @@
 
 import copy
 
+from test_op_release import ROLLBACK, at, rev, settled
+
 from op_sim import V1, V2, V3, Sim, make_stsp
 from podkit_operator.releases.plan import choose_revisions
 from podkit_operator.releases.status import status_patch
-from test_op_release import ROLLBACK, at, rev, settled
 
 
 def _release(sim, image):

@@ -111,7 +111,7 @@ def test_copies_are_named_by_content_and_the_same_content_makes_no_second_copy(
     assert body["data"] == one
     assert body["metadata"]["annotations"]["podkit.io/config-hash"] == data_hash({"data": one})
     owner = body["metadata"]["ownerReferences"][0]
-    assert (owner["kind"], owner["name"]) == ("ConfigMap", CONFIG)
+    assert (owner["kind"], owner["name"]) == ("StatefulSetPlus", "web")  # never the source
     sidecar = next(c for c in pods(kube, namespace)[0]["spec"]["containers"]
                    if c["name"] == "podkit-sidecar")
     assert {"name": "PODKIT_CONFIG_DIRS", "value": f"/podkit-config/{VOLUME}"} in sidecar["env"]
@@ -190,3 +190,42 @@ def test_a_stock_cluster_refuses_config_grayscale_in_a_condition(
     assert "configMaps" not in status(kube, namespace)
     kube.wait_for("a warning event", lambda: events(kube, namespace,
                                                     "ConfigGrayscaleRefused"), timeout=30)
+
+
+def test_copies_outlive_their_deleted_source_which_is_a_condition_not_a_halt(
+        operator, kube: Kube, namespace: str) -> None:
+    data = {"greeting": "hello"}
+    set_config(kube, namespace, CONFIG, data)
+    operator()
+    kube.apply(stsp(namespace))
+    kube.wait_for("2 pods mounting the copy", lambda: mounted_configs(
+        kube, namespace, VOLUME) == {"web-0": name_of(data), "web-1": name_of(data)},
+        timeout=60)
+    source = kube.get("configmap", CONFIG, namespace)
+    # a canary owned by the source: once it is gone, the garbage collector has acted on the
+    # source's deletion, and would have taken any copy it owned
+    kube.apply({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "canary", "namespace": namespace, "ownerReferences": [
+                    {"apiVersion": "v1", "kind": "ConfigMap", "name": CONFIG,
+                     "uid": source["metadata"]["uid"]}]}})
+    kube.delete("configmap", CONFIG, namespace)
+
+    def condition() -> dict[str, Any] | None:
+        return next((c for c in status(kube, namespace).get("conditions") or []
+                     if c["type"] == "ConfigSourcesPresent" and c["status"] == "False"), None)
+
+    found = kube.wait_for("the ConfigSourcesPresent condition", condition, timeout=60)
+    assert found["reason"] == "ConfigSourceMissing" and CONFIG in found["message"]
+    kube.wait_for("the garbage collector acting on the source's deletion", lambda: not any(
+        c["metadata"]["name"] == "canary" for c in json.loads(kube.run(
+            "get", "configmaps", "-n", namespace, "-o", "json"))["items"]), timeout=60)
+    assert list(config_copies(kube, namespace, CONFIG)) == [1]  # the copy pods mount stays
+    # the object's other work goes on: a scale-up is served from the last copy
+    kube.patch(keys.PLURAL, "web", [{"op": "replace", "path": "/spec/replicas", "value": 3}],
+               namespace)
+    kube.wait_for("a third pod mounting the last copy", lambda: mounted_configs(
+        kube, namespace, VOLUME).get("web-2") == name_of(data), timeout=60)
+    set_config(kube, namespace, CONFIG, data)  # the source back: the condition clears
+    kube.wait_for("ConfigSourcesPresent True again", lambda: any(
+        c["type"] == "ConfigSourcesPresent" and c["status"] == "True"
+        for c in status(kube, namespace).get("conditions") or []), timeout=60)

@@ -23,7 +23,6 @@ class EventReason(StrEnum):
     ROLLBACK_STARTED = "RollbackStarted"
     CONFIG_GRAYSCALE_REFUSED = "ConfigGrayscaleRefused"
     INVALID_SPEC = "InvalidSpec"
-    RECREATE_NEEDED = "RecreateNeeded"
 
 
 class ConditionType(StrEnum):

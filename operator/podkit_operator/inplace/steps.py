@@ -218,7 +218,7 @@ def swap_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec, patc
     if diff.needs_recreate:
         return DeletePod(f"recreated at {target.name}: {diff.recreate_reason()}")
     if (early := _resize_and_rest(pod, diff, want_containers, want_volumes, start,
-                                  target, {a, b})) is not None:
+                                  target, {a, b}, patched)) is not None:
         return early
     active = _active_slot(pod, spec, previous)
     other = {a: b, b: a}
@@ -270,7 +270,7 @@ def _fields_match(have: dict[str, Any], want: dict[str, Any]) -> bool:
 
 def _resize_and_rest(pod: dict[str, Any], diff: SpecDiff, want_containers: list[dict[str, Any]],
                      want_volumes: list[dict[str, Any]], start: dict[str, str],
-                     target: RevisionInfo, driven: set[str]) -> Step | None:
+                     target: RevisionInfo, driven: set[str], patched: bool) -> Step | None:
     """The parts of an update outside the slots' swap, in order: mark the update, resize
     cpu/memory (``pods/resize``, then wait until the kubelet runs it), switch the volumes and
     patch the other containers; None when nothing of that is left."""
@@ -288,6 +288,7 @@ def _resize_and_rest(pod: dict[str, Any], diff: SpecDiff, want_containers: list[
         return Wait(resizing)
     if rest or volumes:
         body = pod_patch([fields_patch(container_spec(pod, c["name"]), c, c["image"])
+                          if patched else {"name": c["name"], "image": c["image"]}
                           for c in rest])
         if volumes:
             body.setdefault("spec", {})["volumes"] = want_volumes

@@ -41,7 +41,7 @@ from ..api.reasons import BatchAction, ConditionType, EventReason, GeneralStatus
 from ..api.statefulsetplus import BatchDeployStatus, StsPlusSpec, condition_status, parse_spec
 from ..inplace.pods import pod_name
 from ..kube.objects import annotations_of, parse_time, rfc3339, terminating
-from ..revisions.revision import CurrentAndUpdate, RevisionInfo
+from ..revisions.revision import CurrentAndUpdate, RevisionInfo, revision_spec
 from .actions import Event, Plan, PodCreate, PodDelete, PodPatch, PodResize
 from .config_status import CONFIG_REFUSED
 from .rounds import PodRound, ReleasePass
@@ -290,7 +290,8 @@ def _new_pod(release: ReleasePass, ordinal: int, revision: RevisionInfo,
              in_flight: bool) -> dict[str, Any]:
     if not revision.template:
         raise ValueError(f"revision {revision.name} has no template; pass RevisionInfo.template")
-    body = release.rules.build_pod(release.stsp, release.spec, ordinal, revision.name,
+    body = release.rules.build_pod(release.stsp, revision_spec(release.spec, revision.template),
+                                   ordinal, revision.name,
                                    revision.template, release.patched)
     if in_flight:  # Recreate: a pod created at the target is an update under way until Ready
         body["metadata"]["annotations"].update({ANN_TARGET: revision.name,

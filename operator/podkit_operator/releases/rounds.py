@@ -21,7 +21,7 @@ from ..inplace.specdiff import classify
 from ..inplace.steps import DeletePod, Done, Failed, PatchPod, ResizePod, Step
 from ..inplace.strategies import STRATEGIES, PodUpdate
 from ..kube.objects import annotations_of, parse_time, terminating
-from ..revisions.revision import CurrentAndUpdate, RevisionInfo
+from ..revisions.revision import CurrentAndUpdate, RevisionInfo, revision_spec
 from .actions import Event
 from .batches import batch_members, batch_targets, started_members, update_order
 
@@ -131,8 +131,9 @@ class ReleasePass:
             if not (current.template and update.template) or not self.releasing:
                 self._update_recreates = False
             else:
-                have, want = (self.rules.build_pod(self.stsp, self.spec, 0, r.name, r.template,
-                                                   self.patched)["spec"]
+                have, want = (self.rules.build_pod(self.stsp, revision_spec(self.spec,
+                                                                            r.template),
+                                                   0, r.name, r.template, self.patched)["spec"]
                               for r in (current, update))
                 slots = slot_names(self.spec.business)
                 self._update_recreates = classify(have, want, self.patched,
@@ -160,7 +161,8 @@ class ReleasePass:
         if key not in self._steps:
             previous = self.current if target.name != self.current.name else None
             self._steps[key] = self.rules.step(PodUpdate(
-                self.pods[ordinal], target, self.spec, self.now, self.patched, previous,
+                self.pods[ordinal], target, revision_spec(self.spec, target.template), self.now,
+                self.patched, previous,
                 self.sidecar_states.get(pod_name(self.name, ordinal))))
         return self._steps[key]
 

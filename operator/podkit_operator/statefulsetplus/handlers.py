@@ -29,7 +29,7 @@ from ..releases import metrics
 from ..releases.handlers import apply_plan, count_events
 from ..releases.plan import choose_revisions, plan_release
 from ..revisions.history import controller_revision, prune
-from ..revisions.revision import CurrentAndUpdate, RevisionInfo
+from ..revisions.revision import CurrentAndUpdate, RevisionInfo, with_podkit
 
 RETRY_S = 2.0  # after a pass the apiserver refused
 
@@ -85,6 +85,7 @@ def reconcile(context: OperatorContext, namespace: str, name: str,
         try:
             spec = parse_spec(stsp["spec"])
             template, copies = released_template(context, stsp, spec, stsp["spec"]["template"])
+            template = with_podkit(template, spec)
             pods = io.list_pods(namespace, name)
             revisions = resolve_revisions(io, stsp, template, spec.business,
                                           spec.revision_history_limit, pods)

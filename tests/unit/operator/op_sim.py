@@ -4,16 +4,17 @@ and a controller loop that applies plans to plain dicts. No mocks, no API."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from podkit_operator.api.keys import ANN_TARGET
-from podkit_operator.api.statefulsetplus import DEFAULT_PAUSE_IMAGE
+from podkit_operator.api.statefulsetplus import DEFAULT_PAUSE_IMAGE, parse_spec
 from podkit_operator.images import same_image
 from podkit_operator.releases.actions import Plan
 from podkit_operator.releases.plan import choose_revisions, plan_release
-from podkit_operator.revisions.revision import CurrentAndUpdate, RevisionInfo
+from podkit_operator.revisions.revision import CurrentAndUpdate, RevisionInfo, with_podkit
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 V1 = "podkit.local/podkit-demo:v1"
@@ -113,7 +114,7 @@ def kubelet(pod: dict[str, Any], bad: set[str] = frozenset(), slots: bool = True
                          "state": st, "restartCount": restarts})
     if slots:
         images = [c["image"] for c in pod["spec"]["containers"][:2]]
-        healthy = (sorted(same_image(i, PAUSE) for i in images) == [False, True]
+        healthy = (sorted(same_image(i, PAUSE) or "pause" in i for i in images) == [False, True]
                    and not any(i in bad or i in stuck for i in images))
         for s in statuses:
             if s["name"] == "podkit-sidecar":
@@ -149,7 +150,14 @@ class Sim:
         return self.stsp["spec"]["updateStrategy"]["type"] == "ABSwap"
 
     def revisions(self) -> CurrentAndUpdate:
-        upd = RevisionInfo.from_template("web", self.stsp["spec"]["template"])
+        tmpl = self.stsp["spec"]["template"]
+        if podkit := self.stsp["spec"].get("podkit"):  # spec.podkit is part of the revision
+            base = parse_spec(make_stsp()["spec"])
+            tmpl = with_podkit(tmpl, dataclasses.replace(
+                base, pause_image=podkit.get("pauseImage", base.pause_image),
+                sidecar_image=podkit.get("sidecarImage", base.sidecar_image),
+                config_hook=podkit.get("configHook", base.config_hook)))
+        upd = RevisionInfo.from_template("web", tmpl)
         if upd.name not in [r.name for r in self.history]:
             self.history.append(upd)
         by_name = {r.name: r for r in self.history}

@@ -188,3 +188,44 @@ def test_cpu_change_marks_then_resizes_then_waits_for_the_kubelet():
         if status["name"] in ("web-a", "web-b"):
             status["resources"] = {"requests": {"cpu": "300m"}}
     assert isinstance(swap_step(pod, r2, spec, True, T0), Done)  # no swap: nothing else changed
+
+
+# --- spec.podkit is part of the revision -------------------------------------------------------
+
+def test_a_new_pause_image_is_a_release_that_reaches_every_idle_slot_batch_by_batch():
+    from test_op_release import settled
+
+    from op_sim import Sim
+    sim = settled(replicas=4, batch_num=2)
+    before = sim.stsp["status"]["currentRevision"]
+    sim.stsp["spec"]["podkit"] = {"pauseImage": "podkit.local/podkit-pause:v9"}
+    plan = sim.tick()
+    assert sim.stsp["status"]["updateRevision"] != before
+    assert {p.name for p in plan.patches} == {"web-3", "web-2"}  # batch 1 only
+    sim.run(lambda s: s.stsp["status"]["currentRevision"] == s.stsp["status"]["updateRevision"]
+            and s.bds.get("generalStatus") == "Completed")
+    for ordinal in range(4):
+        assert sim.images(ordinal)[:2] == [V1, "podkit.local/podkit-pause:v9"]
+    assert isinstance(sim, Sim) and max(sim.starts.values()) == 1
+
+
+def test_a_new_sidecar_image_reaches_the_sidecars():
+    from test_op_release import settled
+    sim = settled(replicas=2, batch_num=1)
+    sim.stsp["spec"]["podkit"] = {"sidecarImage": "podkit.local/podkit-sidecar:v9"}
+    sim.run(lambda s: s.stsp["status"]["currentRevision"] == s.stsp["status"]["updateRevision"]
+            and s.bds.get("generalStatus") == "Completed")
+    for ordinal in range(2):
+        assert sim.images(ordinal)[2] == "podkit.local/podkit-sidecar:v9"
+
+
+def test_default_podkit_settings_leave_the_revision_as_it_was():
+    from podkit_operator.revisions.revision import revision_spec, with_podkit
+    spec = parse_spec(make_stsp()["spec"])
+    assert with_podkit(template(V1), spec) == template(V1)
+    raw = make_stsp()["spec"]
+    raw["podkit"] = {"pauseImage": "p:2"}
+    custom = with_podkit(template(V1), parse_spec(raw))
+    assert custom["metadata"]["annotations"] == {"podkit.io/pause-image": "p:2"}
+    assert revision_spec(spec, custom).pause_image == "p:2"
+    assert revision_spec(parse_spec(raw), template(V1)).pause_image == spec.pause_image

@@ -33,16 +33,6 @@ class PodPatch:
 
 
 @dataclass(frozen=True)
-class PodResize:
-    """A patch of a pod's ``resize`` subresource: its containers' new cpu/memory."""
-
-    name: str
-    ordinal: int
-    patch: dict[str, Any]
-    reason: str
-
-
-@dataclass(frozen=True)
 class Event:
     reason: EventReason
     message: str
@@ -57,7 +47,7 @@ class Plan:
     create: list[PodCreate] = field(default_factory=list)
     delete: list[PodDelete] = field(default_factory=list)
     patches: list[PodPatch] = field(default_factory=list)
-    resizes: list[PodResize] = field(default_factory=list)
+    resizes: list[PodPatch] = field(default_factory=list)  # of the pods' resize subresource
     status: dict[str, Any] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     requeue_after: float | None = None

@@ -42,7 +42,7 @@ from ..api.statefulsetplus import BatchDeployStatus, StsPlusSpec, condition_stat
 from ..inplace.pods import pod_name
 from ..kube.objects import annotations_of, parse_time, rfc3339, terminating
 from ..revisions.revision import CurrentAndUpdate, RevisionInfo, revision_spec
-from .actions import Event, Plan, PodCreate, PodDelete, PodPatch, PodResize
+from .actions import Event, Plan, PodCreate, PodDelete, PodPatch
 from .config_status import CONFIG_REFUSED
 from .rounds import PodRound, ReleasePass
 from .status import batch_position, failed_batch_status, requeue_after, rollback_status, status
@@ -282,8 +282,8 @@ def _fill_pods(release: ReleasePass, round_: PodRound, plan: Plan) -> None:
     for ordinal in sorted(round_.resizes, reverse=True):
         if ordinal not in round_.deletes:
             resize = round_.resizes[ordinal]
-            plan.resizes.append(PodResize(pod_name(release.name, ordinal), ordinal, resize.patch,
-                                          resize.reason))
+            plan.resizes.append(PodPatch(pod_name(release.name, ordinal), ordinal, resize.patch,
+                                         resize.reason))
 
 
 def _new_pod(release: ReleasePass, ordinal: int, revision: RevisionInfo,

@@ -21,8 +21,10 @@ has the same value; lists match element by element), and the token volume is ign
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 IN_PLACE_CONTAINER_FIELDS = ("env", "envFrom", "volumeMounts")  # on a patched cluster only
@@ -33,13 +35,15 @@ USER_FIELDS = ("command", "args", "ports", "env", "envFrom", "volumeMounts", "li
                "readinessProbe", "startupProbe", "lifecycle", "workingDir")
 TOKEN_VOLUME_PREFIX = "kube-api-access-"
 TOKEN_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
-# pod fields podkit or the API sets per pod, never from the template
-POD_OWN_FIELDS = ("containers", "volumes", "hostname", "subdomain", "nodeName",
-                  "serviceAccount", "tolerations", "priority", "enableServiceLinks",
-                  "preemptionPolicy", "schedulerName", "restartPolicy", "dnsPolicy",
-                  "terminationGracePeriodSeconds", "securityContext", "serviceAccountName",
-                  "resourceClaims")
-
+# pod fields podkit or the API sets per pod, never compared with the template's (the API adds
+# default tolerations to the list, and admission sets priority from priorityClassName)
+POD_OWN_FIELDS = ("containers", "volumes", "hostname", "subdomain", "nodeName", "tolerations",
+                  "priority")
+_SUFFIXES: dict[str, int | Fraction] = {
+    "": 1, "m": Fraction(1, 1000), "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
+    "P": 10**15, "E": 10**18, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50,
+    "Ei": 2**60}
+_QUANTITY_RE = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)([a-zA-Z]*)$")
 
 @dataclass(frozen=True)
 class SpecDiff:
@@ -93,17 +97,37 @@ def _container_field(have: Mapping[str, Any], key: str) -> Any:
     return _without_token_mounts(value) if key == "volumeMounts" else value
 
 
+def quantity(value: Any) -> Fraction | str:
+    """A resource quantity as a number (``0.5`` and ``500m`` are the same CPU, ``1Gi`` and
+    ``1024Mi`` the same memory: the API stores them canonically); unparsable: as given."""
+    m = _QUANTITY_RE.match(str(value).strip())
+    if m is None or m.group(2) not in _SUFFIXES:
+        return str(value)
+    try:
+        return Fraction(m.group(1)) * _SUFFIXES[m.group(2)]
+    except ValueError:
+        return str(value)
+
+
+def same_resources(have: Any, want: Any) -> bool:
+    """``have`` (a spec's or a container status's resources) equals every request and limit
+    ``want`` sets, compared as quantities."""
+    have, want = have or {}, want or {}
+    return all(quantity((have.get(part) or {}).get(k, "")) == quantity(v)
+               for part in ("requests", "limits") for k, v in (want.get(part) or {}).items())
+
+
 def _resources_kind(have: Any, want: Any) -> str:
     """``same``, ``resize`` (cpu/memory values only) or ``recreate`` (a resource added or
     removed, or one that is not cpu/memory changed)."""
     have, want = have or {}, want or {}
-    if covers(have, want) and covers(want, have):
+    if same_resources(have, want) and same_resources(want, have):
         return "same"
     for part in ("requests", "limits"):
         h, w = have.get(part) or {}, want.get(part) or {}
         if set(h) != set(w):
             return "recreate"
-        if any(h[k] != w[k] for k in h if k not in RESIZABLE):
+        if any(quantity(h[k]) != quantity(w[k]) for k in h if k not in RESIZABLE):
             return "recreate"
     if any(k not in ("requests", "limits") for k in {*have, *want} if not _empty(
             have.get(k)) or not _empty(want.get(k))):

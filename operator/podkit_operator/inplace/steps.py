@@ -52,7 +52,7 @@ from ..revisions.revision import RevisionInfo
 from .config import Applied, HookFailed, config_key, verdict, volume_sources
 from .patches import container_patch, fields_patch, pod_patch
 from .pods import slot_names, swap_containers
-from .specdiff import IN_PLACE_CONTAINER_FIELDS, SpecDiff, classify, covers
+from .specdiff import IN_PLACE_CONTAINER_FIELDS, SpecDiff, classify, same_resources
 
 # Reasons a container waits and will not start by itself. While an image cannot be pulled, the
 # kubelet still reports the previous image in the status: those reasons concern the spec's image.
@@ -211,7 +211,8 @@ def swap_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec, patc
     if patched and spec.config_volumes:
         if (config := config_step(pod, target, spec, start, sidecar_state)) is not None:
             return config
-    diff = classify(pod.get("spec") or {}, {"containers": want_containers,
+    diff = classify(pod.get("spec") or {}, {**target.template["spec"],
+                                            "containers": want_containers,
                                             "volumes": want_volumes}, patched,
                     ignore={s: (*IN_PLACE_CONTAINER_FIELDS, "image") if patched else ("image",)
                             for s in (a, b)})
@@ -271,13 +272,13 @@ def _fields_match(have: dict[str, Any], want: dict[str, Any]) -> bool:
 def _resize_and_rest(pod: dict[str, Any], diff: SpecDiff, want_containers: list[dict[str, Any]],
                      want_volumes: list[dict[str, Any]], start: dict[str, str],
                      target: RevisionInfo, driven: set[str], patched: bool) -> Step | None:
-    """The parts of an update outside the slots' swap, in order: mark the update, resize
-    cpu/memory (``pods/resize``, then wait until the kubelet runs it), switch the volumes and
+    """The parts of an update outside the slots' swap, in order: resize cpu/memory (the update
+    marked first; ``pods/resize``, then wait until the kubelet runs it), switch the volumes and
     patch the other containers; None when nothing of that is left."""
     rest = [c for c in want_containers if c["name"] not in driven
             and any(p.startswith(f"container {c['name']} ") for p in diff.in_place)]
     volumes = any(p.startswith("volume ") for p in diff.in_place)
-    if start and (diff.needs_resize or rest or volumes):
+    if start and diff.needs_resize:  # the resize subresource carries no annotations
         return PatchPod(pod_patch(ann=start), f"mark the update to {target.name}")
     if diff.resize:
         return ResizePod({"spec": {"containers": [{"name": n, "resources": r} for n, r
@@ -289,7 +290,7 @@ def _resize_and_rest(pod: dict[str, Any], diff: SpecDiff, want_containers: list[
     if rest or volumes:
         body = pod_patch([fields_patch(container_spec(pod, c["name"]), c, c["image"])
                           if patched else {"name": c["name"], "image": c["image"]}
-                          for c in rest])
+                          for c in rest], start)
         if volumes:
             body.setdefault("spec", {})["volumes"] = want_volumes
         return PatchPod(body, "in place: " + ", ".join(diff.in_place))
@@ -306,7 +307,7 @@ def resize_pending(pod: dict[str, Any]) -> str | None:
             return f"resize: {c['type']} {c.get('reason') or ''} {c.get('message') or ''}".strip()
     for c in (pod.get("spec") or {}).get("containers") or []:
         reported = container_status(pod, c["name"]).get("resources")
-        if reported is not None and not covers(reported, c.get("resources") or {}):
+        if reported is not None and not same_resources(reported, c.get("resources")):
             return f"resize: container {c['name']} does not run its new resources yet"
     return None
 
@@ -360,9 +361,11 @@ def _converged(pod: dict[str, Any], serving: str, idle: str, target: RevisionInf
             and all_containers_ready(pod) and pod_ready(pod))
 
 
-def inplace_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec,
+def inplace_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec, patched: bool,
                  now: datetime) -> Step:
-    """InPlace: patch the business container's image; the kubelet restarts it in place."""
+    """InPlace: patch the containers to the target (images everywhere; env, envFrom, mounts
+    and volumes on a patched cluster; cpu/memory by ``pods/resize``); the kubelet restarts
+    what changed in place. What cannot change in place deletes the pod."""
     if _at_target(pod, target):
         return Done()
     name = spec.business
@@ -372,9 +375,13 @@ def inplace_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec,
     if failed := _check_failure(pod, target, spec.batch_deadline_s, now, [name]):
         return failed
     start = _start_annotations(pod, target, now)
-    if not same_image(container_spec(pod, name).get("image"), target.image):
-        return PatchPod(pod_patch([{"name": name, "image": target.image}], start),
-                        f"container {name} gets {target.name}'s image")
+    want = target.template["spec"]
+    diff = classify(pod.get("spec") or {}, want, patched)
+    if diff.needs_recreate:
+        return DeletePod(f"recreated at {target.name}: {diff.recreate_reason()}")
+    if (early := _resize_and_rest(pod, diff, want["containers"], want.get("volumes") or [],
+                                  start, target, set(), patched)) is not None:
+        return early
     if running_ready(container_status(pod, name), target.image) and pod_ready(pod):
         return Done(pod_patch(ann=_finish_annotations(pod, target, None)) or None)
     if start:

@@ -51,7 +51,7 @@ def _swap(u: PodUpdate) -> Step:
 
 
 def _in_place(u: PodUpdate) -> Step:
-    return inplace_step(u.pod, u.target, u.spec, u.now)
+    return inplace_step(u.pod, u.target, u.spec, u.patched, u.now)
 
 
 def _recreate(u: PodUpdate) -> Step:

@@ -229,3 +229,39 @@ def test_default_podkit_settings_leave_the_revision_as_it_was():
     assert custom["metadata"]["annotations"] == {"podkit.io/pause-image": "p:2"}
     assert revision_spec(spec, custom).pause_image == "p:2"
     assert revision_spec(parse_spec(raw), template(V1)).pause_image == spec.pause_image
+
+
+def test_quantities_compare_as_numbers():
+    have = _spec([_c(resources={"requests": {"cpu": "500m", "memory": "1Gi"}})])
+    want = _spec([_c(resources={"requests": {"cpu": "0.5", "memory": "1024Mi"}})])
+    assert classify(have, want, patched=True).empty
+
+
+def test_a_pod_level_field_of_the_template_is_compared():
+    spec, pod = _pod_and_spec(template(V1))
+    t2 = copy.deepcopy(template(V1))
+    t2["spec"]["nodeSelector"] = {"disk": "ssd"}
+    step = swap_step(pod, RevisionInfo.from_template("web", t2), spec, True, T0)
+    assert isinstance(step, DeletePod) and "pod nodeSelector" in step.reason
+
+
+def test_inplace_strategy_patches_env_on_a_patched_cluster():
+    from podkit_operator.inplace.pods import build_plain_pod
+    from podkit_operator.inplace.steps import inplace_step
+    stsp = make_stsp(strategy="InPlace")
+    t1 = template(V1, env=[{"name": "MODE", "value": "one"}])
+    stsp["spec"]["template"] = t1
+    spec = parse_spec(stsp["spec"])
+    pod = build_plain_pod(stsp, spec, 0, RevisionInfo.from_template("web", t1).name, t1)
+    kubelet(pod, slots=False)
+    r2 = RevisionInfo.from_template("web", template(V1, env=[{"name": "MODE", "value": "two"}]))
+    step = inplace_step(pod, r2, spec, True, T0)
+    assert isinstance(step, PatchPod) and step.patch["spec"]["containers"][0]["env"][0] == \
+        {"name": "MODE", "value": "two"}
+    apply_patch(pod, step.patch)
+    kubelet(pod, slots=False)
+    assert isinstance(inplace_step(pod, r2, spec, True, T0), Done)
+    assert isinstance(inplace_step(pod, r2, spec, False, T0), Done)  # already so
+    stale = build_plain_pod(stsp, spec, 0, "x", t1)
+    kubelet(stale, slots=False)
+    assert isinstance(inplace_step(stale, r2, spec, False, T0), DeletePod)  # stock: recreate

@@ -321,3 +321,32 @@ def test_a_field_the_new_status_lacks_is_removed_from_the_object(operator, kube:
     kube.wait_for("the rollback's status", lambda: batch_status(kube, namespace).get(
         "currentRollbackProgress", "").startswith("2/"), timeout=60)
     assert "batchDeadlineTime" not in batch_status(kube, namespace)  # no stale deadline
+
+
+def test_a_spec_error_still_lets_a_rollback_run(operator, kube: Kube, namespace: str) -> None:
+    operator()
+    obj = fields_stsp(namespace, [], replicas=2)
+    obj["spec"]["updateStrategy"]["batchDeployConfig"] = {"batchNum": 2, "batchAuto": False}
+    kube.apply(obj)
+    kube.wait_for("2 pods released", lambda: released(kube, namespace), timeout=90)
+    first = status(kube, namespace)["currentRevision"]
+    obj["spec"]["template"]["spec"]["containers"][0]["image"] = "podkit.local/podkit-demo:v2"
+    kube.apply(obj)
+    kube.wait_for("batch 1 of the release waiting for a confirmation", lambda: batch_status(
+        kube, namespace).get("action") == "WaitToConfirm", timeout=90)
+    # a spec the CRD accepts but the operator cannot act on: a released ConfigMap that
+    # does not exist
+    obj["spec"]["configMaps"] = ["never-made"]
+    obj["spec"]["template"]["spec"]["volumes"] = [{"name": "cfg",
+                                                   "configMap": {"name": "never-made"}}]
+    kube.apply(obj)
+    kube.wait_for("an InvalidSpec event", lambda: any(
+        "never-made" in m for m in events(kube, namespace, "InvalidSpec")), timeout=60)
+    kube.patch(keys.PLURAL, "web", [{"op": "add", "path": "/metadata/annotations",
+                                     "value": {keys.ANN_ROLLBACK: "true"}}], namespace)
+    # the rollback runs on the last usable spec: every pod back at the first revision
+    kube.wait_for("the rollback to the first revision", lambda: all(
+        p["metadata"]["annotations"].get(keys.ANN_REVISION) == first
+        and keys.ANN_TARGET not in p["metadata"]["annotations"]
+        for p in pods(kube, namespace)) and status(kube, namespace).get(
+        "currentRevision") == first, timeout=90)

@@ -265,3 +265,20 @@ def test_inplace_strategy_patches_env_on_a_patched_cluster():
     stale = build_plain_pod(stsp, spec, 0, "x", t1)
     kubelet(stale, slots=False)
     assert isinstance(inplace_step(stale, r2, spec, False, T0), DeletePod)  # stock: recreate
+
+
+def test_a_port_release_recreates_batch_by_batch_at_the_update_revision():
+    from test_op_release import at, settled
+    sim = settled(replicas=4, batch_num=2, auto=False)
+    sim.stsp["spec"]["template"]["spec"]["containers"][0]["ports"] = [
+        {"name": "http", "containerPort": 9090}]
+    plan = sim.tick()
+    assert [d.name for d in plan.delete] == ["web-3", "web-2"]  # batch 1 only
+    assert all("cannot change in place: container web-a ports" in d.reason for d in plan.delete)
+    update = sim.stsp["status"]["updateRevision"]
+    sim.run(lambda s: s.bds.get("action") == "WaitToConfirm")
+    assert at(sim, update) == [2, 3] and sim.uids["web-3"] == 2 and sim.uids["web-1"] == 1
+    sim.annotate("podkit.io/confirm-batch", "2")
+    sim.run(lambda s: s.bds.get("generalStatus") == "Completed"
+            and s.stsp["status"]["currentRevision"] == update)
+    assert at(sim, update) == [0, 1, 2, 3] and all(sim.uids[f"web-{o}"] == 2 for o in range(4))

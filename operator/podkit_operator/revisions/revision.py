@@ -108,8 +108,9 @@ class CurrentAndUpdate:
 
     ``current``: ``status.currentRevision`` (the last good revision; the update revision when
     the object is new). ``update``: the revision of ``spec.template``. ``previous``: the
-    revision before ``current`` in the history, the target of a one-key rollback once a release
-    has completed. Each carries its template (to build pods). ``copies``: the config copies of
+    revision that was current before the latest release (``status.rollbackRevision``, see
+    :func:`podkit_operator.releases.plan.choose_revisions`), the target of a one-key rollback
+    once a release has completed. Each carries its template (to build pods). ``copies``: the config copies of
     the released ConfigMaps, by name; ``missing_sources``: those of them that are gone.
     """
 

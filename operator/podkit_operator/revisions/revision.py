@@ -110,8 +110,9 @@ class CurrentAndUpdate:
     the object is new). ``update``: the revision of ``spec.template``. ``previous``: the
     revision that was current before the latest release (``status.rollbackRevision``, see
     :func:`podkit_operator.releases.plan.choose_revisions`), the target of a one-key rollback
-    once a release has completed. Each carries its template (to build pods). ``copies``: the config copies of
-    the released ConfigMaps, by name; ``missing_sources``: those of them that are gone.
+    once a release has completed. Each carries its template (to build pods). ``copies``: the
+    config copies of the released ConfigMaps, by name; ``missing_sources``: those of them that
+    are gone.
     """
 
     current: RevisionInfo

@@ -216,7 +216,7 @@ def swap_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec, patc
                                             "volumes": want_volumes}, patched,
                     ignore={s: (*IN_PLACE_CONTAINER_FIELDS, "image") if patched else ("image",)
                             for s in (a, b)})
-    if diff.needs_recreate:
+    if diff.needs_recreate and not _built_at(pod, target):
         return DeletePod(f"recreated at {target.name}: {diff.recreate_reason()}")
     if (early := _resize_and_rest(pod, diff, want_containers, want_volumes, start,
                                   target, {a, b}, patched)) is not None:
@@ -261,6 +261,13 @@ def swap_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec, patc
         return to_target(other[active], f"slot {other[active]} (a standby of another "
                                         f"revision) gets {target.name}'s image")
     return to_target(active, f"no slot serves: slot {active} gets {target.name}'s image")
+
+
+def _built_at(pod: dict[str, Any], target: RevisionInfo) -> bool:
+    """The pod was created at ``target`` (its revision annotation from creation): a difference
+    that would need a recreate can only be the API's defaulting, so it is never recreated again
+    for it (no delete loop)."""
+    return annotations_of(pod).get(ANN_REVISION) == target.name
 
 
 def _fields_match(have: dict[str, Any], want: dict[str, Any]) -> bool:
@@ -377,7 +384,7 @@ def inplace_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec, p
     start = _start_annotations(pod, target, now)
     want = target.template["spec"]
     diff = classify(pod.get("spec") or {}, want, patched)
-    if diff.needs_recreate:
+    if diff.needs_recreate and not _built_at(pod, target):
         return DeletePod(f"recreated at {target.name}: {diff.recreate_reason()}")
     if (early := _resize_and_rest(pod, diff, want["containers"], want.get("volumes") or [],
                                   start, target, set(), patched)) is not None:

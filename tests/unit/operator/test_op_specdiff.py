@@ -282,3 +282,21 @@ def test_a_port_release_recreates_batch_by_batch_at_the_update_revision():
     sim.run(lambda s: s.bds.get("generalStatus") == "Completed"
             and s.stsp["status"]["currentRevision"] == update)
     assert at(sim, update) == [0, 1, 2, 3] and all(sim.uids[f"web-{o}"] == 2 for o in range(4))
+
+
+def test_a_pod_created_at_the_target_is_never_recreated_again():
+    t2 = copy.deepcopy(template(V1))
+    t2["spec"]["containers"][0]["ports"] = [{"name": "http", "containerPort": 9090}]
+    spec, pod = _pod_and_spec(t2)  # built at t2's revision
+    pod["spec"]["containers"][0]["ports"].append({"containerPort": 1})  # as if defaulted
+    r2 = RevisionInfo.from_template("web", t2)
+    pod["metadata"]["annotations"]["podkit.io/target-revision"] = r2.name
+    assert not isinstance(swap_step(pod, r2, spec, True, T0), DeletePod)
+
+
+def test_init_containers_with_the_token_mount_match():
+    token = {"name": "kube-api-access-q", "mountPath":
+             "/var/run/secrets/kubernetes.io/serviceaccount"}
+    init = {"name": "init", "image": "busybox"}
+    have = _spec([_c()]) | {"initContainers": [{**init, "volumeMounts": [token]}]}
+    assert classify(have, _spec([_c()]) | {"initContainers": [init]}, patched=True).empty

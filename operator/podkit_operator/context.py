@@ -16,6 +16,7 @@ from typing import Any
 import kopf
 from aiohttp import web
 
+from .api.statefulsetplus import StsPlusSpec
 from .kube.client import KubeIO
 from .leader import LeaderElector
 from .settings import Settings
@@ -58,6 +59,9 @@ class OperatorContext:
         for writer in self.slice_writers.values():
             if writer.task is not None:
                 writer.task.cancel()
+
+    # the last spec of each StatefulSetPlus that parsed: a spec error holds the release on it
+    last_good_specs: dict[Key, StsPlusSpec] = field(default_factory=dict)
 
     def wake(self, namespace: str, name: str) -> None:
         """Wake the release loop of StatefulSetPlus ``namespace/name``, if it runs."""

@@ -173,7 +173,7 @@ def test_the_operator_pod_passes_the_restricted_pod_security_standard(kube: Kube
     ("create", "configmaps", True),
     ("delete", "configmaps", True),
     ("update", "configmaps", False),
-    ("patch", "configmaps", False),
+    ("patch", "configmaps", True),  # a copy's ownerReferences only
     ("create", "deployments.apps", False),
     ("create", "leases.coordination.k8s.io", False),
     ("create", "kopfpeerings.kopf.dev", False),
@@ -194,6 +194,11 @@ def test_the_operator_account_may_keep_its_lease_in_its_own_namespace(
         kube: Kube, verb: str, resource: str, allowed: bool) -> None:
     assert can_i(kube, verb, resource, namespace=manifests.NAMESPACE) is allowed
     assert not can_i(kube, "create", "leases.coordination.k8s.io")  # not elsewhere
+
+
+def test_the_operator_account_may_resize_pods_only_by_patch(kube: Kube) -> None:
+    assert can_i(kube, "patch", "pods", "--subresource=resize")
+    assert not can_i(kube, "update", "pods", "--subresource=resize")
 
 
 def test_the_operator_account_may_write_status_but_not_exec(kube: Kube) -> None:
@@ -261,6 +266,8 @@ def test_a_full_object_is_kept_as_given(kube: Kube) -> None:
     ("config-maps", lambda s: with_config(s).update(configHistoryLimit=3)),
     ("config-hook-command", lambda s: with_config(s).update(
         podkit={"configHook": "command:/app/reload --all"})),
+    ("config-hook-signal-lower-case", lambda s: with_config(s).update(
+        podkit={"configHook": "signal:sigusr1"})),
 ])
 def test_valid_specs_are_accepted(kube: Kube, name: str,
                                   change: Callable[[dict[str, Any]], Any]) -> None:
@@ -342,6 +349,9 @@ BAD_SPECS: list[tuple[str, Callable[[dict[str, Any]], Any], list[str]]] = [
     ("config-map-inplace", lambda s: with_config(s)["updateStrategy"].update(type="InPlace"),
      ["configMaps needs updateStrategy.type ABSwap"]),
     ("config-hook-unknown", lambda s: with_config(s).update(podkit={"configHook": "reload"}),
+     ["spec.podkit.configHook in body should match"]),
+    ("config-hook-bad-signal", lambda s: with_config(s).update(
+        podkit={"configHook": "signal:HUPP"}),
      ["spec.podkit.configHook in body should match"]),
     ("config-history-zero", lambda s: with_config(s).update(configHistoryLimit=0),
      ["spec.configHistoryLimit in body should be greater than or equal to 1"]),

@@ -1,5 +1,8 @@
 """Config grayscale against a real apiserver with kwok's fake nodes: versioned copies named by
-content hash (never two of the same content), GC rules, and a stock cluster's refusal.
+content hash (never two of the same content), GC rules, and a stock cluster's refusal; and the
+other fields of a revision: env changed in place through the slots, a port change recreating
+the pods with the reason in an event, status fields the planner drops removed from the object
+(that the new env reaches the new *process* is tests/e2e/test_operator_fields.py).
 
 kwok pods run no sidecar, so no pod ever reports a config applied here: a release started by
 an edit stays in its first batch, which is what these tests need (a pod keeps mounting a copy
@@ -25,6 +28,7 @@ from testbed.fixtures import running_api_cluster
 from testbed.kube import Kube
 from testbed.operator_proc import OperatorProcess
 from testbed.stsp import (
+    batch_status,
     config_copies,
     events,
     install_crd,
@@ -111,7 +115,7 @@ def test_copies_are_named_by_content_and_the_same_content_makes_no_second_copy(
     assert body["data"] == one
     assert body["metadata"]["annotations"]["podkit.io/config-hash"] == data_hash({"data": one})
     owner = body["metadata"]["ownerReferences"][0]
-    assert (owner["kind"], owner["name"]) == ("ConfigMap", CONFIG)
+    assert (owner["kind"], owner["name"]) == ("StatefulSetPlus", "web")  # never the source
     sidecar = next(c for c in pods(kube, namespace)[0]["spec"]["containers"]
                    if c["name"] == "podkit-sidecar")
     assert {"name": "PODKIT_CONFIG_DIRS", "value": f"/podkit-config/{VOLUME}"} in sidecar["env"]
@@ -190,3 +194,159 @@ def test_a_stock_cluster_refuses_config_grayscale_in_a_condition(
     assert "configMaps" not in status(kube, namespace)
     kube.wait_for("a warning event", lambda: events(kube, namespace,
                                                     "ConfigGrayscaleRefused"), timeout=30)
+
+
+def test_copies_outlive_their_deleted_source_which_is_a_condition_not_a_halt(
+        operator, kube: Kube, namespace: str) -> None:
+    data = {"greeting": "hello"}
+    set_config(kube, namespace, CONFIG, data)
+    operator()
+    kube.apply(stsp(namespace))
+    kube.wait_for("2 pods mounting the copy", lambda: mounted_configs(
+        kube, namespace, VOLUME) == {"web-0": name_of(data), "web-1": name_of(data)},
+        timeout=60)
+    source = kube.get("configmap", CONFIG, namespace)
+    # a canary owned by the source: once it is gone, the garbage collector has acted on the
+    # source's deletion, and would have taken any copy it owned
+    kube.apply({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "canary", "namespace": namespace, "ownerReferences": [
+                    {"apiVersion": "v1", "kind": "ConfigMap", "name": CONFIG,
+                     "uid": source["metadata"]["uid"]}]}})
+    kube.delete("configmap", CONFIG, namespace)
+
+    def condition() -> dict[str, Any] | None:
+        return next((c for c in status(kube, namespace).get("conditions") or []
+                     if c["type"] == "ConfigSourcesPresent" and c["status"] == "False"), None)
+
+    found = kube.wait_for("the ConfigSourcesPresent condition", condition, timeout=60)
+    assert found["reason"] == "ConfigSourceMissing" and CONFIG in found["message"]
+    kube.wait_for("the garbage collector acting on the source's deletion", lambda: not any(
+        c["metadata"]["name"] == "canary" for c in json.loads(kube.run(
+            "get", "configmaps", "-n", namespace, "-o", "json"))["items"]), timeout=60)
+    assert list(config_copies(kube, namespace, CONFIG)) == [1]  # the copy pods mount stays
+    # the object's other work goes on: a scale-up is served from the last copy
+    kube.patch(keys.PLURAL, "web", [{"op": "replace", "path": "/spec/replicas", "value": 3}],
+               namespace)
+    kube.wait_for("a third pod mounting the last copy", lambda: mounted_configs(
+        kube, namespace, VOLUME).get("web-2") == name_of(data), timeout=60)
+    set_config(kube, namespace, CONFIG, data)  # the source back: the condition clears
+    kube.wait_for("ConfigSourcesPresent True again", lambda: any(
+        c["type"] == "ConfigSourcesPresent" and c["status"] == "True"
+        for c in status(kube, namespace).get("conditions") or []), timeout=60)
+
+
+# --- every field of a revision reaches the pods ------------------------------------------------
+
+V1 = "podkit.local/podkit-demo:v1"
+
+
+def fields_stsp(namespace: str, env: list[dict[str, str]], replicas: int = 4,
+         port: int = 8080) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{keys.GROUP}/{keys.VERSION}", "kind": keys.KIND,
+        "metadata": {"name": "web", "namespace": namespace},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{
+                                  "name": "web", "image": V1, "env": env,
+                                  "ports": [{"name": "http", "containerPort": port}]}]}},
+                 "updateStrategy": {"type": "ABSwap",
+                                    "batchDeployConfig": {"batchNum": 2}}},
+    }
+
+
+def env_of(pod: dict[str, Any], container: str) -> dict[str, str]:
+    c = next(c for c in pod["spec"]["containers"] if c["name"] == container)
+    return {e["name"]: e.get("value", "") for e in c.get("env") or []}
+
+
+def released(kube: Kube, namespace: str) -> bool:
+    st = status(kube, namespace)
+    return (st.get("currentRevision") == st.get("updateRevision")
+            and (st.get("batchDeployStatus") or {}).get("generalStatus") == "Completed"
+            and st.get("updatedReplicas") == len(pods(kube, namespace)) > 0)
+
+
+def test_an_env_release_reaches_both_slots_in_place(operator, kube: Kube,
+                                                    namespace: str) -> None:
+    operator()  # patched mode
+    kube.apply(fields_stsp(namespace, [{"name": "MODE", "value": "one"},
+                                       {"name": "OLD", "value": "x"}]))
+    kube.wait_for("4 pods released", lambda: released(kube, namespace), timeout=90)
+    uids = {p["metadata"]["uid"] for p in pods(kube, namespace)}
+    first = status(kube, namespace)["currentRevision"]
+
+    kube.apply(fields_stsp(namespace, [{"name": "MODE", "value": "two"}]))
+    kube.wait_for("the env release completed", lambda: released(kube, namespace)
+                  and status(kube, namespace)["currentRevision"] != first, timeout=120)
+    listed = pods(kube, namespace)
+    assert {p["metadata"]["uid"] for p in listed} == uids  # in place: no pod recreated
+    for pod in listed:
+        for slot in ("web-a", "web-b"):
+            env = env_of(pod, slot)
+            assert env["MODE"] == "two" and "OLD" not in env, (pod["metadata"]["name"], env)
+        assert pod["metadata"]["annotations"][keys.ANN_REVISION] == \
+            status(kube, namespace)["currentRevision"]
+
+
+def test_a_port_change_recreates_the_pods_batch_by_batch_with_the_reason(
+        operator, kube: Kube, namespace: str) -> None:
+    operator()  # patched mode
+    kube.apply(fields_stsp(namespace, [], port=8080))
+    kube.wait_for("4 pods released", lambda: released(kube, namespace), timeout=90)
+    uids = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods(kube, namespace)}
+    first = status(kube, namespace)["currentRevision"]
+
+    kube.apply(fields_stsp(namespace, [], port=9090))
+    kube.wait_for("the port release completed", lambda: released(kube, namespace)
+                  and status(kube, namespace)["currentRevision"] != first, timeout=120)
+    for pod in pods(kube, namespace):
+        assert pod["metadata"]["uid"] != uids[pod["metadata"]["name"]]
+        slot_a = next(c for c in pod["spec"]["containers"] if c["name"] == "web-a")
+        assert [p["containerPort"] for p in slot_a["ports"]] == [9090]
+    started = events(kube, namespace, "UpdateStarted")
+    recreated = [m for m in started if "cannot change in place: container web-a ports" in m]
+    assert len(recreated) == 4, started
+    assert len(events(kube, namespace, "BatchCompleted")) >= 2  # in two batches
+
+
+def test_a_field_the_new_status_lacks_is_removed_from_the_object(operator, kube: Kube,
+                                                                 namespace: str) -> None:
+    operator()  # patched mode
+    kube.apply(fields_stsp(namespace, [{"name": "MODE", "value": "one"}], replicas=2))
+    kube.wait_for("2 pods released", lambda: released(kube, namespace), timeout=90)
+    assert "batchDeadlineTime" in batch_status(kube, namespace)
+    kube.patch(keys.PLURAL, "web", [{"op": "add", "path": "/metadata/annotations",
+                                     "value": {keys.ANN_ROLLBACK: "true"}}], namespace)
+    kube.wait_for("the rollback's status", lambda: batch_status(kube, namespace).get(
+        "currentRollbackProgress", "").startswith("2/"), timeout=60)
+    assert "batchDeadlineTime" not in batch_status(kube, namespace)  # no stale deadline
+
+
+def test_a_spec_error_still_lets_a_rollback_run(operator, kube: Kube, namespace: str) -> None:
+    operator()
+    obj = fields_stsp(namespace, [], replicas=2)
+    obj["spec"]["updateStrategy"]["batchDeployConfig"] = {"batchNum": 2, "batchAuto": False}
+    kube.apply(obj)
+    kube.wait_for("2 pods released", lambda: released(kube, namespace), timeout=90)
+    first = status(kube, namespace)["currentRevision"]
+    obj["spec"]["template"]["spec"]["containers"][0]["image"] = "podkit.local/podkit-demo:v2"
+    kube.apply(obj)
+    kube.wait_for("batch 1 of the release waiting for a confirmation", lambda: batch_status(
+        kube, namespace).get("action") == "WaitToConfirm", timeout=90)
+    # a spec the CRD accepts but the operator cannot act on: a released ConfigMap that
+    # does not exist
+    obj["spec"]["configMaps"] = ["never-made"]
+    obj["spec"]["template"]["spec"]["volumes"] = [{"name": "cfg",
+                                                   "configMap": {"name": "never-made"}}]
+    kube.apply(obj)
+    kube.wait_for("an InvalidSpec event", lambda: any(
+        "never-made" in m for m in events(kube, namespace, "InvalidSpec")), timeout=60)
+    kube.patch(keys.PLURAL, "web", [{"op": "add", "path": "/metadata/annotations",
+                                     "value": {keys.ANN_ROLLBACK: "true"}}], namespace)
+    # the rollback runs on the last usable spec: every pod back at the first revision
+    kube.wait_for("the rollback to the first revision", lambda: all(
+        p["metadata"]["annotations"].get(keys.ANN_REVISION) == first
+        and keys.ANN_TARGET not in p["metadata"]["annotations"]
+        for p in pods(kube, namespace)) and status(kube, namespace).get(
+        "currentRevision") == first, timeout=90)

@@ -23,7 +23,7 @@ def wait_crd_established(kube: Kube) -> None:
     # status conditions yet.
     kube.wait_for("the StatefulSetPlus CRD to be established", lambda: any(
         c["type"] == "Established" and c["status"] == "True"
-        for c in kube.get("crd", keys.CRD_NAME).get("status", {}).get("conditions", [])))
+        for c in (kube.get("crd", keys.CRD_NAME).get("status") or {}).get("conditions") or []))
 
 
 def status(kube: Kube, namespace: str) -> dict[str, Any]:

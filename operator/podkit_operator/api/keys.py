@@ -38,6 +38,10 @@ ANN_REPLACED = "podkit.io/replaced-containers"  # name=containerID of containers
 
 # --- annotations on other objects ---------------------------------------------------------------
 ANN_CONFIG_HASH = "podkit.io/config-hash"  # on a config copy: its full content hash
+# on a revision's template (and so its pods): spec.podkit's settings, when not the defaults
+ANN_PAUSE_IMAGE = "podkit.io/pause-image"
+ANN_SIDECAR_IMAGE = "podkit.io/sidecar-image"
+ANN_CONFIG_HOOK = "podkit.io/config-hook"
 ANN_ENDPOINTS_OF = "podkit.io/endpoints-of"  # on a Service: the StatefulSetPlus it fronts
 
 # The EndpointSlice ``endpointslice.kubernetes.io/managed-by`` value of the slices podkit keeps.

@@ -35,6 +35,7 @@ class ConditionType(StrEnum):
     RELEASE_FAILED = "ReleaseFailed"
     CONFIG_GRAYSCALE = "ConfigGrayscale"
     TERMINATION_STUCK = "TerminationStuck"  # a pod deleted long ago is still there
+    CONFIG_SOURCES = "ConfigSourcesPresent"
 
 
 class ConditionReason(StrEnum):
@@ -49,6 +50,8 @@ class ConditionReason(StrEnum):
     STOCK_CLUSTER = "StockCluster"
     POD_STUCK_TERMINATING = "PodStuckTerminating"
     NONE_STUCK = "NoneStuck"
+    CONFIG_SOURCE_MISSING = "ConfigSourceMissing"
+    CONFIG_SOURCES_FOUND = "ConfigSourcesFound"
 
 
 class GeneralStatus(StrEnum):

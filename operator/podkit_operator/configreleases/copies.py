@@ -27,7 +27,13 @@ from typing import Any
 from podkit.configdir import hash_files
 
 from ..api.configcopy import ConfigCopy, copy_name
-from ..api.keys import ANN_CONFIG_HASH, LABEL_CONFIG_SOURCE, LABEL_CONFIG_VERSION
+from ..api.keys import (
+    ANN_CONFIG_HASH,
+    API_VERSION,
+    KIND,
+    LABEL_CONFIG_SOURCE,
+    LABEL_CONFIG_VERSION,
+)
 
 
 def data_hash(configmap: Mapping[str, Any]) -> str:
@@ -38,8 +44,19 @@ def data_hash(configmap: Mapping[str, Any]) -> str:
     return hash_files(files)
 
 
-def versioned_copy(source: Mapping[str, Any], content_hash: str, version: int) -> dict[str, Any]:
-    """The immutable copy of ``source`` (owned by it: deleting the source deletes its copies)."""
+def copy_owner(stsp: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy's owner reference to a StatefulSetPlus that releases it. Not a controller
+    reference: StatefulSetPlus objects releasing the same ConfigMap share its copies, and the
+    API deletes a copy only once every owner is gone."""
+    meta = stsp["metadata"]
+    return {"apiVersion": stsp.get("apiVersion", API_VERSION), "kind": KIND,
+            "name": meta["name"], "uid": meta["uid"]}
+
+
+def versioned_copy(source: Mapping[str, Any], content_hash: str, version: int,
+                   owner: Mapping[str, Any]) -> dict[str, Any]:
+    """The immutable copy of ``source``, owned by the StatefulSetPlus ``owner`` (never by the
+    source: deleting or re-creating the source must not delete what pods mount)."""
     meta = source["metadata"]
     return {
         "apiVersion": "v1",
@@ -49,12 +66,28 @@ def versioned_copy(source: Mapping[str, Any], content_hash: str, version: int) -
             "namespace": meta.get("namespace"),
             "labels": {LABEL_CONFIG_SOURCE: meta["name"], LABEL_CONFIG_VERSION: str(version)},
             "annotations": {ANN_CONFIG_HASH: content_hash},
-            "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": meta["name"],
-                                 "uid": meta["uid"]}],
+            "ownerReferences": [copy_owner(owner)],
         },
         "immutable": True,
         **{k: copy.deepcopy(source[k]) for k in ("data", "binaryData") if source.get(k)},
     }
+
+
+def owners_with(configmap: Mapping[str, Any],
+                stsp: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """A listed copy's ownerReferences once ``stsp`` owns it and no ConfigMap does (copies
+    an older operator made were owned by their source); None when they are so already."""
+    refs = list((configmap.get("metadata") or {}).get("ownerReferences") or [])
+    want = [r for r in refs if r.get("kind") != "ConfigMap"]
+    uid = stsp["metadata"]["uid"]
+    if all(r.get("uid") != uid for r in want):
+        want.append(copy_owner(stsp))
+    return None if want == refs else want
+
+
+def newest(copies: Iterable[ConfigCopy]) -> ConfigCopy | None:
+    """The copy of the highest version (the content released last)."""
+    return max(copies, key=lambda c: (c.version, c.name), default=None)
 
 
 def parse_copy(configmap: Mapping[str, Any]) -> ConfigCopy | None:

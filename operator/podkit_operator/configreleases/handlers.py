@@ -8,6 +8,7 @@ release loops of the StatefulSetPlus that release it (:func:`configmap_changed`)
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
@@ -19,7 +20,9 @@ from ..kube.client import KubeIO
 from ..revisions.revision import CurrentAndUpdate
 from .copies import (
     data_hash,
+    newest,
     next_version,
+    owners_with,
     parse_copy,
     referenced,
     to_delete,
@@ -28,45 +31,68 @@ from .copies import (
 )
 
 
-def released_template(context: OperatorContext, namespace: str, name: str, spec: StsPlusSpec,
-                      template: dict[str, Any]) -> tuple[dict[str, Any], dict[str, ConfigCopy]]:
-    """The template of StatefulSetPlus ``name`` as its revision is hashed, and the copies.
+def released_template(context: OperatorContext, stsp: dict[str, Any], spec: StsPlusSpec,
+                      template: dict[str, Any]) -> tuple[dict[str, Any], ReleasedCopies]:
+    """The template of StatefulSetPlus ``stsp`` as its revision is hashed, and the copies.
 
-    Records ``name`` as a user of its released ConfigMaps (an edit of one wakes its loop). On a
-    patched cluster the template mounts each one's current copy, and every copy of them is
-    returned by name; on a stock cluster the template is left as it is and there are none."""
+    Records the object as a user of its released ConfigMaps (an edit of one wakes its loop).
+    On a patched cluster the template mounts each one's current copy, and every copy of them
+    is returned by name; on a stock cluster the template is left as it is and there are none."""
+    namespace, name = stsp["metadata"]["namespace"], stsp["metadata"]["name"]
     for source in spec.config_maps:
         context.config_users.setdefault((namespace, source), set()).add(name)
     if not (spec.config_maps and context.patched):
-        return template, {}
-    current, copies = resolve_copies(context.io, namespace, spec)
+        return template, ReleasedCopies({}, ())
+    current, copies = resolve_copies(context.io, stsp, spec)
     return with_copies(template, current), copies
 
 
-def resolve_copies(io: KubeIO, namespace: str,
-                   spec: StsPlusSpec) -> tuple[dict[str, str], dict[str, ConfigCopy]]:
-    """Make sure each released ConfigMap's current content has its copy.
+@dataclass(frozen=True)
+class ReleasedCopies:
+    """Every copy of the released ConfigMaps by name, and the sources that are gone (their
+    newest copy stays released until the source is back)."""
 
-    Returns ``{source: copy name of its current content}`` and every copy of these sources
-    by name (with their versions)."""
+    by_name: dict[str, ConfigCopy]
+    missing: tuple[str, ...]
+
+
+def resolve_copies(io: KubeIO, stsp: dict[str, Any],
+                   spec: StsPlusSpec) -> tuple[dict[str, str], ReleasedCopies]:
+    """Make sure each released ConfigMap's current content has its copy, owned by ``stsp``.
+
+    Returns ``{source: copy name of its current content}`` and the copies. A source that is
+    gone keeps its newest copy (pods go on mounting it; a condition says so); only a source
+    that never had a copy is a :class:`SpecError`."""
+    namespace = stsp["metadata"]["namespace"]
     current: dict[str, str] = {}
     copies: dict[str, ConfigCopy] = {}
+    missing: list[str] = []
     for source in spec.config_maps:
         configmap = io.get_configmap(namespace, source)
-        if configmap is None:
-            raise SpecError(f"ConfigMap {namespace}/{source} (spec.configMaps) does not exist; "
-                            "create it")
-        listed = [c for c in (parse_copy(cm) for cm in io.list_config_copies(namespace, source))
+        raw = io.list_config_copies(namespace, source)
+        listed = [c for c in (parse_copy(cm) for cm in raw)
                   if c is not None and c.source == source]
+        for cm in raw:
+            if (owners := owners_with(cm, stsp)) is not None:
+                io.set_configmap_owners(namespace, cm["metadata"]["name"], owners)
+        copies.update({c.name: c for c in listed})
+        if configmap is None:
+            last = newest(listed)
+            if last is None:
+                raise SpecError(f"ConfigMap {namespace}/{source} (spec.configMaps) does not "
+                                "exist; create it")
+            missing.append(source)
+            current[source] = last.name
+            continue
         content = data_hash(configmap)
         name = copy_name(source, content)
         if all(c.name != name for c in listed):  # the same data never makes a second copy
             made = ConfigCopy(name, source, next_version(listed), content)
-            io.create_configmap(namespace, versioned_copy(configmap, content, made.version))
-            listed.append(made)
+            io.create_configmap(namespace, versioned_copy(configmap, content, made.version,
+                                                          stsp))
+            copies[name] = made
         current[source] = name
-        copies.update({c.name: c for c in listed})
-    return current, copies
+    return current, ReleasedCopies(copies, tuple(missing))
 
 
 def collect_garbage(io: KubeIO, namespace: str, spec: StsPlusSpec, revisions: CurrentAndUpdate,

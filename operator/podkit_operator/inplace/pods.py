@@ -170,9 +170,9 @@ def build_sidecar(spec: StsPlusSpec, business: dict[str, Any],
     """The referee: reports the slots, serves /readyz (the pod's readiness) and /metrics; it
     watches the released ConfigMaps' volumes (read-only, at /podkit-config/<volume>) and runs
     the config hook when their content changes; it runs ``business``'s probes against the
-    active slot."""
-    env = [{"name": "PODKIT_DIR", "value": PODKIT_DIR},
-           {"name": SIDECAR_TOKEN_ENV, "value": secrets.token_urlsafe(32)}]
+    active slot. Its bearer token is the pod's own (:func:`build_pod` adds it), never part of
+    what a revision runs."""
+    env = [{"name": "PODKIT_DIR", "value": PODKIT_DIR}]
     if probes := business_probes(business):
         env.append({"name": "PODKIT_PROBES", "value": probes})
     mounts: list[dict[str, Any]] = [{"name": "podkit", "mountPath": PODKIT_DIR}]
@@ -228,10 +228,10 @@ def _base_pod(stsp_obj: dict[str, Any], spec: StsPlusSpec, ordinal: int, revisio
     }
 
 
-def build_pod(stsp_obj: dict[str, Any], spec: StsPlusSpec, ordinal: int, revision: str,
-              template: dict[str, Any], patched: bool) -> dict[str, Any]:
-    """A swap pod at ``revision`` (whose template is ``template``): slot a active."""
-    pod = _base_pod(stsp_obj, spec, ordinal, revision, template)
+def swap_containers(spec: StsPlusSpec, template: dict[str, Any],
+                    patched: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The containers (slot a active, slot b idle, the others, the sidecar) and the volumes of
+    a swap pod of ``template``: what a pod at that revision runs."""
     containers = template["spec"]["containers"]
     business = next(c for c in containers if c["name"] == spec.business)
     version = version_of(template, spec.business)
@@ -241,13 +241,20 @@ def build_pod(stsp_obj: dict[str, Any], spec: StsPlusSpec, ordinal: int, revisio
     slot_b = build_slot(business, "b", spec.pause_image, version, patched, ports=False,
                         pod_context=pod_context)
     others = [copy.deepcopy(c) for c in containers if c["name"] != spec.business]
-    pod["spec"]["containers"] = [slot_a, slot_b, *others,
-                                 build_sidecar(spec, business, pod_context)]
-    volumes = [v for v in pod["spec"].get("volumes") or []
+    volumes = [copy.deepcopy(v) for v in template["spec"].get("volumes") or []
                if v.get("name") not in RESERVED_VOLUMES]
     volumes += [{"name": "podkit", "emptyDir": {}},
                 {"name": "podkit-shm", "emptyDir": {"medium": "Memory"}}]
-    pod["spec"]["volumes"] = volumes
+    return [slot_a, slot_b, *others, build_sidecar(spec, business, pod_context)], volumes
+
+
+def build_pod(stsp_obj: dict[str, Any], spec: StsPlusSpec, ordinal: int, revision: str,
+              template: dict[str, Any], patched: bool) -> dict[str, Any]:
+    """A swap pod at ``revision`` (whose template is ``template``): slot a active."""
+    pod = _base_pod(stsp_obj, spec, ordinal, revision, template)
+    pod["spec"]["containers"], pod["spec"]["volumes"] = swap_containers(spec, template, patched)
+    pod["spec"]["containers"][-1]["env"].append(
+        {"name": SIDECAR_TOKEN_ENV, "value": secrets.token_urlsafe(32)})
     ann = pod["metadata"]["annotations"]
     ann[ANN_ACTIVE_SLOT] = "a"
     if patched:

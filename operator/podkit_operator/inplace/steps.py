@@ -17,8 +17,11 @@ target changed while it ran:
   the target image (a standby of an abandoned target is replaced);
 - both run pause (nothing serves): the active slot gets the target image.
 
-A swap toward the revision a pod already runs with the same image is a relabel: nothing
-restarts (a stock cluster could not apply the rest of a template change to a running pod).
+Every field of the target reaches the pod (:mod:`.specdiff` sorts the differences): the
+slots' env, envFrom and volumeMounts travel with the swap on a patched cluster (the idle slot
+starts the target with them), cpu/memory go through ``pods/resize``, volumes and the other
+containers are patched in place, and what cannot change in place (a port, a container added,
+env on a stock cluster) deletes the pod, which the planner creates again at the target.
 
 Released ConfigMaps come first (:func:`config_step`, patched clusters only): when the target
 mounts other copies than the pod, the pod's volumes are switched in place and the step waits
@@ -58,8 +61,9 @@ from ..kube.objects import (
 )
 from ..revisions.revision import RevisionInfo
 from .config import Applied, HookFailed, config_key, verdict, volume_sources
-from .patches import container_patch, pod_patch
-from .pods import slot_names
+from .patches import container_patch, fields_patch, pod_patch
+from .pods import slot_names, swap_containers
+from .specdiff import IN_PLACE_CONTAINER_FIELDS, SpecDiff, classify, same_resources
 
 # Reasons a container waits and will not start by itself. While an image cannot be pulled, the
 # kubelet still reports the previous image in the status: those reasons concern the spec's image.
@@ -70,6 +74,14 @@ FAILING_REASONS = ("CrashLoopBackOff", "CreateContainerConfigError", *PULL_FAILU
 @dataclass(frozen=True)
 class PatchPod:
     """Apply ``patch`` (a strategic merge patch body of the pod), then look again."""
+
+    patch: dict[str, Any]
+    reason: str
+
+
+@dataclass(frozen=True)
+class ResizePod:
+    """Send ``patch`` (the containers' new cpu/memory) to the pod's ``resize`` subresource."""
 
     patch: dict[str, Any]
     reason: str
@@ -104,7 +116,7 @@ class DeletePod:
     reason: str
 
 
-Step = PatchPod | Wait | Done | Failed | DeletePod
+Step = PatchPod | ResizePod | Wait | Done | Failed | DeletePod
 
 
 # --- reading a pod -------------------------------------------------------------------------
@@ -295,6 +307,13 @@ def swap_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec, patc
     ``sidecar_state``: the pod's sidecar ``/state``, read when the pod awaits a config report.
     ``soak_s``: how long the slot that took over must serve, unrestarted and ready, before
     the pod is at the target (:func:`_soak`).
+
+    Every field of the target is compared with what the pod has (:mod:`.specdiff`): a
+    difference that cannot be made in place deletes the pod (the planner creates it at the
+    target); cpu/memory go through ``pods/resize`` first; volumes and the other containers are
+    patched next; the slots' env, envFrom and volumeMounts travel with their images through
+    the swap (the idle slot gets the target's image *and* fields, so the new process starts
+    with them), and a slot counts as running the target only when both match.
     """
     if _at_target(pod, target):
         return Done()
@@ -302,9 +321,13 @@ def swap_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec, patc
     if not (container_spec(pod, a) and container_spec(pod, b)):
         return Failed(f"the pod has no slot containers {a} and {b} (business container renamed "
                       "or strategy changed): it cannot swap; delete it to recreate it")
+    want_containers, want_volumes = swap_containers(spec, target.template, patched)
+    want = {c["name"]: c for c in want_containers}
     img = {s: container_spec(pod, s).get("image") for s in (a, b)}
     is_pause = {s: same_image(img[s], spec.pause_image) for s in (a, b)}
-    is_target = {s: same_image(img[s], target.image) for s in (a, b)}
+    fields_ok = {s: not patched or _fields_match(container_spec(pod, s), want[s])
+                 for s in (a, b)}
+    is_target = {s: same_image(img[s], target.image) and fields_ok[s] for s in (a, b)}
     watched = [s for s in (a, b) if is_pause[s] or is_target[s]]
     if failed := _check_failure(pod, target, spec.batch_deadline_s, now, watched):
         return failed
@@ -312,11 +335,26 @@ def swap_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec, patc
     if patched and spec.config_volumes:
         if (config := config_step(pod, target, spec, start, sidecar_state)) is not None:
             return config
+    diff = classify(pod.get("spec") or {}, {**target.template["spec"],
+                                            "containers": want_containers,
+                                            "volumes": want_volumes}, patched,
+                    ignore={s: (*IN_PLACE_CONTAINER_FIELDS, "image") if patched else ("image",)
+                            for s in (a, b)})
+    if diff.needs_recreate and not _built_at(pod, target):
+        return DeletePod(f"recreated at {target.name}: {diff.recreate_reason()}")
+    if (early := _resize_and_rest(pod, diff, want_containers, want_volumes, start,
+                                  target, {a, b}, patched)) is not None:
+        return early
     active = _active_slot(pod, spec, previous)
     other = {a: b, b: a}
 
+    def slot_to(slot: str, image: str) -> dict[str, Any]:
+        if patched:
+            return fields_patch(container_spec(pod, slot), want[slot], image)
+        return container_patch(slot, image, target.version, patched)
+
     def to_target(slot: str, why: str) -> PatchPod:
-        return PatchPod(pod_patch([container_patch(slot, target.image, target.version, patched)],
+        return PatchPod(pod_patch([slot_to(slot, target.image)],
                                   {**start, **replaced_annotation(pod, [slot])}), why)
 
     pauses = [s for s in (a, b) if is_pause[s]]
@@ -327,6 +365,9 @@ def swap_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec, patc
             return to_target(idle, f"step 1: idle slot {idle} gets {target.name}'s image")
         if not start and (failed := _soak_failed(pod, target)):
             return failed
+        if not fields_ok[idle]:
+            return PatchPod(pod_patch([slot_to(idle, spec.pause_image)], start),
+                            f"idle slot {idle} gets {target.name}'s env and mounts")
         if _converged(pod, serving, idle):
             return _soak(pod, serving, target, soak_s, now,
                          _finish_annotations(pod, target, serving[-1]))
@@ -339,8 +380,7 @@ def swap_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec, patc
         if holders:
             standby = active if len(holders) == 2 else holders[0]
             if running_ready(pod, standby):
-                return PatchPod(pod_patch([container_patch(other[standby], spec.pause_image,
-                                                           target.version, patched)],
+                return PatchPod(pod_patch([slot_to(other[standby], spec.pause_image)],
                                           {**start, **replaced_annotation(pod,
                                                                           [other[standby]])}),
                                 f"step 2: slot {other[standby]} gets the pause image, "
@@ -351,6 +391,64 @@ def swap_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec, patc
         return to_target(other[active], f"slot {other[active]} (a standby of another "
                                         f"revision) gets {target.name}'s image")
     return to_target(active, f"no slot serves: slot {active} gets {target.name}'s image")
+
+
+def _built_at(pod: dict[str, Any], target: RevisionInfo) -> bool:
+    """The pod was created at ``target`` (its revision annotation from creation): a difference
+    that would need a recreate can only be the API's defaulting, so it is never recreated again
+    for it (no delete loop)."""
+    return annotations_of(pod).get(ANN_REVISION) == target.name
+
+
+def _fields_match(have: dict[str, Any], want: dict[str, Any]) -> bool:
+    """The container has ``want``'s env, envFrom and volumeMounts (as the API returns them)."""
+    return not classify({"containers": [have]}, {"containers": [want]}, True,
+                        ignore={want["name"]: ("image",)}).in_place
+
+
+def _resize_and_rest(pod: dict[str, Any], diff: SpecDiff, want_containers: list[dict[str, Any]],
+                     want_volumes: list[dict[str, Any]], start: dict[str, str],
+                     target: RevisionInfo, driven: set[str], patched: bool) -> Step | None:
+    """The parts of an update outside the slots' swap, in order: resize cpu/memory (the update
+    marked first; ``pods/resize``, then wait until the kubelet runs it), switch the volumes and
+    patch the other containers; None when nothing of that is left."""
+    rest = [c for c in want_containers if c["name"] not in driven
+            and any(p.startswith(f"container {c['name']} ") for p in diff.in_place)]
+    volumes = any(p.startswith("volume ") for p in diff.in_place)
+    if start and diff.needs_resize:  # the resize subresource carries no annotations
+        return PatchPod(pod_patch(ann=start), f"mark the update to {target.name}")
+    if diff.resize:
+        return ResizePod({"spec": {"containers": [{"name": n, "resources": r} for n, r
+                                                  in sorted(diff.resize.items())]}},
+                         "resize " + ", ".join(f"{n} to {r}" for n, r
+                                               in sorted(diff.resize.items())))
+    if resizing := resize_pending(pod):
+        return Wait(resizing)
+    if rest or volumes:
+        body = pod_patch([fields_patch(container_spec(pod, c["name"]), c, c["image"])
+                          if patched else {"name": c["name"], "image": c["image"]}
+                          for c in rest],
+                         {**start, **replaced_annotation(pod, [c["name"] for c in rest])}
+                         if rest else start)
+        if volumes:
+            body.setdefault("spec", {})["volumes"] = want_volumes
+        return PatchPod(body, "in place: " + ", ".join(diff.in_place))
+    return None
+
+
+def resize_pending(pod: dict[str, Any]) -> str | None:
+    """Why a resize the API accepted does not run yet: a ``PodResizePending`` or
+    ``PodResizeInProgress`` condition, or a container whose reported resources differ from its
+    spec (a kubelet that reports them)."""
+    for c in (pod.get("status") or {}).get("conditions") or []:
+        if c.get("type") in ("PodResizePending", "PodResizeInProgress") \
+                and c.get("status") == "True":
+            return f"resize: {c['type']} {c.get('reason') or ''} {c.get('message') or ''}".strip()
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        reported = container_status(pod, c["name"]).get("resources")
+        if reported is not None and not same_resources(reported, c.get("resources")):
+            return f"resize: container {c['name']} does not run its new resources yet"
+    return None
 
 
 def config_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec,
@@ -400,9 +498,11 @@ def _converged(pod: dict[str, Any], serving: str, idle: str) -> bool:
             and all_containers_ready(pod) and pod_ready(pod))
 
 
-def inplace_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec,
+def inplace_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec, patched: bool,
                  now: datetime, soak_s: int = 0) -> Step:
-    """InPlace: patch the business container's image; the kubelet restarts it in place."""
+    """InPlace: patch the containers to the target (images everywhere; env, envFrom, mounts
+    and volumes on a patched cluster; cpu/memory by ``pods/resize``); the kubelet restarts
+    what changed in place. What cannot change in place deletes the pod."""
     if _at_target(pod, target):
         return Done()
     name = spec.business
@@ -412,10 +512,13 @@ def inplace_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec,
     if failed := _check_failure(pod, target, spec.batch_deadline_s, now, [name]):
         return failed
     start = _start_annotations(pod, target, now)
-    if not same_image(container_spec(pod, name).get("image"), target.image):
-        return PatchPod(pod_patch([{"name": name, "image": target.image}],
-                                  {**start, **replaced_annotation(pod, [name])}),
-                        f"container {name} gets {target.name}'s image")
+    want = target.template["spec"]
+    diff = classify(pod.get("spec") or {}, want, patched)
+    if diff.needs_recreate and not _built_at(pod, target):
+        return DeletePod(f"recreated at {target.name}: {diff.recreate_reason()}")
+    if (early := _resize_and_rest(pod, diff, want["containers"], want.get("volumes") or [],
+                                  start, target, set(), patched)) is not None:
+        return early
     if not start and (failed := _soak_failed(pod, target)):
         return failed
     if running_ready(pod, name) and pod_ready(pod):

@@ -53,7 +53,7 @@ def _swap(u: PodUpdate) -> Step:
 
 
 def _in_place(u: PodUpdate) -> Step:
-    return inplace_step(u.pod, u.target, u.spec, u.now, u.soak_s)
+    return inplace_step(u.pod, u.target, u.spec, u.patched, u.now, u.soak_s)
 
 
 def _recreate(u: PodUpdate) -> Step:

@@ -154,9 +154,20 @@ class KubeIO:
         """A strategic merge patch (containers merge by name)."""
         self.core.patch_namespaced_pod(name, namespace, patch, _preload_content=False)
 
+    def resize_pod(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        """A strategic merge patch of the pod's ``resize`` subresource (cpu/memory in place)."""
+        self.core.patch_namespaced_pod_resize(name, namespace, patch, _preload_content=False)
+
     def create_configmap(self, namespace: str, body: dict[str, Any]) -> None:
         with _tolerating(409):
             self.core.create_namespaced_config_map(namespace, body, _preload_content=False)
+
+    def set_configmap_owners(self, namespace: str, name: str,
+                             owners: list[dict[str, Any]]) -> None:
+        """Replace a ConfigMap's ownerReferences (a config copy's owners), as a merge patch."""
+        self.core.patch_namespaced_config_map(name, namespace,
+                                              {"metadata": {"ownerReferences": owners}},
+                                              _preload_content=False)
 
     def delete_configmap(self, namespace: str, name: str) -> None:
         with _tolerating(404):

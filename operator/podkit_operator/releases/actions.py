@@ -47,6 +47,7 @@ class Plan:
     create: list[PodCreate] = field(default_factory=list)
     delete: list[PodDelete] = field(default_factory=list)
     patches: list[PodPatch] = field(default_factory=list)
+    resizes: list[PodPatch] = field(default_factory=list)  # of the pods' resize subresource
     status: dict[str, Any] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     requeue_after: float | None = None

@@ -13,6 +13,7 @@ from ..context import OperatorContext
 from ..kube.objects import annotations_of, parse_time
 from . import metrics
 from .actions import Plan
+from .status import status_patch
 
 
 def apply_plan(context: OperatorContext, stsp: dict[str, Any], plan: Plan) -> None:
@@ -22,12 +23,13 @@ def apply_plan(context: OperatorContext, stsp: dict[str, Any], plan: Plan) -> No
     writes = [writers.submit(io.create_pod, namespace, c.body) for c in plan.create]
     writes += [writers.submit(io.delete_pod, namespace, d.name) for d in plan.delete]
     writes += [writers.submit(io.patch_pod, namespace, p.name, p.patch) for p in plan.patches]
+    writes += [writers.submit(io.resize_pod, namespace, r.name, r.patch) for r in plan.resizes]
     for write in writes:
         write.result()  # an error fails this pass; the next one retries from the API
     if plan.stsp_annotations:
         io.patch_stsp_annotations(namespace, name, plan.stsp_annotations)
-    if plan.status != (stsp.get("status") or {}):
-        io.patch_status(namespace, name, plan.status)
+    if plan.status != (stsp.get("status") or {}):  # fields it no longer has are removed
+        io.patch_status(namespace, name, status_patch(stsp.get("status") or {}, plan.status))
     for event in plan.events:
         about = f"{event.pod}: " if event.pod and not event.message.startswith(event.pod) else ""
         kopf.event(stsp,  # type: ignore[arg-type]  # kopf reads the raw object as its Body

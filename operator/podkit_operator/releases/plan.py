@@ -22,17 +22,26 @@ the same plan (calling it twice with the same inputs gives the same plan).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..api.keys import ANN_CONFIRM, ANN_FAILED, ANN_PAUSE, ANN_ROLLBACK, ANN_STARTED, ANN_TARGET
+from ..api.keys import (
+    ANN_CONFIRM,
+    ANN_FAILED,
+    ANN_PAUSE,
+    ANN_REVISION,
+    ANN_ROLLBACK,
+    ANN_STARTED,
+    ANN_TARGET,
+)
 from ..api.reasons import BatchAction, ConditionType, EventReason, GeneralStatus
 from ..api.statefulsetplus import BatchDeployStatus, StsPlusSpec, condition_status, parse_spec
 from ..inplace.pods import pod_name
-from ..kube.objects import parse_time, rfc3339, terminating
-from ..revisions.revision import CurrentAndUpdate, RevisionInfo
+from ..kube.objects import annotations_of, parse_time, rfc3339, terminating
+from ..revisions.revision import CurrentAndUpdate, RevisionInfo, revision_spec
 from .actions import Event, Plan, PodCreate, PodDelete, PodPatch
 from .config_status import CONFIG_REFUSED
 from .rounds import PodRound, ReleasePass
@@ -240,6 +249,42 @@ def _health_events(release: ReleasePass, new_status: dict[str, Any]) -> list[Eve
     return events
 
 
+# --- which revisions: current and rollback target ------------------------------------------
+
+def _most_run(pods: Iterable[dict[str, Any]], besides: set[str]) -> str | None:
+    """The revision most pods are at (``podkit.io/revision``), leaving out ``besides``; ties go
+    to the name, so every call chooses the same."""
+    counts = Counter(r for p in pods if (r := annotations_of(p).get(ANN_REVISION))
+                     and r not in besides)
+    if not counts:
+        return None
+    return min(counts, key=lambda r: (-counts[r], r))
+
+
+def choose_revisions(status: Mapping[str, Any], pods: Iterable[dict[str, Any]],
+                     update: str, stored: Container[str]) -> tuple[str, str | None]:
+    """The names of the current revision and of the one-key rollback target.
+
+    Current: ``status.currentRevision``; when the status is lost (restored from a backup, an
+    orphan delete and re-create), the revision most pods not at the update revision run, so
+    what remains is a release in batches from it, never all pods at once; the update revision
+    when every pod is at it (or there is none). Rollback target: ``status.rollbackRevision``,
+    the revision that was current before the latest release (:func:`.status.status` keeps it);
+    without it, the revision most pods not at the update or the current revision run. Only
+    names in ``stored`` (the ControllerRevisions) are chosen.
+    """
+    pods = list(pods)
+    current = str(status.get("currentRevision") or "")
+    if current not in stored:
+        current = _most_run((p for p in pods if annotations_of(p).get(ANN_REVISION) in stored),
+                            {update}) or update
+    rollback: str | None = status.get("rollbackRevision")
+    if rollback not in stored or rollback == current:
+        rollback = _most_run((p for p in pods if annotations_of(p).get(ANN_REVISION) in stored),
+                             {update, current})
+    return current, rollback
+
+
 # --- pods to create and delete ---------------------------------------------------------------
 
 def _fill_pods(release: ReleasePass, round_: PodRound, plan: Plan) -> None:
@@ -261,13 +306,19 @@ def _fill_pods(release: ReleasePass, round_: PodRound, plan: Plan) -> None:
         pending = round_.patches[ordinal]
         plan.patches.append(PodPatch(pod_name(release.name, ordinal), ordinal, pending.patch,
                                      pending.reason))
+    for ordinal in sorted(round_.resizes, reverse=True):
+        if ordinal not in round_.deletes:
+            resize = round_.resizes[ordinal]
+            plan.resizes.append(PodPatch(pod_name(release.name, ordinal), ordinal, resize.patch,
+                                         resize.reason))
 
 
 def _new_pod(release: ReleasePass, ordinal: int, revision: RevisionInfo,
              in_flight: bool) -> dict[str, Any]:
     if not revision.template:
         raise ValueError(f"revision {revision.name} has no template; pass RevisionInfo.template")
-    body = release.rules.build_pod(release.stsp, release.spec, ordinal, revision.name,
+    body = release.rules.build_pod(release.stsp, revision_spec(release.spec, revision.template),
+                                   ordinal, revision.name,
                                    revision.template, release.patched)
     if in_flight:  # Recreate: a pod created at the target is an update under way until Ready
         body["metadata"]["annotations"].update({ANN_TARGET: revision.name,

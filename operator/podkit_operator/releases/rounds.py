@@ -16,12 +16,14 @@ from ..api.keys import ANN_FAILED, ANN_REVISION, ANN_STARTED, ANN_TARGET
 from ..api.reasons import EventReason
 from ..api.statefulsetplus import StsPlusSpec
 from ..inplace.patches import merge_patches
-from ..inplace.pods import ordinal_of, pod_name
+from ..inplace.pods import ordinal_of, pod_name, slot_names
+from ..inplace.specdiff import classify
 from ..inplace.steps import (
     DeletePod,
     Done,
     Failed,
     PatchPod,
+    ResizePod,
     Step,
     Wait,
     serving_problem,
@@ -29,7 +31,7 @@ from ..inplace.steps import (
 )
 from ..inplace.strategies import STRATEGIES, PodUpdate
 from ..kube.objects import annotations_of, parse_time, terminating
-from ..revisions.revision import CurrentAndUpdate, RevisionInfo
+from ..revisions.revision import CurrentAndUpdate, RevisionInfo, revision_spec
 from .actions import Event
 from .batches import batch_members, batch_targets, started_members, update_order
 
@@ -66,6 +68,7 @@ class PodRound:
 
     patches: dict[int, PatchPod] = field(default_factory=dict)  # the pod's patch so far, and why
     deletes: dict[int, str] = field(default_factory=dict)  # ordinal -> reason
+    resizes: dict[int, ResizePod] = field(default_factory=dict)  # pods/resize bodies
     events: list[Event] = field(default_factory=list)
     creates: dict[int, PodToCreate] = field(default_factory=dict)
     converged: bool = True
@@ -114,6 +117,7 @@ class ReleasePass:
         self.order = update_order(range(self.replicas))
         self.targets = batch_targets(self.replicas, spec.batch_num, spec.pods_num_to_update)
         self._steps: dict[tuple[int, str], Step] = {}
+        self._update_recreates: bool | None = None
 
     @property
     def current(self) -> RevisionInfo:
@@ -127,6 +131,25 @@ class ReleasePass:
     def releasing(self) -> bool:
         """The update revision differs from the current one: a release is under way."""
         return self.update.name != self.current.name
+
+    @property
+    def update_recreates(self) -> bool:
+        """A pod at the current revision cannot be brought to the update revision in place:
+        a pod deleted for it is created again at the update revision."""
+        if self._update_recreates is None:
+            current, update = self.current, self.update
+            if not (current.template and update.template) or not self.releasing:
+                self._update_recreates = False
+            else:
+                have, want = (self.rules.build_pod(self.stsp, revision_spec(self.spec,
+                                                                            r.template),
+                                                   0, r.name, r.template, self.patched)["spec"]
+                              for r in (current, update))
+                slots = slot_names(self.spec.business)
+                self._update_recreates = classify(have, want, self.patched,
+                                                  ignore={s: ("image",) for s in slots}
+                                                  ).needs_recreate
+        return self._update_recreates
 
     def members(self, batch: int) -> list[int]:
         """The ordinals of batch ``batch`` (1-based)."""
@@ -149,8 +172,8 @@ class ReleasePass:
             # a way back to the current revision is not soaked: it ran there before
             forward = target.name != self.current.name
             self._steps[key] = self.rules.step(PodUpdate(
-                self.pods[ordinal], target, self.spec, self.now, self.patched,
-                self.current if forward else None,
+                self.pods[ordinal], target, revision_spec(self.spec, target.template), self.now,
+                self.patched, self.current if forward else None,
                 self.sidecar_states.get(pod_name(self.name, ordinal)),
                 self.spec.min_ready_s if forward else 0))
         return self._steps[key]
@@ -178,7 +201,7 @@ class ReleasePass:
                budget: StartBudget) -> bool:
         """Record the action of ``step``; False when a start was held back by the budget."""
         name = pod_name(self.name, ordinal)
-        if isinstance(step, (PatchPod, DeletePod)) and is_start:
+        if isinstance(step, (PatchPod, DeletePod, ResizePod)) and is_start:
             if not budget.take():
                 round_.more_to_start |= not budget.held
                 return False
@@ -195,6 +218,8 @@ class ReleasePass:
             round_.deletes[ordinal] = step.reason
         elif isinstance(step, Wait) and step.until is not None:
             round_.deadlines.append(step.until)
+        elif isinstance(step, ResizePod):
+            round_.resizes[ordinal] = step
         if (started := self.started_at(ordinal)) is not None:
             round_.deadlines.append(started + self.deadline_span())
         return True
@@ -267,7 +292,8 @@ class ReleasePass:
                 if ordinal in started:
                     round_.converged = False
                 if ordinal not in self.pods:  # a terminating pod is replaced once it is gone
-                    replace = self.rules.replaces_pods and ordinal in started
+                    replace = ((self.rules.replaces_pods or self.update_recreates)
+                               and ordinal in started)
                     round_.creates[ordinal] = (PodToCreate(update, True) if replace
                                                else PodToCreate(current, False))
                 continue

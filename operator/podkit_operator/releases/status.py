@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -137,6 +138,15 @@ def conditions(release: ReleasePass, batch: BatchDeployStatus,
         Condition(ConditionType.TERMINATION_STUCK, "False", ConditionReason.NONE_STUCK, ""))
     if release.spec.config_maps:
         wanted.append(config_condition(release.patched))
+    if release.spec.config_maps and release.patched:
+        missing = release.revisions.missing_sources
+        wanted.append(
+            Condition(ConditionType.CONFIG_SOURCES, "False", ConditionReason.CONFIG_SOURCE_MISSING,
+                      f"ConfigMap {', '.join(missing)} (spec.configMaps) is gone: pods keep its "
+                      "last released copy; create it again to release its content")
+            if missing else
+            Condition(ConditionType.CONFIG_SOURCES, "True", ConditionReason.CONFIG_SOURCES_FOUND,
+                      ""))
     prior = {c.get("type"): c for c in release.prior_status.get("conditions") or []}
     out = []
     for condition in wanted:
@@ -169,9 +179,37 @@ def status(release: ReleasePass, batch: BatchDeployStatus, current: str, update:
         "selector": selector_string(release.spec.selector),
         "batchDeployStatus": batch.to_status(),
     }
+    if rollback_to := _rollback_revision(release, current):
+        out["rollbackRevision"] = rollback_to
     if release.spec.config_maps and release.patched:
         out["configMaps"] = config_status(release, current, update)
     out["conditions"] = conditions(release, batch, rollback)
+    return out
+
+
+def _rollback_revision(release: ReleasePass, current: str) -> str | None:
+    """``status.rollbackRevision``: the revision that was current before the latest release
+    (while one runs, its current revision; afterwards it stays), the one-key rollback target."""
+    if release.releasing:
+        return release.current.name
+    previous = release.revisions.previous
+    return previous.name if previous is not None and previous.name != current else None
+
+
+def status_patch(prior: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) from ``prior`` to ``new``: a field of ``prior`` that
+    ``new`` lacks is set to null, so the API removes it (a stale ``batchDeadlineTime``, a
+    condition's message); objects recurse, lists and values are sent whole when changed."""
+    out: dict[str, Any] = {}
+    for key in prior.keys() - new.keys():
+        out[key] = None
+    for key, value in new.items():
+        before = prior.get(key)
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            if nested := status_patch(before, value):
+                out[key] = nested
+        elif before != value or key not in prior:
+            out[key] = value
     return out
 
 

@@ -11,10 +11,17 @@ import copy
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..api.configcopy import ConfigCopy
+from ..api.keys import ANN_CONFIG_HOOK, ANN_PAUSE_IMAGE, ANN_SIDECAR_IMAGE
+from ..api.statefulsetplus import (
+    DEFAULT_CONFIG_HOOK,
+    DEFAULT_PAUSE_IMAGE,
+    DEFAULT_SIDECAR_IMAGE,
+    StsPlusSpec,
+)
 from ..images import image_tag
 
 
@@ -37,6 +44,32 @@ class RevisionInfo:
         return cls(name=revision_name(stsp_name, revision_hash(template)),
                    image=container["image"], version=version_of(template, container["name"]),
                    template=template)
+
+
+_PODKIT_SETTINGS = ((ANN_PAUSE_IMAGE, "pause_image", DEFAULT_PAUSE_IMAGE),
+                    (ANN_SIDECAR_IMAGE, "sidecar_image", DEFAULT_SIDECAR_IMAGE),
+                    (ANN_CONFIG_HOOK, "config_hook", DEFAULT_CONFIG_HOOK))
+
+
+def with_podkit(template: dict[str, Any], spec: StsPlusSpec) -> dict[str, Any]:
+    """The template with ``spec.podkit``'s pause image, sidecar image and config hook in its
+    annotations, so they are part of the revision (its hash) and rolled out like any field.
+    A default is left out, so a template's revision stays what it was before they counted."""
+    out = copy.deepcopy(template)
+    set_ = {key: getattr(spec, attr) for key, attr, default in _PODKIT_SETTINGS
+            if getattr(spec, attr) != default}
+    if set_:
+        meta = out.setdefault("metadata", {})
+        meta["annotations"] = {**(meta.get("annotations") or {}), **set_}
+    return out
+
+
+def revision_spec(spec: StsPlusSpec, template: dict[str, Any]) -> StsPlusSpec:
+    """``spec`` with the pause image, sidecar image and config hook of the revision whose
+    template is ``template`` (:func:`with_podkit`): what that revision's pods run."""
+    ann = (template.get("metadata") or {}).get("annotations") or {}
+    return replace(spec, **{attr: ann.get(key, default) for key, attr, default
+                            in _PODKIT_SETTINGS})
 
 
 def revision_hash(template: dict[str, Any]) -> str:
@@ -75,15 +108,18 @@ class CurrentAndUpdate:
 
     ``current``: ``status.currentRevision`` (the last good revision; the update revision when
     the object is new). ``update``: the revision of ``spec.template``. ``previous``: the
-    revision before ``current`` in the history, the target of a one-key rollback once a release
-    has completed. Each carries its template (to build pods). ``copies``: the config copies of
-    the released ConfigMaps, by name.
+    revision that was current before the latest release (``status.rollbackRevision``, see
+    :func:`podkit_operator.releases.plan.choose_revisions`), the target of a one-key rollback
+    once a release has completed. Each carries its template (to build pods). ``copies``: the
+    config copies of the released ConfigMaps, by name; ``missing_sources``: those of them that
+    are gone.
     """
 
     current: RevisionInfo
     update: RevisionInfo
     previous: RevisionInfo | None = None
     copies: Mapping[str, ConfigCopy] = field(default_factory=dict)
+    missing_sources: tuple[str, ...] = ()  # released ConfigMaps deleted: their last copy stays
 
     @property
     def in_use(self) -> tuple[RevisionInfo, ...]:

@@ -16,19 +16,19 @@ from typing import Any
 
 import kopf
 
-from ..api.keys import GROUP, LABEL_STSP, PLURAL, VERSION
+from ..api.keys import ANN_REVISION, ANN_TARGET, GROUP, LABEL_STSP, PLURAL, VERSION
 from ..api.reasons import EventReason
 from ..api.statefulsetplus import SpecError, parse_spec
 from ..configreleases.handlers import collect_garbage, released_template
 from ..context import OperatorContext, context_of, namespace_of
 from ..inplace.sidecar import awaiting_report, sidecar_states
 from ..kube.client import API_ERRORS, KubeIO, describe
-from ..kube.objects import terminating
+from ..kube.objects import annotations_of, terminating
 from ..releases import metrics
 from ..releases.handlers import apply_plan, count_events
-from ..releases.plan import plan_release
+from ..releases.plan import choose_revisions, plan_release
 from ..revisions.history import controller_revision, prune
-from ..revisions.revision import CurrentAndUpdate, RevisionInfo
+from ..revisions.revision import CurrentAndUpdate, RevisionInfo, with_podkit
 
 RETRY_S = 2.0  # after a pass the apiserver refused
 
@@ -71,7 +71,11 @@ async def release_loop(namespace: str | None, name: str, memo: kopf.Memo, logger
 
 def reconcile(context: OperatorContext, namespace: str, name: str,
               logger: kopf.Logger) -> float | None:
-    """Read, plan, write; return when to look again without an event (seconds)."""
+    """Read, plan, write; return when to look again without an event (seconds).
+
+    A spec the operator cannot act on (:class:`SpecError`) is an event, and the release under
+    way goes on with the last spec that worked (:func:`held_pass`): its deadlines, failures and
+    rollbacks, never a new release."""
     io = context.io
     with metrics.RECONCILE_SECONDS.time():
         stsp = io.get_stsp(namespace, name)
@@ -79,12 +83,13 @@ def reconcile(context: OperatorContext, namespace: str, name: str,
             return None
         try:
             spec = parse_spec(stsp["spec"])
-            template, copies = released_template(context, namespace, name, spec,
-                                                 stsp["spec"]["template"])
-            revisions = resolve_revisions(io, stsp, template, spec.business,
-                                          spec.revision_history_limit)
-            revisions = dataclasses.replace(revisions, copies=copies)
+            template, copies = released_template(context, stsp, spec, stsp["spec"]["template"])
+            template = with_podkit(template, spec)
             pods = io.list_pods(namespace, name)
+            revisions = resolve_revisions(io, stsp, template, spec.business,
+                                          spec.revision_history_limit, pods)
+            revisions = dataclasses.replace(revisions, copies=copies.by_name,
+                                            missing_sources=copies.missing)
             states = (sidecar_states(pods, spec, context.writers)
                       if context.patched and spec.config_volumes else {})
             plan = plan_release(stsp, pods, revisions, datetime.now(UTC),
@@ -93,10 +98,11 @@ def reconcile(context: OperatorContext, namespace: str, name: str,
             kopf.warn(stsp, reason=EventReason.INVALID_SPEC,  # type: ignore[arg-type]
                       message=str(exc))  # kopf reads the raw object as its Body
             logger.warning("%s/%s: %s", namespace, name, exc)
-            return None
+            return held_pass(context, stsp, logger)
+        context.last_good_specs[(namespace, name)] = spec
         apply_plan(context, stsp, plan)
         count_events(plan, pods)
-        if copies:
+        if copies.by_name:
             collect_garbage(io, namespace, spec, revisions, pods, logger)
     poll = context.settings.config_poll_s
     if context.patched and any(awaiting_report(p, spec) for p in pods):
@@ -104,11 +110,53 @@ def reconcile(context: OperatorContext, namespace: str, name: str,
     return plan.requeue_after
 
 
+def held_pass(context: OperatorContext, stsp: dict[str, Any],
+              logger: kopf.Logger) -> float | None:
+    """A pass while the spec is unusable: the release that ``status`` names (its current and
+    update revisions, from the history) goes on with the last spec that parsed, so deadlines,
+    failures and rollbacks still act. After an operator restart that spec is the object's
+    with the update revision's template and no config hook, when that parses; else nothing
+    is done until the spec is fixed."""
+    io = context.io
+    namespace, name = stsp["metadata"]["namespace"], stsp["metadata"]["name"]
+    status = stsp.get("status") or {}
+    stored = {r["metadata"]["name"]: r["data"] for r in io.list_revisions(namespace, name)}
+    update_t, current_t = stored.get(status.get("updateRevision") or ""), \
+        stored.get(status.get("currentRevision") or "")
+    if update_t is None or current_t is None:
+        return None
+    spec = context.last_good_specs.get((namespace, name))
+    if spec is None:
+        podkit = {k: v for k, v in (stsp["spec"].get("podkit") or {}).items()
+                  if k != "configHook"}
+        try:
+            spec = parse_spec({**stsp["spec"], "template": update_t, "podkit": podkit})
+        except SpecError:
+            return None
+    previous = stored.get(status.get("rollbackRevision") or "")
+    revisions = CurrentAndUpdate(
+        current=RevisionInfo.from_template(name, current_t, spec.business),
+        update=RevisionInfo.from_template(name, update_t, spec.business),
+        previous=(RevisionInfo.from_template(name, previous, spec.business)
+                  if previous is not None else None))
+    pods = io.list_pods(namespace, name)
+    plan = plan_release(stsp, pods, revisions, datetime.now(UTC), context.patched, spec=spec)
+    plan.status["observedGeneration"] = status.get("observedGeneration")  # not this spec
+    apply_plan(context, stsp, plan)
+    count_events(plan, pods)
+    logger.info("%s/%s: held pass with the last usable spec (release %s -> %s)", namespace,
+                name, revisions.current.name, revisions.update.name)
+    return plan.requeue_after
+
+
 def resolve_revisions(io: KubeIO, stsp: dict[str, Any], template: dict[str, Any],
-                      business: str, history_limit: int) -> CurrentAndUpdate:
+                      business: str, history_limit: int,
+                      pods: list[dict[str, Any]]) -> CurrentAndUpdate:
     """The current, update and previous revisions, ``template`` being the update revision's
     (the spec's, with released ConfigMaps replaced by their current copies); records the
-    update revision and prunes the history beyond ``history_limit``."""
+    update revision and prunes the history beyond ``history_limit``. The current revision
+    and the rollback target come from the status, else from what ``pods`` run
+    (:func:`~podkit_operator.releases.plan.choose_revisions`)."""
     namespace, name = stsp["metadata"]["namespace"], stsp["metadata"]["name"]
     stored = {r["metadata"]["name"]: r for r in io.list_revisions(namespace, name)}
     update = RevisionInfo.from_template(name, template, business)
@@ -124,13 +172,13 @@ def resolve_revisions(io: KubeIO, stsp: dict[str, Any], template: dict[str, Any]
             return None
         return RevisionInfo.from_template(name, found["data"], business)
 
-    status = stsp.get("status") or {}
-    current = info(status.get("currentRevision")) or update
-    number = stored[current.name].get("revision", 0)
-    earlier = [r for r in stored.values() if r.get("revision", 0) < number]
-    previous = info(max(earlier, key=lambda r: r.get("revision", 0))["metadata"]["name"]) \
-        if earlier else None
+    current_name, previous_name = choose_revisions(stsp.get("status") or {}, pods,
+                                                   update.name, stored)
+    current = info(current_name) or update
+    previous = info(previous_name)
     in_use = {current.name, update.name} | ({previous.name} if previous else set())
+    in_use |= {v for p in pods for k, v in annotations_of(p).items()
+               if k in (ANN_REVISION, ANN_TARGET)}  # what a lost status is derived from
     for doomed in prune(stored.values(), history_limit, in_use):
         io.delete_revision(namespace, doomed)
     return CurrentAndUpdate(current=current, update=update, previous=previous)

@@ -4,6 +4,7 @@ and a controller loop that applies plans to plain dicts. No mocks, no API."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import re
 import uuid
@@ -12,12 +13,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from podkit_operator.api.keys import ANN_TARGET
-from podkit_operator.api.statefulsetplus import DEFAULT_PAUSE_IMAGE
+from podkit_operator.api.statefulsetplus import DEFAULT_PAUSE_IMAGE, parse_spec
 from podkit_operator.images import normalize_image, same_image
 from podkit_operator.kube.objects import parse_time, rfc3339
 from podkit_operator.releases.actions import Plan
-from podkit_operator.releases.plan import plan_release
-from podkit_operator.revisions.revision import CurrentAndUpdate, RevisionInfo
+from podkit_operator.releases.plan import choose_revisions, plan_release
+from podkit_operator.revisions.revision import CurrentAndUpdate, RevisionInfo, with_podkit
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 V1 = "podkit.local/podkit-demo:v1"
@@ -65,7 +66,9 @@ def apply_patch(pod: dict[str, Any], patch: dict[str, Any]) -> None:
     for cp in (patch.get("spec") or {}).get("containers") or []:
         c = next(c for c in pod["spec"]["containers"] if c["name"] == cp["name"])
         for key, value in cp.items():
-            if key == "env":
+            if isinstance(value, list) and {"$patch": "replace"} in value:  # list directive
+                c[key] = [dict(x) for x in value if x != {"$patch": "replace"}]
+            elif key == "env":
                 env = c.setdefault("env", [])
                 for e in value:
                     old = next((x for x in env if x["name"] == e["name"]), None)
@@ -75,6 +78,20 @@ def apply_patch(pod: dict[str, Any], patch: dict[str, Any]) -> None:
                         old.update(e)
             else:
                 c[key] = value
+    if volumes := (patch.get("spec") or {}).get("volumes"):
+        _merge_volumes(pod, volumes)
+
+
+def _merge_volumes(pod: dict[str, Any], volumes: list[dict[str, Any]]) -> None:
+    """Pod volumes merge by name (a volume patched replaces its source)."""
+    have = pod["spec"].setdefault("volumes", [])
+    for v in volumes:
+        old = next((x for x in have if x["name"] == v["name"]), None)
+        if old is None:
+            have.append(copy.deepcopy(v))
+        else:
+            old.clear()
+            old.update(copy.deepcopy(v))
 
 
 # --- the fake kubelet's images: content IDs and repo tags, as containerd keeps them -----------
@@ -184,7 +201,8 @@ def kubelet(pod: dict[str, Any], bad: set[str] = frozenset(), slots: bool = True
     if slots:
         by_name = {s["name"]: s for s in statuses}
         slot_specs = pod["spec"]["containers"][:2]
-        healthy = (sorted(same_image(c["image"], PAUSE) for c in slot_specs) == [False, True]
+        healthy = (sorted(same_image(c["image"], PAUSE) or "pause" in c["image"]
+                          for c in slot_specs) == [False, True]
                    and all(by_name[c["name"]]["ready"] for c in slot_specs))
         for s in statuses:
             if s["name"] == "podkit-sidecar":
@@ -228,14 +246,21 @@ class Sim:
         return self.stsp["spec"]["updateStrategy"]["type"] == "ABSwap"
 
     def revisions(self) -> CurrentAndUpdate:
-        upd = RevisionInfo.from_template("web", self.stsp["spec"]["template"])
+        tmpl = self.stsp["spec"]["template"]
+        if podkit := self.stsp["spec"].get("podkit"):  # spec.podkit is part of the revision
+            base = parse_spec(make_stsp()["spec"])
+            tmpl = with_podkit(tmpl, dataclasses.replace(
+                base, pause_image=podkit.get("pauseImage", base.pause_image),
+                sidecar_image=podkit.get("sidecarImage", base.sidecar_image),
+                config_hook=podkit.get("configHook", base.config_hook)))
+        upd = RevisionInfo.from_template("web", tmpl)
         if upd.name not in [r.name for r in self.history]:
             self.history.append(upd)
         by_name = {r.name: r for r in self.history}
-        cur = by_name[(self.stsp.get("status") or {}).get("currentRevision") or upd.name]
-        idx = self.history.index(cur)
-        prev = self.history[idx - 1] if idx > 0 else None
-        return CurrentAndUpdate(current=cur, update=upd, previous=prev)
+        cur, prev = choose_revisions(self.stsp.get("status") or {}, self.pods.values(),
+                                     upd.name, by_name)  # as the controller chooses
+        return CurrentAndUpdate(current=by_name[cur], update=upd,
+                                previous=by_name[prev] if prev else None)
 
     def plan(self) -> Plan:
         return plan_release(copy.deepcopy(self.stsp), copy.deepcopy(list(self.pods.values())),

@@ -19,7 +19,9 @@ from podkit_operator.api.keys import ANN_FAILED, ANN_REVISION, ANN_TARGET
 from podkit_operator.api.statefulsetplus import SpecError, parse_spec
 from podkit_operator.configreleases.copies import (
     data_hash,
+    newest,
     next_version,
+    owners_with,
     parse_copy,
     to_delete,
     versioned_copy,
@@ -78,15 +80,17 @@ def test_binary_data_counts_and_any_change_changes_the_hash() -> None:
     assert data_hash(source(dict(GOOD))) == data_hash(base)
 
 
-def test_a_copy_is_immutable_labelled_versioned_and_owned_by_its_source() -> None:
+def test_a_copy_is_immutable_labelled_versioned_and_owned_by_the_stsp() -> None:
     cm = source(GOOD)
-    body = versioned_copy(cm, data_hash(cm), 4)
+    body = versioned_copy(cm, data_hash(cm), 4, config_stsp())
     assert body["immutable"] is True
     assert body["data"] == GOOD and body["data"] is not cm["data"]
     assert body["metadata"]["name"] == copy_name("cfg", data_hash(cm))
     assert body["metadata"]["labels"] == {"podkit.io/config-source": "cfg",
                                           "podkit.io/config-version": "4"}
-    assert body["metadata"]["ownerReferences"][0]["uid"] == "uid-cfg"
+    assert body["metadata"]["ownerReferences"] == [
+        {"apiVersion": "podkit.io/v1alpha1", "kind": "StatefulSetPlus", "name": "web",
+         "uid": "uid-1"}]  # not the source: deleting or re-creating it keeps the copies
     assert parse_copy(body) == ConfigCopy(body["metadata"]["name"], "cfg", 4, data_hash(cm))
     assert parse_copy(cm) is None  # the source itself is no copy
     assert next_version([parse_copy(body)]) == 5 and next_version([]) == 1
@@ -400,3 +404,22 @@ def test_the_step_is_idempotent_and_waits_while_the_report_is_pending() -> None:
     pod["metadata"]["annotations"].update(ok.patch["metadata"]["annotations"])
     done = swap_step(pod, r2, spec, True, T0)  # same image: a relabel finishes it
     assert isinstance(done, Done) and done.patch["metadata"]["annotations"][ANN_REVISION] == r2.name
+
+
+def test_a_copy_gains_each_stsp_as_owner_and_loses_its_source() -> None:
+    older = versioned_copy(source(GOOD), data_hash(source(GOOD)), 1, config_stsp())
+    older["metadata"]["ownerReferences"] = [{"apiVersion": "v1", "kind": "ConfigMap",
+                                             "name": "cfg", "uid": "uid-cfg"}]
+    owners = owners_with(older, config_stsp())
+    assert owners is not None and [o["kind"] for o in owners] == ["StatefulSetPlus"]
+    older["metadata"]["ownerReferences"] = owners
+    assert owners_with(older, config_stsp()) is None  # already so: no write
+    other = config_stsp()
+    other["metadata"] = {**other["metadata"], "name": "api", "uid": "uid-2"}
+    shared = owners_with(older, other)
+    assert shared is not None and [o["uid"] for o in shared] == ["uid-1", "uid-2"]
+
+
+def test_newest_copy() -> None:
+    copies = [ConfigCopy("cfg-a", "cfg", 1, "a"), ConfigCopy("cfg-b", "cfg", 3, "b")]
+    assert newest(copies) == copies[1] and newest([]) is None

@@ -181,7 +181,7 @@ def test_stale_status_does_not_fail_a_rollback():
 
 def test_inplace_step():
     spec, pod = _setup(strategy="InPlace")
-    fn = lambda p, n: inplace_step(p, R2, spec, n)  # noqa: E731
+    fn = lambda p, n: inplace_step(p, R2, spec, False, n)  # noqa: E731
     steps = drive(pod, R2, spec, fn=fn)
     assert [type(s).__name__ for s in steps] == ["PatchPod", "Done"]
     assert pod["spec"]["containers"][0]["image"] == V2
@@ -217,7 +217,7 @@ def test_a_pod_without_slots_cannot_swap():
     st = swap_step(pod, R2, spec, False, T0)
     assert isinstance(st, Failed) and "web-a" in st.reason
     spec, pod = _setup()
-    assert isinstance(inplace_step(pod, R2, spec, T0), Failed)
+    assert isinstance(inplace_step(pod, R2, spec, False, T0), Failed)
 
 
 @pytest.mark.parametrize("reason", ["ErrImageNeverPull", "ImagePullBackOff", "ErrImagePull"])

@@ -407,7 +407,7 @@ def _fields_match(have: dict[str, Any], want: dict[str, Any]) -> bool:
 
 
 def _resize_and_rest(pod: dict[str, Any], diff: SpecDiff, want_containers: list[dict[str, Any]],
-                     want_volumes: list[dict[str, Any]], start: dict[str, str],
+                     want_volumes: list[dict[str, Any]], start: dict[str, str | None],
                      target: RevisionInfo, driven: set[str], patched: bool) -> Step | None:
     """The parts of an update outside the slots' swap, in order: resize cpu/memory (the update
     marked first; ``pods/resize``, then wait until the kubelet runs it), switch the volumes and

@@ -153,7 +153,7 @@ def _compare_container(have: Mapping[str, Any], want: Mapping[str, Any], patched
     name = want["name"]
     skip = set(ignore) | {"name", "resources"}
     for key in sorted({*want, *(k for k in USER_FIELDS if not _empty(have.get(k)))} - skip):
-        h, w = _container_field(have, key), want.get(key)
+        h, w = _container_field(have, key), _container_field(want, key)
         if _empty(w) and _empty(h):
             continue
         if covers(h, w) and (not _empty(w) or _empty(h)):

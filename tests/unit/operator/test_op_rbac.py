@@ -32,12 +32,13 @@ from podkit_operator.kube import client
 Right = tuple[str, str, str]  # (API group, resource, verb); ("", "/metrics", "get") for a URL
 
 CALL_RE = re.compile(r"^(?P<verb>create|delete|patch|replace|read|get|list)_namespaced_"
-                     r"(?P<what>[a-z_]+?)(?P<status>_status)?$")
+                     r"(?P<what>[a-z_]+?)(?P<sub>_status|_resize)?$")
 VERBS = {"read": "get", "replace": "update"}
-GROUPS = {"core": "", "apps": "apps", "discovery": "discovery.k8s.io", "custom": GROUP}
+GROUPS = {"core": "", "apps": "apps", "discovery": "discovery.k8s.io", "custom": GROUP,
+          "coordination": "coordination.k8s.io"}
 RESOURCES = {"pod": "pods", "config_map": "configmaps", "controller_revision":
              "controllerrevisions", "endpoint_slice": "endpointslices",
-             "custom_object": PLURAL}
+             "custom_object": PLURAL, "lease": "leases"}
 
 
 def kube_io_rights() -> set[Right]:
@@ -56,7 +57,7 @@ def kube_io_rights() -> set[Right]:
             continue
         match = CALL_RE.match(method)
         assert match and api in GROUPS, f"KubeIO calls {api}.{method}: teach this test its right"
-        resource = RESOURCES[match["what"]] + ("/status" if match["status"] else "")
+        resource = RESOURCES[match["what"]] + (match["sub"] or "").replace("_", "/")
         rights.add((GROUPS[api], resource, VERBS.get(match["verb"], match["verb"])))
     return rights
 
@@ -93,8 +94,10 @@ def used() -> set[Right]:
     return kube_io_rights() | owner_rights() | kopf_rights()
 
 
-def test_the_cluster_role_grants_exactly_what_the_code_uses() -> None:
-    rules = manifests.find("ClusterRole", manifests.SERVICE_ACCOUNT)["rules"]
+def test_the_roles_grant_exactly_what_the_code_uses() -> None:
+    """The ClusterRole and the leader election's Role (leases in the operator's namespace)."""
+    rules = (manifests.find("ClusterRole", manifests.SERVICE_ACCOUNT)["rules"]
+             + manifests.find("Role", f"{manifests.SERVICE_ACCOUNT}-leader")["rules"])
     have = granted(rules)
     assert sorted(have - used()) == [], "rules nothing in the code uses"
     assert sorted(used() - have) == [], "calls without a rule"

@@ -116,6 +116,17 @@ def _pod_and_spec(tmpl, patched=True):
     return spec, pod
 
 
+@pytest.mark.parametrize("patched", [True, False])
+def test_two_pods_of_one_revision_differ_only_in_what_is_their_own(patched):
+    """Each pod's sidecar has a token of its own: never a difference between revisions."""
+    stsp = make_stsp(deadline=60)
+    spec = parse_spec(stsp["spec"])
+    r = RevisionInfo.from_template("web", stsp["spec"]["template"])
+    one, two = (build_pod(stsp, spec, 0, r.name, r.template, patched)["spec"] for _ in (1, 2))
+    assert one["containers"][-1]["env"] != two["containers"][-1]["env"]
+    assert classify(one, two, patched).empty
+
+
 def _drive(pod, target, spec, patched=True, max_steps=10):
     steps, now = [], T0
     for _ in range(max_steps):
@@ -182,7 +193,8 @@ def test_cpu_change_marks_then_resizes_then_waits_for_the_kubelet():
     assert [c["name"] for c in resize.patch["spec"]["containers"]] == ["web-a", "web-b"]
     apply_patch(pod, resize.patch)  # the subresource changes the spec; the kubelet lags behind
     for status in pod["status"]["containerStatuses"]:
-        status["resources"] = {"requests": {"cpu": "100m"}}
+        if status["name"] in ("web-a", "web-b"):
+            status["resources"] = {"requests": {"cpu": "100m"}}
     assert isinstance(swap_step(pod, r2, spec, True, T0), Wait)
     for status in pod["status"]["containerStatuses"]:
         if status["name"] in ("web-a", "web-b"):

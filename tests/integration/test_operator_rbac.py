@@ -47,16 +47,18 @@ def account_kubeconfig(kube: Kube, path: Path) -> Path:
 
 
 def shipped_operator(kube: Kube) -> tuple[list[str], dict[str, str]]:
-    """The overlay's operator command (its liveness endpoint left out: a container's port, not
-    this machine's) and this environment plus the overlay's variables."""
+    """The overlay's operator command and this environment plus the overlay's variables (those
+    the downward API gives a pod as this process would have them: its Lease's namespace)."""
     objects = list(yaml.safe_load_all(kube.run("kustomize", str(NAMESPACED))))
     [deployment] = [o for o in objects if o and o["kind"] == "Deployment"]
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    command = [a for a in container["command"] if not a.startswith("--liveness")]
+    command = container["command"]
     assert command[:2] == ["kopf", "run"] and "--all-namespaces" not in command, command
     assert [command[i + 1] for i, a in enumerate(command) if a == "-n"] == list(WATCHED)
-    extra = {e["name"]: e["value"] for e in container["env"] if e["name"].startswith("PODKIT_")}
-    return command, dict(os.environ, **extra)
+    extra = {e["name"]: e["value"] for e in container["env"]
+             if e["name"].startswith("PODKIT_") and "value" in e}
+    return command, dict(os.environ, **extra, PODKIT_LEASE_NAMESPACE=manifests.NAMESPACE,
+                         PODKIT_OPERATOR_HEALTH_PORT="0")
 
 
 @pytest.fixture(scope="module")

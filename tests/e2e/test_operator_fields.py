@@ -11,30 +11,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from test_operator_release import DEMO_PORT, stsp
+
 from podkit_demo.client import tcp_get
 from podkit_operator.api import keys
 from testbed.fixtures import Images
 from testbed.kube import Kube
 from testbed.stsp import pods, status
 
-DEMO_PORT = 7000
-
 
 def web(namespace: str, images: Images, env: list[dict[str, str]]) -> dict[str, Any]:
-    container = {"name": "web", "image": images.demo_v1, "imagePullPolicy": "Never",
-                 "env": env}
-    return {
-        "apiVersion": f"{keys.GROUP}/{keys.VERSION}", "kind": keys.KIND,
-        "metadata": {"name": "web", "namespace": namespace},
-        "spec": {
-            "replicas": 2, "selector": {"matchLabels": {"app": "web"}}, "serviceName": "web",
-            "template": {"metadata": {"labels": {"app": "web"}},
-                         "spec": {"terminationGracePeriodSeconds": 5,
-                                  "containers": [container]}},
-            "podkit": {"pauseImage": images.pause, "sidecarImage": images.sidecar},
-            "updateStrategy": {"type": "ABSwap", "batchDeployConfig": {"batchNum": 2}},
-        },
-    }
+    """Two pods of the demo at v1 with ``env``, released in two batches."""
+    obj = stsp(namespace, images, images.demo_v1, 2)
+    obj["spec"]["replicas"] = 2
+    obj["spec"]["template"]["spec"]["containers"][0]["env"] = env
+    return obj
 
 
 def completed(kube: Kube, namespace: str, revision_not: str | None = None) -> bool:

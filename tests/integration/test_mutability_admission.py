@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from podkit_operator import manifests
 from podkit_operator.api import keys
 from testbed.fixtures import running_api_cluster
 from testbed.kube import Kube, KubectlError
@@ -49,6 +50,14 @@ def who(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Identities]:
         state = tmp_path_factory.mktemp("identities")
         operator = Kube(admin.kubectl_path,
                         operator_identity(admin.kubeconfig, state / "operator.kubeconfig"))
+        # kubectl patch reads the pod before it patches; the operator's own client never reads
+        # a single pod (its RBAC has no get), so these tests grant kubectl that read
+        admin.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                     "metadata": {"name": "test-kubectl-reads-pods"},
+                     "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]})
+        admin.run("create", "clusterrolebinding", "test-kubectl-reads-pods",
+                  "--clusterrole=test-kubectl-reads-pods",
+                  f"--serviceaccount={manifests.NAMESPACE}:{manifests.SERVICE_ACCOUNT}")
         namespace = admin.create_namespace(f"tenant-{os.urandom(3).hex()}")
         admin.run("create", "serviceaccount", "tenant", "-n", namespace)
         admin.run("create", "rolebinding", "tenant-admin", "-n", namespace,

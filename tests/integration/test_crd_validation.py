@@ -353,6 +353,9 @@ BAD_SPECS: list[tuple[str, Callable[[dict[str, Any]], Any], list[str]]] = [
     ("config-hook-bad-signal", lambda s: with_config(s).update(
         podkit={"configHook": "signal:HUPP"}),
      ["spec.podkit.configHook in body should match"]),
+    ("config-hook-not-a-reload-signal", lambda s: with_config(s).update(
+        podkit={"configHook": "signal:KILL"}),
+     ["spec.podkit.configHook in body should match"]),
     ("config-history-zero", lambda s: with_config(s).update(configHistoryLimit=0),
      ["spec.configHistoryLimit in body should be greater than or equal to 1"]),
     ("config-map-name-too-long", lambda s: with_config(s).update(configMaps=["a" * 243]),

@@ -57,8 +57,9 @@ def shipped_operator(kube: Kube) -> tuple[list[str], dict[str, str]]:
     assert [command[i + 1] for i, a in enumerate(command) if a == "-n"] == list(WATCHED)
     extra = {e["name"]: e["value"] for e in container["env"]
              if e["name"].startswith("PODKIT_") and "value" in e}
-    return command, dict(os.environ, **extra, PODKIT_LEASE_NAMESPACE=manifests.NAMESPACE,
-                         PODKIT_OPERATOR_HEALTH_PORT="0")
+    # /healthz on no port of this machine (the Deployment's 8080 is its container's)
+    return command, {**os.environ, **extra, "PODKIT_LEASE_NAMESPACE": manifests.NAMESPACE,
+                     "PODKIT_OPERATOR_HEALTH_PORT": "0"}
 
 
 @pytest.fixture(scope="module")

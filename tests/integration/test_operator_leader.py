@@ -40,10 +40,17 @@ def cluster() -> Iterator[tuple[Kube, Path]]:
 
 
 def metric(operator: OperatorProcess, name: str, **labels: str) -> float:
-    """The sum of a metric's samples whose labels include ``labels``."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{operator.metrics_port}/metrics",
-                                timeout=10) as response:
-        text = response.read().decode()
+    """The sum of a metric's samples whose labels include ``labels``; an operator that does not
+    answer fails the test with its exit status and the end of its log."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{operator.metrics_port}/metrics",
+                                    timeout=10) as response:
+            text = response.read().decode()
+    except OSError as err:
+        code = operator.proc.poll() if operator.proc else "not started"
+        pytest.fail(f"operator {operator.identity} (exit status {code}) serves no metrics on "
+                    f"port {operator.metrics_port}: {err}\n"
+                    f"{operator.log.read_text(errors='replace')[-3000:]}")
     total = 0.0
     for line in text.splitlines():
         if line.startswith(name) and all(f'{k}="{v}"' in line for k, v in labels.items()):

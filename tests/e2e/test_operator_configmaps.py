@@ -23,6 +23,7 @@ from podkit_operator.inplace.sidecar import read_state
 from testbed.fixtures import Images
 from testbed.kube import Kube
 from testbed.stsp import (
+    QUICK_SOAK_S,
     batch_status,
     config_copies,
     events,
@@ -46,7 +47,7 @@ def config_stsp(namespace: str, images: Images, hook: str, batches: int,
         "metadata": {"name": "web", "namespace": namespace},
         "spec": {
             "replicas": 3, "selector": {"matchLabels": {"app": "web"}}, "serviceName": "web",
-            "configMaps": [CONFIG],
+            "minReadySeconds": QUICK_SOAK_S, "configMaps": [CONFIG],
             "template": {"metadata": {"labels": {"app": "web"}},
                          "spec": {"terminationGracePeriodSeconds": 5,
                                   "containers": [container],

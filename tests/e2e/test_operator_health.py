@@ -31,6 +31,7 @@ def test_a_version_that_crashes_after_taking_over_fails_batch_1_and_goes_no_furt
         operator, kube: Kube, namespace: str, podkit_images: Images) -> None:
     obj = stsp(namespace, podkit_images, podkit_images.demo_v1, 3, batchAuto=True,
                batchIntervalSeconds=20, maxFailedPercent=0)
+    obj["spec"]["minReadySeconds"] = 10  # the default soak, longer than the 8 s to the crash
     business(obj)["env"] = [{"name": "PODKIT_DEMO_CRASH_AFTER_S", "value": "8"},
                             {"name": "PODKIT_DEMO_CRASH_VERSION", "value": "v2"}]
     kube.apply(obj)

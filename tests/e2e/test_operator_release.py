@@ -15,7 +15,16 @@ from podkit_operator.api import keys
 from testbed.fixtures import Images
 from testbed.kube import Kube
 from testbed.operator_proc import OperatorProcess
-from testbed.stsp import batch_status, events, pods, pods_named, serving_image, set_image, status
+from testbed.stsp import (
+    QUICK_SOAK_S,
+    batch_status,
+    events,
+    pods,
+    pods_named,
+    serving_image,
+    set_image,
+    status,
+)
 
 DEMO_PORT = 7000
 
@@ -26,6 +35,7 @@ def stsp(namespace: str, images: Images, image: str, batches: int, **batch: Any)
         "metadata": {"name": "web", "namespace": namespace},
         "spec": {
             "replicas": 3, "selector": {"matchLabels": {"app": "web"}}, "serviceName": "web",
+            "minReadySeconds": QUICK_SOAK_S,
             "template": {"metadata": {"labels": {"app": "web"}},
                          "spec": {"terminationGracePeriodSeconds": 5,
                                   "containers": [{"name": "web", "image": image,

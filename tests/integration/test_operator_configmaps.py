@@ -28,6 +28,7 @@ from testbed.fixtures import running_api_cluster
 from testbed.kube import Kube
 from testbed.operator_proc import OperatorProcess
 from testbed.stsp import (
+    QUICK_SOAK_S,
     batch_status,
     config_copies,
     events,
@@ -79,7 +80,7 @@ def stsp(namespace: str, replicas: int = 2, **spec: Any) -> dict[str, Any]:
         "apiVersion": f"{keys.GROUP}/{keys.VERSION}", "kind": keys.KIND,
         "metadata": {"name": "web", "namespace": namespace},
         "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
-                 "configMaps": [CONFIG],
+                 "minReadySeconds": QUICK_SOAK_S, "configMaps": [CONFIG],
                  "template": {"metadata": {"labels": {"app": "web"}},
                               "spec": {"containers": [{"name": "web",
                                                        "image": "podkit.local/podkit-demo:v1"}],
@@ -246,6 +247,7 @@ def fields_stsp(namespace: str, env: list[dict[str, str]], replicas: int = 4,
         "apiVersion": f"{keys.GROUP}/{keys.VERSION}", "kind": keys.KIND,
         "metadata": {"name": "web", "namespace": namespace},
         "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+                 "minReadySeconds": QUICK_SOAK_S,
                  "template": {"metadata": {"labels": {"app": "web"}},
                               "spec": {"containers": [{
                                   "name": "web", "image": V1, "env": env,

@@ -21,7 +21,7 @@ from podkit_operator.endpoints.slices import LABEL_SERVICE
 from testbed.fixtures import running_api_cluster
 from testbed.kube import Kube
 from testbed.operator_proc import OperatorProcess
-from testbed.stsp import install_crd, pods
+from testbed.stsp import QUICK_SOAK_S, install_crd, pods
 
 pytestmark = pytest.mark.integration
 
@@ -46,6 +46,7 @@ def stsp(replicas: int, namespace: str = "default") -> dict[str, Any]:
     return {"apiVersion": f"{keys.GROUP}/{keys.VERSION}", "kind": keys.KIND,
             "metadata": {"name": "web", "namespace": namespace},
             "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+                     "minReadySeconds": QUICK_SOAK_S,
                      "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
                          "containers": [{"name": "web", "image": V1, "ports": [
                              {"name": "tcp", "containerPort": 7000}]}]}}}}

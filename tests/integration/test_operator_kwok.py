@@ -22,6 +22,7 @@ from testbed.fixtures import running_api_cluster
 from testbed.kube import Kube
 from testbed.operator_proc import OperatorProcess
 from testbed.stsp import (
+    QUICK_SOAK_S,
     batch_status,
     events,
     install_crd,
@@ -58,11 +59,13 @@ def namespace(kube: Kube) -> str:
     return kube.create_namespace(f"op-{os.urandom(4).hex()}")
 
 
-def stsp(namespace: str, replicas: int, image: str, **batch: Any) -> dict[str, Any]:
+def stsp(namespace: str, replicas: int, image: str, min_ready: int = QUICK_SOAK_S,
+         **batch: Any) -> dict[str, Any]:
     return {
         "apiVersion": f"{keys.GROUP}/{keys.VERSION}", "kind": keys.KIND,
         "metadata": {"name": "web", "namespace": namespace},
         "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+                 "minReadySeconds": min_ready,
                  "template": {"metadata": {"labels": {"app": "web"}},
                               "spec": {"containers": [{"name": "web", "image": image}]}},
                  "updateStrategy": {"type": "ABSwap", "batchDeployConfig": batch}},
@@ -230,9 +233,9 @@ PINNED = "podkit.local/podkit-demo@sha256:" + "ab" * 32  # kwok reports it under
 
 def test_a_version_that_crashes_after_taking_over_fails_batch_1_only(kube: Kube,
                                                                      namespace: str) -> None:
-    """The soak (minReadySeconds, default 10 s) catches a crash 8 s after the start, so the
+    """The soak (minReadySeconds 10 s, the default) catches a crash 8 s after the start, so the
     release never reaches the second batch, though batch 1 looked ready at first."""
-    kube.apply(stsp(namespace, 3, V1, batchNum=3, batchIntervalSeconds=0))
+    kube.apply(stsp(namespace, 3, V1, min_ready=10, batchNum=3, batchIntervalSeconds=0))
     kube.wait_for("3 pods at v1", lambda: at(kube, namespace, V1, 3), timeout=120)
     set_image(kube, namespace, CRASHING)
     seen: set[str] = set()

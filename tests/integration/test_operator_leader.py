@@ -23,7 +23,7 @@ from podkit_operator.api import keys
 from testbed.fixtures import running_api_cluster
 from testbed.kube import Kube
 from testbed.operator_proc import OperatorProcess
-from testbed.stsp import batch_status, install_crd, pods, serving_image, set_image
+from testbed.stsp import QUICK_SOAK_S, batch_status, install_crd, pods, serving_image, set_image
 
 pytestmark = pytest.mark.integration
 
@@ -71,6 +71,7 @@ def stsp(namespace: str) -> dict[str, object]:
     return {"apiVersion": f"{keys.GROUP}/{keys.VERSION}", "kind": keys.KIND,
             "metadata": {"name": "web", "namespace": namespace},
             "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+                     "minReadySeconds": QUICK_SOAK_S,
                      "template": {"metadata": {"labels": {"app": "web"}},
                                   "spec": {"containers": [{"name": "web", "image": V1}]}}}}
 

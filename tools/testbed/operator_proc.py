@@ -81,6 +81,10 @@ class OperatorProcess:
                    PODKIT_OPERATOR_ID=self.identity,
                    PODKIT_LEASE_NAMESPACE=manifests.NAMESPACE,
                    PODKIT_LEASE_NAME=f"podkit-operator-{self.namespace or 'all'}")
+        if self.namespace:
+            # as the namespaced install runs it: kopf's scanning would list namespaces, which
+            # the ServiceAccount may not, and retry for about a minute before it watches
+            env["PODKIT_FOLLOW_CRDS"] = "false"
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "kopf", "run", "--standalone", *scope,

@@ -10,6 +10,9 @@ from podkit_operator.api import keys
 from testbed.kube import Kube
 
 NAME = "web"
+# minReadySeconds of the tests that do not test the soak itself: a short soak keeps every
+# release step (a pod counts updated only after serving this long) while the suites stay quick
+QUICK_SOAK_S = 1
 
 
 def install_crd(kube: Kube) -> None:

@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST := $(PY) -m pytest
 
-.PHONY: help venv test test-unit test-integration test-go test-e2e bench-handover bench-state bench-wrapped bench-probe lint k8s images cluster-up cluster-down demo clean
+.PHONY: help venv test test-unit test-integration test-go test-e2e bench-handover bench-state bench-wrapped bench-probe chaos lint k8s images cluster-up cluster-down demo clean
 
 help:
 	@echo "make demo            the main job: a real A/B upgrade on a local cluster beside a kubelet"
@@ -19,6 +19,8 @@ help:
 	@echo "make bench-wrapped   unmodified nginx, 20 wrapped swaps: binding its port vs inherited"
 	@echo "                     listeners, side by side (JSON: failed, sent, max_gap_ms per mode)"
 	@echo "make bench-probe     the prober's CPU per request and send lateness, per design (JSON)"
+	@echo "make chaos           RUNS seeded fault-injected releases from SEED (default 100 from 1;"
+	@echo "                     ONLY=n replays one) on an API-only cluster; last line JSON"
 	@echo "make k8s             build the patched Kubernetes binaries (cached)"
 
 venv: $(VENV)/.installed
@@ -44,10 +46,10 @@ test-unit: venv
 	$(PYTEST) -q tests/unit
 
 test-integration: venv
-	$(PYTEST) -q tests/integration
+	$(PYTEST) -q --durations=15 tests/integration
 
 test-e2e: venv
-	$(PYTEST) -q tests/e2e
+	$(PYTEST) -q --durations=15 tests/e2e
 
 test-go:
 	bash apiserver-patches/test.sh
@@ -72,6 +74,11 @@ bench-state: venv
 
 bench-wrapped: venv
 	$(PY) -m benchmarks.wrapped
+
+RUNS ?= 100
+SEED ?= 1
+chaos: venv
+	$(PY) -m chaos --runs $(RUNS) --seed $(SEED) $(if $(ONLY),--only $(ONLY))
 
 bench-probe: venv
 	$(PY) -m upgrade_demo.prober.bench

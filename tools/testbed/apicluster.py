@@ -134,11 +134,13 @@ class ApiCluster:
         self.create_nodes(count)
         self.wait_nodes_ready(count)
 
-    def create_nodes(self, count: int) -> None:
-        """Create fake nodes kwok-0..kwok-(count-1) (apply: existing ones stay).
+    def create_nodes(self, count: int, first: int = 0) -> None:
+        """Create fake nodes kwok-<first>..kwok-<first+count-1> (apply: existing ones stay).
 
         Each offers room for 1,000 pods, so ten nodes carry a 10,000-pod run.
         """
+        if count <= 0:
+            return
         room = {"cpu": "256", "memory": "1Ti", "pods": "1000"}
         self.kube().apply({"apiVersion": "v1", "kind": "List", "items": [{
             "apiVersion": "v1", "kind": "Node",
@@ -148,7 +150,7 @@ class ApiCluster:
                          "labels": {"type": "kwok", "kubernetes.io/hostname": f"kwok-{i}",
                                     "kubernetes.io/os": "linux"}},
             "status": {"allocatable": room, "capacity": room},
-        } for i in range(count)]})
+        } for i in range(first, first + count)]})
 
     def wait_nodes_ready(self, count: int) -> None:
         kube = self.kube()

@@ -1,0 +1,99 @@
+"""make chaos's checker: each invariant finds the violation it exists for, and passes a run
+that kept it (pure: observations built here)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from chaos.invariants import check, first_batch
+from chaos.observe import PodSeen, Seen
+from chaos.scenario import CRASHING, V1, V2, Scenario, scenario
+
+
+def pod(ordinal: int, image: str, *, in_flight: bool = False, ready: bool = True,
+        env: dict[str, str] | None = None) -> PodSeen:
+    return PodSeen(name=f"web-{ordinal}", uid=f"u{ordinal}", ordinal=ordinal,
+                   images={"web-a": image, "web-b": "pause"}, env=env or {},
+                   active="web-a", in_flight=in_flight, reported={"web-a": image},
+                   ready=ready, terminating=False)
+
+
+def run_of(kind: str, replicas: int = 4, batches: int = 2) -> Scenario:
+    return Scenario(seed=7, kind=kind, replicas=replicas, batches=batches, faults=(),
+                    scale_to=None, steer_at_s=None)
+
+
+def look(at_s: float, pods: list[PodSeen], general: str = "Progressing", updated: int = 0,
+         failed: str | None = None, revision: str = "r2") -> Seen:
+    status = {"replicas": len(pods), "updatedReplicas": updated, "updateRevision": revision,
+              "batchDeployStatus": {"generalStatus": general}, "conditions": []}
+    if failed:
+        status["conditions"] = [{"type": "ReleaseFailed", "status": failed}]
+    return Seen(at_s, status, tuple(pods))
+
+
+def test_a_good_release_that_kept_every_promise_passes() -> None:
+    plan = run_of("image")
+    seen = [look(0, [pod(o, V1) for o in range(4)], general="Completed", updated=4,
+                 revision="r1"),
+            look(1, [pod(0, V1), pod(1, V1), pod(2, V1), pod(3, V2)], updated=1),
+            look(2, [pod(o, V2) for o in range(4)], general="Completed", updated=4)]
+    assert check(plan, seen, seen[-1]) == {}
+
+
+def test_a_bad_version_beyond_batch_1_is_found() -> None:
+    plan = run_of("crash")
+    assert first_batch(plan) == {2, 3}
+    seen = [look(1, [pod(0, V1), pod(1, CRASHING), pod(2, CRASHING), pod(3, CRASHING)])]
+    final = look(2, [pod(o, V1) for o in range(4)], general="Failed", failed="True")
+    assert check(plan, seen, final) == {
+        "bad-version-contained": ["the bad version reached ordinal(s) [1] beyond batch 1 "
+                                  "[2, 3]"]}
+
+
+def test_a_bad_version_that_completes_or_fails_without_the_condition_is_found() -> None:
+    plan = run_of("crash")
+    final = look(2, [pod(o, V1) for o in range(4)], general="Failed", failed="False")
+    assert list(check(plan, [], final)) == ["ended-with-a-reason"]
+    final = look(2, [pod(o, V1) for o in range(4)], general="Completed")
+    assert list(check(plan, [], final)) == ["ended-with-a-reason"]
+
+
+def test_a_pod_left_behind_missing_or_unready_breaks_convergence() -> None:
+    plan = run_of("image")
+    final = look(9, [pod(0, V1), pod(1, V2, ready=False), pod(3, V2)], general="Completed",
+                 updated=2)
+    assert check(plan, [], final)["converged"] == [
+        "pods [0, 1, 3], expected 0..3", "web-0 serves " + V1 + ", expected " + V2,
+        "web-1 is not ready"]
+
+
+def test_an_env_release_converges_only_with_the_env() -> None:
+    plan = run_of("env")
+    final = look(9, [pod(o, V1, env={"CHAOS_RELEASE": "7"}) for o in range(3)]
+                 + [pod(3, V1)], general="Completed", updated=3)
+    assert check(plan, [], final)["converged"] == ["web-3 lacks env {'CHAOS_RELEASE': '7'}"]
+
+
+def test_a_status_that_counts_a_pod_not_yet_serving_the_release_is_found() -> None:
+    plan = run_of("image")
+    counted_early = look(3, [pod(0, V1), pod(1, V1), pod(2, V2, in_flight=True), pod(3, V2)],
+                         updated=2)
+    final = look(9, [pod(o, V2) for o in range(4)], general="Completed", updated=4)
+    before = look(0, [pod(o, V1) for o in range(4)], general="Completed", updated=4,
+                  revision="r1")  # the release before: its update revision, its pods
+    assert check(plan, [before, counted_early, final], final) == {
+        "counted-only-what-runs": ["at 3.0 s updatedReplicas 2 but 1 pod(s) serve the "
+                                   "release"]}
+    fewer_pods = replace(counted_early, pods=counted_early.pods[1:])  # one went in between
+    assert check(plan, [before, fewer_pods, final], final) == {}
+    new_pod = replace(counted_early.pods[0], uid="u0-again")  # deleted and created again
+    other_pods = replace(counted_early, pods=(new_pod, *counted_early.pods[1:]))
+    assert check(plan, [before, other_pods, final], final) == {}
+
+
+def test_a_seed_gives_the_same_run_every_time() -> None:
+    assert [scenario(s) for s in range(1, 30)] == [scenario(s) for s in range(1, 30)]
+    plans = [scenario(s) for s in range(1, 200)]
+    assert {p.kind for p in plans} == {"image", "env", "crash", "broken", "rollback", "scale"}
+    assert all(p.batches >= 2 for p in plans if p.bad)  # a batch the bad version never reaches

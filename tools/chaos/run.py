@@ -1,0 +1,125 @@
+"""One run: a settled StatefulSetPlus at v1, its release, the faults on their timeline, the
+end awaited, and the invariants checked on what the observer saw."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from testbed.errors import TestbedError
+from testbed.kube import Kube
+
+from .faults import Injector
+from .invariants import check, converged, ended_with_a_reason
+from .observe import NAME, READ_ERRORS, Observer, Seen, look
+from .scenario import BATCH_DEADLINE_S, ENV_NAME, MIN_READY_S, V1, Scenario
+
+SETTLE_TIMEOUT_S = 180
+# the end is awaited this long after the last fault: a node lost takes about a minute to be
+# noticed (the pod garbage collector's quarantine), and each batch soaks MIN_READY_S
+END_TIMEOUT_S = 300
+
+
+@dataclass
+class RunResult:
+    seed: int
+    kind: str
+    faults: list[str] = field(default_factory=list)  # "kind at_s: what it hit"
+    violations: dict[str, list[str]] = field(default_factory=dict)
+    looks: int = 0
+    failed_reads: int = 0
+    operator_restarts: int = 0  # the operator exited by itself and was started again
+    seconds: float = 0.0
+
+
+def manifest(scenario: Scenario, namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "podkit.io/v1alpha1", "kind": "StatefulSetPlus",
+        "metadata": {"name": NAME, "namespace": namespace},
+        "spec": {"replicas": scenario.replicas, "minReadySeconds": MIN_READY_S,
+                 "selector": {"matchLabels": {"app": NAME}},
+                 "template": {"metadata": {"labels": {"app": NAME}},
+                              "spec": {"containers": [{"name": NAME, "image": V1}]}},
+                 "updateStrategy": {"type": "ABSwap", "batchDeployConfig": {
+                     "batchNum": scenario.batches, "maxFailedPercent": 0,
+                     "batchDeadlineSeconds": BATCH_DEADLINE_S}}},
+    }
+
+
+def settled(kube: Kube, namespace: str, replicas: int) -> bool:
+    pods = [p for p in look(kube, namespace, 0).pods if not p.terminating]
+    return len(pods) == replicas and all(p.serving == V1 and p.ready for p in pods)
+
+
+def start_release(kube: Kube, scenario: Scenario, namespace: str) -> None:
+    value: Any
+    if scenario.kind == "env":
+        path, value = "/spec/template/spec/containers/0/env", [
+            {"name": ENV_NAME, "value": str(scenario.seed)}]
+    else:
+        path, value = "/spec/template/spec/containers/0/image", scenario.target_image
+    kube.patch("statefulsetplus", NAME, [{"op": "add", "path": path, "value": value}],
+               namespace)
+
+
+def steer(kube: Kube, scenario: Scenario, namespace: str) -> str:
+    """The user's move during the release: the one-key rollback, or a scale."""
+    if scenario.kind == "rollback":
+        kube.run("annotate", "statefulsetplus", NAME, "-n", namespace,
+                 "podkit.io/rollback=true", "--overwrite")
+        return "rollback"
+    kube.patch("statefulsetplus", NAME, [{"op": "replace", "path": "/spec/replicas",
+                                          "value": scenario.scale_to}], namespace)
+    return f"scale to {scenario.scale_to}"
+
+
+def run(scenario: Scenario, injector: Injector) -> RunResult:
+    kube, namespace = injector.kube, injector.namespace
+    result = RunResult(scenario.seed, scenario.kind)
+    began = time.monotonic()
+    restarts_before = injector.supervisor.restarts
+    kube.apply(manifest(scenario, namespace))
+    try:
+        kube.wait_for(f"{scenario.replicas} pods at v1",
+                      lambda: settled(kube, namespace, scenario.replicas),
+                      timeout=SETTLE_TIMEOUT_S, interval=0.5)
+    except TestbedError as err:  # no release can start: the run failed before its faults
+        result.violations = {"settled": [str(err)]}
+        result.seconds = round(time.monotonic() - began, 1)
+        return result
+    started = time.monotonic()
+    observer = Observer(kube, namespace, started).start()
+    kube.wait_for("the observer's first look", lambda: observer.seen, timeout=30)
+    start_release(kube, scenario, namespace)
+    timeline: list[tuple[float, str, Any]] = [(f.at_s, "fault", f) for f in scenario.faults]
+    if scenario.steer_at_s is not None:
+        timeline.append((scenario.steer_at_s, "steer", None))
+    for at_s, what, fault in sorted(timeline, key=lambda t: t[0]):
+        time.sleep(max(0.0, started + at_s - time.monotonic()))
+        hit = injector.inject(fault) if what == "fault" else steer(kube, scenario, namespace)
+        result.faults.append(f"{fault.kind if fault else 'steer'} at {at_s} s: {hit}")
+    deadline = time.monotonic() + END_TIMEOUT_S
+    final = _final_look(kube, scenario, namespace, started, deadline)
+    seen = observer.stop()
+    result.violations = check(scenario, seen, final)
+    result.looks, result.failed_reads = len(seen), observer.failed_reads
+    result.operator_restarts = injector.supervisor.restarts - restarts_before
+    result.seconds = round(time.monotonic() - began, 1)
+    return result
+
+
+def _final_look(kube: Kube, scenario: Scenario, namespace: str, started: float,
+                deadline: float) -> Seen:
+    """The first look at which the run ended as it must, or the last one at the deadline."""
+    while True:
+        try:
+            final = look(kube, namespace, time.monotonic() - started)
+        except READ_ERRORS:
+            time.sleep(1.0)
+            continue
+        ended = not converged(scenario, [], final) and not ended_with_a_reason(
+            scenario, [], final)
+        if ended or time.monotonic() > deadline:
+            return final
+        time.sleep(1.0)

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from chaos.invariants import check, first_batch
 from chaos.observe import PodSeen, Seen
-from chaos.scenario import CRASHING, V1, V2, Scenario, scenario
+from chaos.scenario import CRASHING, V1, V2, Fault, Scenario, scenario
 
 
 def pod(ordinal: int, image: str, *, in_flight: bool = False, ready: bool = True,
@@ -64,8 +64,21 @@ def test_a_pod_left_behind_missing_or_unready_breaks_convergence() -> None:
     final = look(9, [pod(0, V1), pod(1, V2, ready=False), pod(3, V2)], general="Completed",
                  updated=2)
     assert check(plan, [], final)["converged"] == [
-        "pods [0, 1, 3], expected 0..3", "web-0 serves " + V1 + ", expected " + V2,
-        "web-1 is not ready"]
+        "pods [0, 1, 3], expected 0..3", "web-1 is not ready",
+        "web-0 serves " + V1 + ", expected " + V2]
+
+
+def test_a_good_release_may_fail_after_a_lost_node_with_the_batches_before_kept() -> None:
+    plan = replace(run_of("image"), faults=(Fault("node-lost", 3.0, 0, 0.0),))
+    kept = look(9, [pod(0, V1), pod(1, V1), pod(2, V2), pod(3, V2)], general="Failed",
+                failed="True", updated=2)
+    assert check(plan, [], kept) == {}
+    mixed = look(9, [pod(0, V2), pod(1, V1), pod(2, V1), pod(3, V2)], general="Failed",
+                 failed="True", updated=2)
+    assert check(plan, [], mixed) == {"converged": [
+        "after the failed release v1 is at ordinals [1, 2], not the lowest"]}
+    without_the_fault = run_of("image")
+    assert list(check(without_the_fault, [], kept)) == ["converged", "ended-with-a-reason"]
 
 
 def test_an_env_release_converges_only_with_the_env() -> None:

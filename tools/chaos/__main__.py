@@ -21,10 +21,11 @@ from pathlib import Path
 
 from testbed.apicluster import ApiCluster
 from testbed.errors import TestbedError
-from testbed.operator_proc import OperatorProcess
+from testbed.operator_proc import OperatorProcess, operator_identity
 from testbed.stsp import install_crd
 
 from .faults import Injector
+from .partition import Relay
 from .run import RunResult, run
 from .scenario import scenario
 from .supervisor import Supervisor
@@ -45,23 +46,32 @@ def main(argv: list[str]) -> int:
     api = ApiCluster(f"chaos-{os.getpid()}")
     began = time.monotonic()
     results: list[RunResult] = []
+    relay: Relay | None = None
     try:
         api.up(nodes=NODES)
         kube = api.kube()
         install_crd(kube)
         operator = OperatorProcess(api.kubeconfig, OUT / "operator.log",
                                    identity="chaos-operator")
+        relay = Relay(("127.0.0.1", api.ports().apiserver))
+        operator.own_kubeconfig = operator_identity(api.kubeconfig,
+                                                    OUT / "operator.kubeconfig")
+        relay.point(operator.own_kubeconfig)
         with Supervisor(api, operator) as supervisor, open(OUT / "runs.jsonl", "w") as record:
             next_node = NODES
             for seed in seeds:
                 plan = scenario(seed)
                 namespace = kube.create_namespace(f"chaos-{seed}")
-                injector = Injector(api, kube, supervisor, namespace, next_node)
+                injector = Injector(api, kube, supervisor, relay, namespace, next_node)
                 result = run(plan, injector)
                 next_node = injector.next_node
                 results.append(result)
-                record.write(json.dumps({**asdict(result), "scenario": asdict(plan)}) + "\n")
+                row = asdict(result)
+                looks = row.pop("seen")
+                record.write(json.dumps({**row, "scenario": asdict(plan)}) + "\n")
                 record.flush()
+                if result.violations:  # every look, to see what happened
+                    (OUT / f"seed-{seed}.json").write_text(json.dumps(looks))
                 verdict = "ok" if not result.violations else f"VIOLATED {result.violations}"
                 print(f"seed {seed} {plan.kind} faults {result.faults} "
                       f"{result.seconds} s: {verdict}", flush=True)
@@ -70,6 +80,8 @@ def main(argv: list[str]) -> int:
         print(f"chaos: the testbed failed: {err}", file=sys.stderr)
         return 2
     finally:
+        if relay is not None:
+            relay.close()
         api.down()
     print(json.dumps(summary(results, time.monotonic() - began)))
     return 1 if any(r.violations for r in results) else 0

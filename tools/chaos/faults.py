@@ -4,6 +4,7 @@ it: SIGKILL, a control-plane process restarted, a pod deleted, a node gone for g
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,7 @@ from testbed.apicluster import ApiCluster
 from testbed.kube import Kube
 
 from .observe import NAME
+from .partition import Relay
 from .scenario import Fault
 from .supervisor import Supervisor
 
@@ -20,6 +22,7 @@ class Injector:
     api: ApiCluster
     kube: Kube
     supervisor: Supervisor
+    relay: Relay  # the operator's road to the apiserver
     namespace: str
     next_node: int  # the number of the next fake node to create (lost ones are not re-used)
 
@@ -28,6 +31,11 @@ class Injector:
         if fault.kind == "operator-kill":
             self.supervisor.kill_operator(fault.outage_s)
             return f"operator down {fault.outage_s} s"
+        if fault.kind == "operator-partition":
+            self.relay.cut()
+            time.sleep(fault.outage_s)
+            self.relay.heal()
+            return f"operator cut off {fault.outage_s} s"
         if fault.kind in ("apiserver-restart", "etcd-restart"):
             component = fault.kind.removesuffix("-restart").replace("apiserver",
                                                                     "kube-apiserver")

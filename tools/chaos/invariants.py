@@ -10,7 +10,7 @@ import math
 from collections.abc import Callable, Sequence
 
 from .observe import PodSeen, Seen
-from .scenario import Scenario
+from .scenario import V1, Scenario
 
 
 def first_batch(scenario: Scenario) -> set[int]:
@@ -31,38 +31,53 @@ def bad_version_contained(scenario: Scenario, seen: Sequence[Seen], final: Seen)
             ] if reached else []
 
 
+def failed(final: Seen) -> bool:
+    """The release ended Failed with condition ReleaseFailed True."""
+    general = (final.status.get("batchDeployStatus") or {}).get("generalStatus")
+    conditions = {c.get("type"): c.get("status") for c in final.status.get("conditions") or []}
+    return general == "Failed" and conditions.get("ReleaseFailed") == "True"
+
+
 def converged(scenario: Scenario, seen: Sequence[Seen], final: Seen) -> list[str]:
-    """At the end every pod exists once, serves the final image, with the final env."""
-    live = [p for p in final.pods if not p.terminating]
+    """At the end every pod exists once, ready, and serves what the end calls for: the final
+    image with the release's env; after a bad version, v1. A good release that failed (a
+    lost node may fail a batch: its pods can change no more, and ``maxFailedPercent`` is 0)
+    leaves the batches before the failed one at the release and the rest at v1: the pods at
+    the release are the highest ordinals."""
+    live = sorted((p for p in final.pods if not p.terminating), key=lambda p: p.ordinal)
     out = []
-    ordinals = sorted(p.ordinal for p in live)
+    ordinals = [p.ordinal for p in live]
     if ordinals != list(range(scenario.final_replicas)):
         out.append(f"pods {ordinals}, expected 0..{scenario.final_replicas - 1}")
+    out += [f"{p.name} is not ready" for p in live if not p.ready]
+    if scenario.may_fail and failed(final):
+        at_v1 = [p.ordinal for p in live if p.serving == V1 and not p.env]
+        others = [p for p in live if p.ordinal not in at_v1 and not _serves_release(p, scenario)]
+        out += [f"{p.name} serves {p.serving} with env {p.env}, neither v1 nor the release"
+                for p in others]
+        if at_v1 and at_v1 != list(range(len(at_v1))):
+            out.append(f"after the failed release v1 is at ordinals {at_v1}, not the lowest")
+        return out
     for pod in live:
         if pod.serving != scenario.final_image:
             out.append(f"{pod.name} serves {pod.serving}, expected {scenario.final_image}")
         missing = {k: v for k, v in scenario.release_env.items() if pod.env.get(k) != v}
         if missing:
             out.append(f"{pod.name} lacks env {missing}")
-        if not pod.ready:
-            out.append(f"{pod.name} is not ready")
     return out
 
 
 def ended_with_a_reason(scenario: Scenario, seen: Sequence[Seen], final: Seen) -> list[str]:
-    """The release ends Completed (a good one) or Failed with ReleaseFailed True (a bad one);
-    a bad release that completes, or a good one that fails, is a violation too."""
-    batch = final.status.get("batchDeployStatus") or {}
-    general = batch.get("generalStatus")
+    """A good release ends Completed, a bad one Failed with ReleaseFailed True; a good one
+    may end Failed too when a node was lost (see :func:`converged`)."""
+    general = (final.status.get("batchDeployStatus") or {}).get("generalStatus")
     conditions = {c.get("type"): c.get("status") for c in final.status.get("conditions") or []}
     if scenario.bad:
-        if general != "Failed" or conditions.get("ReleaseFailed") != "True":
-            return [f"a bad version ended {general} with ReleaseFailed "
-                    f"{conditions.get('ReleaseFailed')}"]
+        return [] if failed(final) else [f"a bad version ended {general}, conditions "
+                                         f"{conditions}"]
+    if general == "Completed" or (scenario.may_fail and failed(final)):
         return []
-    if general != "Completed":
-        return [f"the release ended {general}, conditions {conditions}"]
-    return []
+    return [f"the release ended {general}, conditions {conditions}"]
 
 
 def counted_only_what_runs(scenario: Scenario, seen: Sequence[Seen], final: Seen) -> list[str]:
@@ -92,10 +107,14 @@ def counted_only_what_runs(scenario: Scenario, seen: Sequence[Seen], final: Seen
     return []
 
 
+def _serves_release(pod: PodSeen, scenario: Scenario) -> bool:
+    return pod.serving == scenario.target_image and all(
+        pod.env.get(k) == v for k, v in scenario.release_env.items())
+
+
 def at_release(pod: PodSeen, scenario: Scenario) -> bool:
     """The pod serves the release, ready: its image and its env, as the node reports."""
-    return (pod.serving == scenario.target_image and pod.ready
-            and all(pod.env.get(k) == v for k, v in scenario.release_env.items()))
+    return pod.ready and _serves_release(pod, scenario)
 
 
 Check = Callable[[Scenario, Sequence[Seen], Seen], list[str]]

@@ -30,6 +30,7 @@ class RunResult:
     looks: int = 0
     failed_reads: int = 0
     operator_restarts: int = 0  # the operator exited by itself and was started again
+    seen: list[Seen] = field(default_factory=list, repr=False)  # every look, for a failed run
     seconds: float = 0.0
 
 
@@ -103,6 +104,7 @@ def run(scenario: Scenario, injector: Injector) -> RunResult:
     final = _final_look(kube, scenario, namespace, started, deadline)
     seen = observer.stop()
     result.violations = check(scenario, seen, final)
+    result.seen = [*seen, final]
     result.looks, result.failed_reads = len(seen), observer.failed_reads
     result.operator_restarts = injector.supervisor.restarts - restarts_before
     result.seconds = round(time.monotonic() - began, 1)

@@ -19,7 +19,11 @@ BROKEN = "podkit.local/podkit-demo:v2-broken"
 # must stop in batch 1 and swap back; rollback: a good release rolled back with the one-key
 # annotation midway; scale: replicas change while the release runs
 KINDS = ("image", "env", "crash", "broken", "rollback", "scale")
-FAULTS = ("operator-kill", "apiserver-restart", "etcd-restart", "pod-delete", "node-lost")
+FAULTS = ("operator-kill", "operator-partition", "apiserver-restart", "etcd-restart",
+          "pod-delete", "node-lost")
+# how long a killed operator stays down, or a cut-off one stays cut off (its Lease is lost
+# after 10 s without a renewal, so both sides of that are drawn)
+OUTAGE_S = {"operator-kill": (0.0, 4.0), "operator-partition": (2.0, 16.0)}
 BAD_KINDS = ("crash", "broken")
 # the soak: longer than the 8 s to the crash, so the crash is caught in batch 1
 MIN_READY_S = 10
@@ -32,7 +36,7 @@ class Fault:
     kind: str
     at_s: float  # seconds after the release started
     pick: int  # which pod or node it hits (modulo what exists)
-    outage_s: float  # how long a killed operator stays down
+    outage_s: float  # how long a killed operator stays down, or a cut one cut (OUTAGE_S)
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,12 @@ class Scenario:
     def bad(self) -> bool:
         """A bad version: the release must fail in batch 1 and every pod end at v1."""
         return self.kind in BAD_KINDS
+
+    @property
+    def may_fail(self) -> bool:
+        """A good release that may end Failed: a lost node's pods can change no more, so a
+        batch with one of them fails at its deadline (``maxFailedPercent`` is 0)."""
+        return not self.bad and any(f.kind == "node-lost" for f in self.faults)
 
     @property
     def target_image(self) -> str:
@@ -80,11 +90,15 @@ def scenario(seed: int) -> Scenario:
     batches = rng.randint(1, min(4, replicas))
     if kind in BAD_KINDS:
         batches = max(batches, 2)  # a batch beyond the first, that the bad version never reaches
-    faults = tuple(sorted(
-        (Fault(rng.choice(FAULTS), round(rng.uniform(0, 25), 1), rng.randrange(1000),
-               round(rng.uniform(0, 4), 1)) for _ in range(rng.randint(1, 3))),
-        key=lambda f: f.at_s))
+    faults = tuple(sorted((fault(rng) for _ in range(rng.randint(1, 3))), key=lambda f: f.at_s))
     return Scenario(
         seed=seed, kind=kind, replicas=replicas, batches=batches, faults=faults,
         scale_to=rng.randint(2, 14) if kind == "scale" else None,
         steer_at_s=round(rng.uniform(1, 15), 1) if kind in ("rollback", "scale") else None)
+
+
+def fault(rng: random.Random) -> Fault:
+    kind = rng.choice(FAULTS)
+    low, high = OUTAGE_S.get(kind, (0.0, 0.0))
+    return Fault(kind, round(rng.uniform(0, 25), 1), rng.randrange(1000),
+                 round(rng.uniform(low, high), 1))

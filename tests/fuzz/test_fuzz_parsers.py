@@ -7,12 +7,14 @@ as an example named for what it is, and fix the parser.
 from __future__ import annotations
 
 import pytest
+from conftest import SUITE_EXAMPLES
 from fuzz_targets import TARGETS, Target
-from hypothesis import given
+from hypothesis import given, settings
 
 
 @pytest.mark.parametrize("target", TARGETS, ids=[t.name for t in TARGETS])
 def test_target(target: Target) -> None:
+    @settings(max_examples=max(10, round(SUITE_EXAMPLES * target.share)))
     @given(target.strategy)
     def fuzz(example: object) -> None:
         target.check(example)

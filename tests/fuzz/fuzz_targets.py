@@ -31,7 +31,6 @@ from podkit.errors import PodkitError
 from podkit.handoff import (
     HEADER,
     MAGIC,
-    MAX_JSON_BYTES,
     HandoffMessage,
     ListenerInfo,
     ListenerSpec,
@@ -42,12 +41,18 @@ from podkit.layout import CONTROL_SIGNALS, SLOTS, SharedDir
 from podkit.probes import KINDS, Probe, parse_probes
 from podkit.reload import HOOK_KINDS, Hook
 from podkit.runner import parse_control_request
-from podkit.slot_records import ROLES, SlotState, read_state, read_version, write_state, \
-    write_version
+from podkit.slot_records import (
+    MODES,
+    ROLES,
+    SlotState,
+    read_state,
+    read_version,
+    write_state,
+    write_version,
+)
 
 NAME_RE = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}"
 VERSION_RE = r"[A-Za-z0-9][A-Za-z0-9._+:@/-]{0,127}"
-MODES = ("wrapped", "warm", "pause")
 
 
 @dataclass(frozen=True)
@@ -324,7 +329,8 @@ def check_state(content: bytes) -> None:
 def slot_states() -> st.SearchStrategy[SlotState]:
     return st.builds(SlotState, slot=st.sampled_from(SLOTS), role=st.sampled_from(ROLES),
                      version=st.from_regex(VERSION_RE, fullmatch=True),
-                     pid=st.integers(1, 2**22), since=st.floats(0, 2e9), mode=st.sampled_from(MODES))
+                     pid=st.integers(1, 2**22), since=st.floats(0, 2e9),
+                     mode=st.sampled_from(MODES))
 
 
 def check_state_round_trip(state: SlotState) -> None:

@@ -99,7 +99,8 @@ def control_signal(name: str) -> signal.Signals:
 def parse_control_request(data: bytes) -> signal.Signals | None:
     """A control socket request (docs/handoff-protocol.md): the signal of ``SIGNAL <NAME>``,
     ``None`` for ``RESTART``; :class:`PodkitError` saying what is wrong with anything else."""
-    request = data.decode("ascii", "replace").split()
+    # Split as bytes: on ASCII whitespace only (str.split() would also split on \x1c-\x1f).
+    request = [word.decode("ascii", "replace") for word in data.split()]
     if request[:1] == ["SIGNAL"] and len(request) == 2:
         return control_signal(request[1])
     if request == ["RESTART"]:

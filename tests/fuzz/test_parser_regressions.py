@@ -8,10 +8,12 @@ wrong. The fuzz targets' checks are reused, so these examples hold to the same p
 from __future__ import annotations
 
 import json
+import signal
 import struct
 
 import pytest
 from fuzz_targets import (
+    check_control,
     check_handoff,
     check_hook,
     check_listeners_env,
@@ -25,6 +27,7 @@ from podkit.handoff import HEADER, MAGIC, HandoffMessage, parse_listeners_env
 from podkit.layout import SharedDir
 from podkit.probes import parse_probes
 from podkit.reload import Hook
+from podkit.runner import parse_control_request
 from podkit.slot_records import read_state, read_version
 
 
@@ -145,6 +148,27 @@ def test_version_file_over_the_limit_is_refused(tmp_path) -> None:
     shared = SharedDir(tmp_path)
     shared.version_file("b").write_bytes(b"v" * (MAX_FILE_BYTES + 1))
     refused(lambda: read_version(shared, "b"), "corrupt", f"over {MAX_FILE_BYTES} bytes")
+
+
+# --- the slot control socket ----------------------------------------------------------------
+
+CONTROL = {
+    "restart-then-a-file-separator": b"RESTART\x1c",
+    "signal-unit-separator-hup": b"SIGNAL\x1fHUP",
+    "restart-not-ascii": b"RESTART\xff",
+}
+
+
+@pytest.mark.parametrize("data", CONTROL.values(), ids=CONTROL.keys())
+def test_control_request_with_control_characters_is_unknown(data: bytes) -> None:
+    # \x1c-\x1f are whitespace to str.split(), not to the protocol (ASCII whitespace only).
+    refused(lambda: parse_control_request(data), "unknown request")
+    check_control(data)
+
+
+def test_control_request_with_ascii_whitespace_around_it_is_understood() -> None:
+    assert parse_control_request(b"\t SIGNAL \x0bsighup\r\n") == signal.SIGHUP
+    assert parse_control_request(b"RESTART\n") is None
 
 
 # --- the config hook --------------------------------------------------------------------------

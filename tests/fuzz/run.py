@@ -6,6 +6,8 @@ examples until its share is spent; a crash is shrunk by hypothesis to its smalle
 recorded (target, exception, input), and that target goes on fuzzing. The last line of
 stdout is one JSON object: ``seconds``, ``seed``, ``targets`` (per target ``inputs`` tried
 and ``crashes`` found), ``inputs``, ``crashes`` (the list). Exit status 1 if anything crashed.
+An input that takes over 10 s is a crash (a hang), and so is a ``MemoryError`` under the run's
+4 GiB address-space cap.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import json
 import os
 import random
+import resource
+import signal
 import sys
 import time
 import warnings
@@ -24,6 +28,18 @@ from hypothesis.errors import HypothesisWarning
 
 # Examples per round: small enough that a target overshoots its share by little.
 ROUND_EXAMPLES = 500
+# One input that takes this long is a hang, recorded as a crash (``Hang``); the address space
+# is capped so that a parser's unbounded allocation is a crash (``MemoryError``), not an OOM.
+HANG_S = 10.0
+MEMORY_BYTES = 4 << 30
+
+
+class Hang(Exception):
+    """A parser spent HANG_S on one input."""
+
+
+def _on_alarm(signum: int, frame: object) -> None:
+    raise Hang(f"one input took over {HANG_S:g} s")
 
 
 def fuzz(target: Target, seconds: float, rng: random.Random) -> tuple[int, list[dict[str, Any]]]:
@@ -34,7 +50,11 @@ def fuzz(target: Target, seconds: float, rng: random.Random) -> tuple[int, list[
     def check(example: object) -> None:
         nonlocal tried
         tried += 1
-        target.check(example)
+        signal.setitimer(signal.ITIMER_REAL, HANG_S)
+        try:
+            target.check(example)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
 
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -68,6 +88,8 @@ def _describe(target: Target, exc: BaseException) -> dict[str, Any]:
 
 def main() -> int:
     warnings.filterwarnings("ignore", category=HypothesisWarning)  # reprs of big strategies
+    signal.signal(signal.SIGALRM, _on_alarm)
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_BYTES, MEMORY_BYTES))
     seconds = float(os.environ.get("FUZZ_SECONDS", "300"))
     run_seed = int(os.environ.get("FUZZ_SEED") or random.SystemRandom().getrandbits(32))
     rng = random.Random(run_seed)

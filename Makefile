@@ -11,7 +11,7 @@ help:
 	@echo "make demo            the main job: a real A/B upgrade on a local cluster beside a kubelet"
 	@echo "                     restart and a rolling update, 1 kHz probes; out/demo/report.json"
 	@echo "                     and out/demo/jitter.png (KEEP=1 leaves the cluster up)"
-	@echo "make test            every test: lint, unit, integration, Go patch tests, e2e on a local cluster"
+	@echo "make test            every test: lint, unit, fuzz, integration, Go patch tests, e2e on a local cluster"
 	@echo "make lint            ruff, mypy and the import-linter contracts of the layout"
 	@echo "make fuzz            the runtime's wire-format parsers fuzzed for FUZZ_SECONDS (300) in"
 	@echo "                     all; last line JSON: inputs and crashes per target (FUZZ_SEED=...)"

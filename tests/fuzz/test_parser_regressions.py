@@ -28,6 +28,7 @@ from podkit.layout import SharedDir
 from podkit.probes import parse_probes
 from podkit.reload import Hook
 from podkit.runner import parse_control_request
+from podkit.slot import CONTROL_FD_ENV, Slot
 from podkit.slot_records import read_state, read_version
 
 
@@ -222,3 +223,12 @@ PROBES = {
 def test_probes_env_refused(text: str, words: str) -> None:
     refused(lambda: parse_probes(text), words)
     check_probes(text)
+
+
+# --- PODKIT_CONTROL_FD (the warm channel's descriptor) -----------------------------------------
+
+@pytest.mark.parametrize("raw", ["9223372036854775808", "1" * 30, "-3", "x"])
+def test_control_fd_beyond_any_descriptor_is_refused(monkeypatch, raw: str) -> None:
+    # 2**63 and above made socket.socket(fileno=...) raise OverflowError.
+    monkeypatch.setenv(CONTROL_FD_ENV, raw)
+    refused(lambda: Slot.from_environ(handle_sigterm=False), CONTROL_FD_ENV, "not an open socket")

@@ -8,12 +8,8 @@ database and no deadline (the machine is shared: a slow example is not a failure
 
 from __future__ import annotations
 
-import os
-
+from fuzz_targets import SUITE_EXAMPLES
 from hypothesis import HealthCheck, settings
-
-# Per target (times its ``share``): the suite's fuzz tests take about 30 s of one core.
-SUITE_EXAMPLES = int(os.environ.get("PODKIT_FUZZ_EXAMPLES", "200"))
 
 settings.register_profile(
     "suite", max_examples=SUITE_EXAMPLES, derandomize=True, database=None, deadline=None,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import math
+import os
 import shlex
 import signal
 import struct
@@ -50,6 +51,10 @@ from podkit.slot_records import (
     write_state,
     write_version,
 )
+
+# Examples per target in the suite (times the target's ``share``; PODKIT_FUZZ_EXAMPLES
+# overrides): about 30 s of one core for all of them.
+SUITE_EXAMPLES = int(os.environ.get("PODKIT_FUZZ_EXAMPLES", "200"))
 
 NAME_RE = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}"
 VERSION_RE = r"[A-Za-z0-9][A-Za-z0-9._+:@/-]{0,127}"

@@ -7,8 +7,7 @@ as an example named for what it is, and fix the parser.
 from __future__ import annotations
 
 import pytest
-from conftest import SUITE_EXAMPLES
-from fuzz_targets import TARGETS, Target
+from fuzz_targets import SUITE_EXAMPLES, TARGETS, Target
 from hypothesis import given, settings
 
 

@@ -5,14 +5,16 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST := $(PY) -m pytest
 
-.PHONY: help venv test test-unit test-integration test-go test-e2e bench-handover bench-state bench-wrapped bench-probe chaos lint k8s images cluster-up cluster-down demo clean
+.PHONY: help venv test test-unit test-fuzz fuzz test-integration test-go test-e2e bench-handover bench-state bench-wrapped bench-probe chaos lint k8s images cluster-up cluster-down demo clean
 
 help:
 	@echo "make demo            the main job: a real A/B upgrade on a local cluster beside a kubelet"
 	@echo "                     restart and a rolling update, 1 kHz probes; out/demo/report.json"
 	@echo "                     and out/demo/jitter.png (KEEP=1 leaves the cluster up)"
-	@echo "make test            every test: lint, unit, integration, Go patch tests, e2e on a local cluster"
+	@echo "make test            every test: lint, unit, fuzz, integration, Go patch tests, e2e on a local cluster"
 	@echo "make lint            ruff, mypy and the import-linter contracts of the layout"
+	@echo "make fuzz            the runtime's wire-format parsers fuzzed for FUZZ_SECONDS (300) in"
+	@echo "                     all; last line JSON: inputs and crashes per target (FUZZ_SEED=...)"
 	@echo "make cluster-up      start the local cluster (cluster-down stops it); make images builds the images"
 	@echo "make bench-handover  1,000 hand-overs between two slot processes (JSON)"
 	@echo "make bench-state     state and sockets across swaps (JSON)"
@@ -34,7 +36,7 @@ $(VENV)/.installed: $(DISTS)
 	$(PY) -m pip install --quiet -e '.[test,lint]' -e ./operator -e ./demo_service -e ./tools
 	touch $@
 
-test: lint test-unit test-integration test-go test-e2e
+test: lint test-unit test-fuzz test-integration test-go test-e2e
 
 # ruff (style, imports, bugbear), mypy (every package), import-linter (the layering).
 lint: venv
@@ -44,6 +46,14 @@ lint: venv
 
 test-unit: venv
 	$(PYTEST) -q tests/unit
+
+# The fuzz targets for a fixed, derandomized budget (tests/fuzz/conftest.py), about 30 s.
+test-fuzz: venv
+	$(PYTEST) -q tests/fuzz
+
+# Random inputs for FUZZ_SECONDS (default 300) shared by the targets; FUZZ_SEED repeats a run.
+fuzz: venv
+	$(PY) tests/fuzz/run.py
 
 test-integration: venv
 	$(PYTEST) -q --durations=15 tests/integration

@@ -61,15 +61,40 @@ def atomic_write_json(path: Path, record: dict[str, Any]) -> None:
     atomic_write(path, (json.dumps(record, sort_keys=True) + "\n").encode())
 
 
-def read_bytes(path: Path) -> bytes | None:
-    """A file's bytes; ``None`` when it does not exist; other failures name the file."""
+# The shared directory's files are small (a version line, a state record of a few hundred
+# bytes); another container can write anything there, so a reader never takes more than this.
+MAX_FILE_BYTES = 64 * 1024
+
+
+def read_bytes(path: Path, limit: int = MAX_FILE_BYTES) -> bytes | None:
+    """A file's bytes; ``None`` when it does not exist; other failures name the file.
+
+    A file over ``limit`` bytes is refused (:class:`PodkitError`) without reading the rest.
+    """
     try:
-        return path.read_bytes()
+        with path.open("rb") as handle:
+            data = handle.read(limit + 1)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise PodkitError(f"cannot read {path}: {exc.strerror}; make it a readable file, or "
                           "delete it and restart the slot") from exc
+    if len(data) > limit:
+        raise PodkitError(f"{path} is corrupt (over {limit} bytes); delete it and restart "
+                          "the slot")
+    return data
+
+
+def loads_json(raw: bytes | str) -> Any:
+    """``json.loads``, with every malformed input a :class:`ValueError`.
+
+    ``json.loads`` raises :class:`RecursionError` on arrays or objects nested a few thousand
+    deep (a 64 KiB message holds 65,536 ``[``); that is malformed input too.
+    """
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -81,8 +106,8 @@ def read_json(path: Path) -> dict[str, Any] | None:
     if raw is None:
         return None
     try:
-        record = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        record = loads_json(raw)
+    except ValueError as exc:
         raise PodkitError(f"{path} is corrupt ({exc}); delete it and restart the slot") from exc
     if not isinstance(record, dict):
         raise PodkitError(f"{path} is corrupt (not a JSON object); delete it and restart the slot")

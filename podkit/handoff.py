@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import PodkitError
+from .files import loads_json
 from .layout import SharedDir
 
 PROTOCOL_VERSION = 1
@@ -78,6 +79,18 @@ def _parse_host(host: str, source: str) -> ipaddress.IPv4Address | ipaddress.IPv
         raise PodkitError(f"{source}: {host!r} is not an IP address; listen on an address "
                           "such as 0.0.0.0, 127.0.0.1 or [::] (host names are not resolved)"
                           ) from None
+
+
+def _is_port(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 65535
+
+
+def _address_version(host: str) -> int | None:
+    """4 or 6 for an IP address literal, ``None`` for anything else."""
+    try:
+        return ipaddress.ip_address(host).version
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -169,19 +182,32 @@ class ListenerInfo:
 
     @classmethod
     def from_json(cls, item: Any) -> ListenerInfo:
+        """A listener entry of the wire description; :class:`PodkitError` saying what is
+        wrong with a malformed one (a missing field, a wrong type, a host that is not an
+        address literal of its family)."""
         try:
             address = item["address"]
-            info = cls(name=item["name"], family=item["family"], type=item["type"],
-                       host=address["host"], port=address["port"])
+            name, family, kind = item["name"], item["family"], item["type"]
+            host, port = address["host"], address["port"]
         except (TypeError, KeyError) as exc:
             raise PodkitError(f"hand-off description has a malformed listener entry {item!r} "
                               f"(missing {exc}); both processes must speak hand-off protocol "
                               f"{PROTOCOL_VERSION}") from None
-        if (not isinstance(info.name, str) or info.family not in _FAMILIES
-                or info.type not in _TYPES or not isinstance(info.host, str)
-                or not isinstance(info.port, int) or not 0 <= info.port <= 65535):
-            raise PodkitError(f"hand-off description has an invalid listener entry {item!r}")
-        return info
+        problem = None
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            problem = f"name {name!r} is not a listener name"
+        elif not isinstance(family, str) or family not in _FAMILIES:
+            problem = f"family {family!r} is not one of {', '.join(_FAMILIES)}"
+        elif not isinstance(kind, str) or kind not in _TYPES:
+            problem = f"type {kind!r} is not one of {', '.join(_TYPES)}"
+        elif not _is_port(port):
+            problem = f"port {port!r} is not a port number (0-65535)"
+        elif not isinstance(host, str) or _address_version(host) != (6 if family == "inet6" else 4):
+            problem = f"host {host!r} is not an {family} address"
+        if problem:
+            raise PodkitError(f"hand-off description has an invalid listener entry {item!r}: "
+                              f"{problem}")
+        return cls(name=name, family=family, type=kind, host=host, port=port)
 
     @classmethod
     def of_socket(cls, name: str, sock: socket.socket) -> ListenerInfo:
@@ -238,20 +264,23 @@ class HandoffMessage:
             raise PodkitError(f"hand-off description is {len(body)} bytes, its header says "
                               f"{length}; the sender stopped half-way")
         try:
-            document = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
+            document = loads_json(body)
+        except ValueError as exc:
             raise PodkitError(f"hand-off description is not JSON ({exc})") from None
         if not isinstance(document, dict):
             raise PodkitError("hand-off description is not a JSON object")
-        if document.get("protocol") != PROTOCOL_VERSION:
+        protocol = document.get("protocol")
+        if type(protocol) is not int or protocol != PROTOCOL_VERSION:
             raise PodkitError(f"the active process speaks hand-off protocol "
-                              f"{document.get('protocol')!r}, this one {PROTOCOL_VERSION}; "
+                              f"{protocol!r}, this one {PROTOCOL_VERSION}; "
                               "use podkit versions with the same protocol in both slots")
         items = document.get("listeners")
         pid = document.get("pid")
-        if not isinstance(items, list) or not isinstance(pid, int):
+        if not isinstance(items, list) or type(pid) is not int:
             raise PodkitError("hand-off description lacks its 'pid' or 'listeners' field")
-        return cls(pid=pid, listeners=tuple(ListenerInfo.from_json(item) for item in items))
+        if pid < 1:
+            raise PodkitError(f"hand-off description gives pid {pid}, not a process id")
+        return cls(pid=pid, listeners=_infos(items, "hand-off description"))
 
 
 def check_match(specs: Sequence[ListenerSpec], infos: Sequence[ListenerInfo],
@@ -427,13 +456,7 @@ class ListenerSet:
             raw = environ.get(LISTENERS_ENV)
         if not raw:
             return None
-        try:
-            entries = json.loads(raw)
-            fds = [entry["fd"] for entry in entries]
-        except (ValueError, TypeError, KeyError):
-            raise PodkitError(f"{LISTENERS_ENV} is not the JSON list podkit writes; start the "
-                              "service under `podkit run`") from None
-        infos = [ListenerInfo.from_json(entry) for entry in entries]
+        infos, fds = parse_listeners_env(raw)
         return _adopt(infos, fds, origin="inherited", peer_pid=os.getppid(),
                       peer=f"{LISTENERS_ENV}")
 
@@ -447,6 +470,37 @@ class ListenerSet:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def parse_listeners_env(raw: str) -> tuple[list[ListenerInfo], list[int]]:
+    """The listeners and descriptor numbers of a ``PODKIT_LISTENERS`` value
+    (:meth:`ListenerSet.child_env` writes it); :class:`PodkitError` if it is malformed."""
+    try:
+        entries = loads_json(raw)
+        if not isinstance(entries, list):
+            raise TypeError("not a list")
+        fds = [entry["fd"] for entry in entries]
+    except (ValueError, TypeError, KeyError):
+        raise PodkitError(f"{LISTENERS_ENV} is not the JSON list podkit writes; start the "
+                          "service under `podkit run`") from None
+    for fd in fds:
+        if type(fd) is not int or fd < 0:
+            raise PodkitError(f"{LISTENERS_ENV} gives descriptor {fd!r}, not a descriptor "
+                              "number; start the service under `podkit run`")
+    return list(_infos(entries, LISTENERS_ENV)), fds
+
+
+def _infos(items: list[Any], source: str) -> tuple[ListenerInfo, ...]:
+    """The listener entries of a description: at most :data:`MAX_LISTENERS`, names unique."""
+    if len(items) > MAX_LISTENERS:
+        raise PodkitError(f"{source} describes {len(items)} listeners, over the limit of "
+                          f"{MAX_LISTENERS}")
+    infos = tuple(ListenerInfo.from_json(item) for item in items)
+    names = [info.name for info in infos]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise PodkitError(f"{source} describes listener {', '.join(map(repr, twice))} twice")
+    return infos
 
 
 def _adopt(infos: Sequence[ListenerInfo], fds: Sequence[int], origin: str,

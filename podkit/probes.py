@@ -29,7 +29,7 @@ not run here: the sidecar cannot run a command inside the slot's container.
 from __future__ import annotations
 
 import http.client
-import json
+import re
 import socket
 import threading
 import time
@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import PodkitError
+from .files import loads_json
 from .layout import SharedDir
 from .readiness import observe
 
@@ -63,24 +64,33 @@ class Probe:
     failure_threshold: int = 3
 
     @classmethod
-    def parse(cls, kind: str, raw: Mapping[str, Any]) -> Probe | None:
+    def parse(cls, kind: str, raw: Any) -> Probe | None:
         """The probe of a Kubernetes probe object; None for an action the sidecar cannot run
-        (exec, grpc). A port must be a number (the operator resolves names)."""
-        timing: dict[str, Any] = {"initial_delay_s": float(raw.get("initialDelaySeconds", 0)),
-                  "period_s": float(raw.get("periodSeconds", 10)),
-                  "timeout_s": float(raw.get("timeoutSeconds", 1)),
-                  "success_threshold": int(raw.get("successThreshold", 1)),
-                  "failure_threshold": int(raw.get("failureThreshold", 3))}
+        (exec, grpc). A port must be a number (the operator resolves names). Anything that is
+        not a probe object of that form raises :class:`PodkitError` saying which field."""
+        where = f"PODKIT_PROBES {kind}"
+        raw = _object(raw, where)
+        timing: dict[str, Any] = {
+            "initial_delay_s": float(_count(raw, "initialDelaySeconds", 0, 0, where)),
+            "period_s": float(_count(raw, "periodSeconds", 10, 1, where)),
+            "timeout_s": float(_count(raw, "timeoutSeconds", 1, 1, where)),
+            "success_threshold": _count(raw, "successThreshold", 1, 1, where),
+            "failure_threshold": _count(raw, "failureThreshold", 3, 1, where)}
         if "httpGet" in raw:
-            get = raw["httpGet"]
-            return cls(kind, "http", _port(get.get("port")), get.get("host") or "127.0.0.1",
-                       get.get("path") or "/", str(get.get("scheme") or "HTTP").upper(),
-                       tuple((h["name"], h["value"]) for h in get.get("httpHeaders") or []),
-                       **timing)
+            get = _object(raw["httpGet"], f"{where} httpGet")
+            scheme = _text(get, "scheme", "HTTP", where).upper()
+            if scheme not in ("HTTP", "HTTPS"):
+                raise PodkitError(f"{where} httpGet scheme {scheme!r} is not HTTP or HTTPS")
+            headers = get.get("httpHeaders") or []
+            if not isinstance(headers, list):
+                raise PodkitError(f"{where} httpGet httpHeaders is not a list")
+            pairs = tuple(_header(_object(h, f"{where} httpHeaders entry"), where)
+                          for h in headers)
+            return cls(kind, "http", _port(get.get("port")), _host(get, where),
+                       _text(get, "path", "/", where), scheme, pairs, **timing)
         if "tcpSocket" in raw:
-            tcp = raw["tcpSocket"]
-            return cls(kind, "tcp", _port(tcp.get("port")), tcp.get("host") or "127.0.0.1",
-                       **timing)
+            tcp = _object(raw["tcpSocket"], f"{where} tcpSocket")
+            return cls(kind, "tcp", _port(tcp.get("port")), _host(tcp, where), **timing)
         return None
 
     def describe(self) -> str:
@@ -96,12 +106,54 @@ def _port(value: Any) -> int:
                       "spec (the operator resolves them)")
 
 
+def _object(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise PodkitError(f"{where} is {value!r}, not a JSON object")
+    return value
+
+
+def _count(raw: Mapping[str, Any], key: str, default: int, least: int, where: str) -> int:
+    """A whole number of seconds or times, at least ``least`` (as the Kubernetes API says)."""
+    value = raw.get(key, default)
+    if type(value) is not int or value < least:
+        raise PodkitError(f"{where} {key} {value!r} is not a whole number of at least {least}")
+    return value
+
+
+def _text(raw: Mapping[str, Any], key: str, default: str | None, where: str) -> str:
+    """A string field; empty or absent gives ``default`` (``None``: the field is required)."""
+    value = raw.get(key) or default
+    if not isinstance(value, str):
+        raise PodkitError(f"{where} {key} {value!r} is not a string")
+    return value
+
+
+_TOKEN_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP header name (RFC 9110)
+_HOST_RE = re.compile(r"[^\s\x00-\x1f\x7f/?#@]+")  # what http.client takes as a host
+
+
+def _host(raw: Mapping[str, Any], where: str) -> str:
+    host = _text(raw, "host", "127.0.0.1", where)
+    if not _HOST_RE.fullmatch(host):
+        raise PodkitError(f"{where} host {host!r} is not a host name or address")
+    return host
+
+
+def _header(raw: Mapping[str, Any], where: str) -> tuple[str, str]:
+    """One ``httpHeaders`` entry; http.client would refuse (ValueError) what this refuses."""
+    name, value = _text(raw, "name", None, where), _text(raw, "value", "", where)
+    if not _TOKEN_RE.fullmatch(name) or any(c in value for c in "\r\n\0"):
+        raise PodkitError(f"{where} httpHeaders entry {name!r}: {value!r} is not a valid "
+                          "HTTP header")
+    return name, value
+
+
 def parse_probes(text: str | None) -> list[Probe]:
     """The probes of ``PODKIT_PROBES`` (JSON); an empty or missing value gives none."""
     if not text or not text.strip():
         return []
     try:
-        raw = json.loads(text)
+        raw = loads_json(text)
     except ValueError as exc:
         raise PodkitError(f"PODKIT_PROBES is not JSON: {exc}") from None
     if not isinstance(raw, dict) or not set(raw) <= set(KINDS):

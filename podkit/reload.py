@@ -64,11 +64,17 @@ class Hook:
                                   f"{', '.join(f'signal:{n}' for n in CONTROL_SIGNALS)}")
         if kind == "command":
             try:
-                shlex.split(argument)
+                argv = shlex.split(argument)
             except ValueError as exc:
                 raise PodkitError(f"config hook {text!r}: cannot split the command ({exc}); "
                                   "quote it as a shell would, e.g. command:/app/reload.sh "
                                   "--all") from None
+            if "\0" in argument:
+                raise PodkitError(f"config hook {text!r}: the command has a NUL character, "
+                                  "which no program argument can hold")
+            if not argv[0]:
+                raise PodkitError(f"config hook {text!r}: the command's program is empty; "
+                                  "name it, e.g. command:/app/reload.sh")
         return cls(kind, argument)
 
     def __str__(self) -> str:

@@ -96,6 +96,18 @@ def control_signal(name: str) -> signal.Signals:
     return signum
 
 
+def parse_control_request(data: bytes) -> signal.Signals | None:
+    """A control socket request (docs/handoff-protocol.md): the signal of ``SIGNAL <NAME>``,
+    ``None`` for ``RESTART``; :class:`PodkitError` saying what is wrong with anything else."""
+    # Split as bytes: on ASCII whitespace only (str.split() would also split on \x1c-\x1f).
+    request = [word.decode("ascii", "replace") for word in data.split()]
+    if request[:1] == ["SIGNAL"] and len(request) == 2:
+        return control_signal(request[1])
+    if request == ["RESTART"]:
+        return None
+    raise PodkitError("unknown request; use SIGNAL <NAME> or RESTART")
+
+
 @dataclass(eq=False)
 class Business:
     """One business process of the slot, with its warm-mode channel."""
@@ -357,8 +369,7 @@ class SlotRunner:
         conn, _ = self._control_server.accept()
         conn.settimeout(1.0)
         try:
-            request = conn.recv(256).decode("ascii", "replace").split()
-            answer = self._handle_control_request(request, conn)
+            answer = self._handle_control_request(conn.recv(256), conn)
             if answer is not None:
                 conn.sendall(f"{answer}\n".encode())
         except OSError:
@@ -367,28 +378,26 @@ class SlotRunner:
             conn.close()
         return None
 
-    def _handle_control_request(self, request: list[str], conn: socket.socket) -> str | None:
+    def _handle_control_request(self, data: bytes, conn: socket.socket) -> str | None:
         """The answer, or ``None`` when it will come later (a restart)."""
         current = self.current
         if self.role != "active" or current is None or not current.running:
             return f"ERR slot {self.env.slot} is not active (it is {self.role})"
         if self.successor is not None or self._restart_reply is not None:
             return "ERR a restart is under way; try again when it is done"
-        if request[:1] == ["SIGNAL"] and len(request) == 2:
-            try:
-                signum = control_signal(request[1])
-            except PodkitError as exc:
-                return f"ERR {exc}"
+        try:
+            signum = parse_control_request(data)
+        except PodkitError as exc:
+            return f"ERR {exc}"
+        if signum is not None:
             current.signal(signum)
             return "OK"
-        if request == ["RESTART"]:
-            self._restart_reply = conn
-            if self.mode == "warm":
-                self.successor = self._start_business()
-            else:
-                current.signal(self.stop_signal)  # its exit starts the new one
-            return None
-        return "ERR unknown request; use SIGNAL <NAME> or RESTART"
+        self._restart_reply = conn
+        if self.mode == "warm":
+            self.successor = self._start_business()
+        else:
+            current.signal(self.stop_signal)  # its exit starts the new one
+        return None
 
     def _answer_restart(self, answer: str) -> None:
         """Answer the restart under way, if there is one."""

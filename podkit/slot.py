@@ -89,7 +89,7 @@ class Slot:
                               "`podkit run --mode warm -- CMD`")
         try:
             control = socket.socket(fileno=int(raw))
-        except (ValueError, OSError) as exc:
+        except (ValueError, OverflowError, OSError) as exc:
             raise PodkitError(f"{CONTROL_FD_ENV}={raw!r} is not an open socket; start the "
                               "service with `podkit run --mode warm -- CMD`") from exc
         return cls(control, SharedDir.from_environ(), handle_sigterm=handle_sigterm)

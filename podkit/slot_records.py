@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -11,6 +12,11 @@ from .files import atomic_write, atomic_write_json, read_bytes, read_json
 from .layout import SLOTS, SharedDir, validate_version
 
 ROLES = ("starting", "standby", "active", "stopping", "idle", "exited")
+MODES = ("wrapped", "warm", "pause")
+# A record's fields and the JSON types each may have (bool is not an int here).
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "slot": (str,), "role": (str,), "version": (str,), "pid": (int,), "since": (float, int),
+    "mode": (str,)}
 
 
 @dataclass(frozen=True)
@@ -59,15 +65,23 @@ def read_state(shared: SharedDir, slot: str) -> SlotState | None:
     record = read_json(path)
     if record is None:
         return None
-    try:
-        state = SlotState(slot=str(record["slot"]), role=str(record["role"]),
-                          version=str(record["version"]), pid=int(record["pid"]),
-                          since=float(record["since"]), mode=str(record["mode"]))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise PodkitError(f"{path} is corrupt (missing or bad field: {exc}); delete it and "
-                          "restart the slot") from exc
-    if state.slot != slot or state.slot not in SLOTS or state.role not in ROLES:
-        raise PodkitError(f"{path} is corrupt (slot {state.slot!r}, role {state.role!r}); "
-                          "delete it and restart the slot")
+    missing = [key for key in _FIELD_TYPES if key not in record]
+    if missing:
+        raise PodkitError(f"{path} is corrupt (missing field {', '.join(missing)}); delete it "
+                          "and restart the slot")
+    wrong = [f"{key} {record[key]!r}" for key, kinds in _FIELD_TYPES.items()
+             if type(record[key]) not in kinds]
+    if wrong:
+        raise PodkitError(f"{path} is corrupt (bad field {', '.join(wrong)}); delete it and "
+                          "restart the slot")
+    state = SlotState(slot=record["slot"], role=record["role"], version=record["version"],
+                      pid=record["pid"], since=float(record["since"]), mode=record["mode"])
+    if (state.slot != slot or state.slot not in SLOTS or state.role not in ROLES
+            or state.mode not in MODES):
+        raise PodkitError(f"{path} is corrupt (slot {state.slot!r}, role {state.role!r}, mode "
+                          f"{state.mode!r}); delete it and restart the slot")
+    if state.pid < 1 or not math.isfinite(state.since):
+        raise PodkitError(f"{path} is corrupt (pid {state.pid}, since {state.since}); delete "
+                          "it and restart the slot")
     validate_version(state.version, f"{path} is corrupt: version")
     return state

@@ -38,7 +38,8 @@ GROUPS = {"core": "", "apps": "apps", "discovery": "discovery.k8s.io", "custom":
           "coordination": "coordination.k8s.io"}
 RESOURCES = {"pod": "pods", "config_map": "configmaps", "controller_revision":
              "controllerrevisions", "endpoint_slice": "endpointslices",
-             "custom_object": PLURAL, "lease": "leases"}
+             "custom_object": PLURAL, "lease": "leases",
+             "persistent_volume_claim": "persistentvolumeclaims"}
 
 
 def kube_io_rights() -> set[Right]:

@@ -31,7 +31,8 @@ from testbed.provisioner import storage_class
 ROOT = Path(os.environ.get("PODKIT_API_CLUSTERS", "/var/tmp/podkit-api-clusters"))
 ADDRESSES = Addresses(node_ip="127.0.0.1", pod_cidr="10.240.0.0/16",
                       service_cidr="10.96.0.0/16", kubernetes_service_ip="10.96.0.1")
-COMPONENTS = ("podkit-provisioner", "kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd")
+COMPONENTS = ("podkit-provisioner", "kwok", "kube-scheduler", "kube-controller-manager",
+              "kube-apiserver", "etcd")
 FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 # How fake pods follow their spec, images changed in place included (see the file).
 POD_STAGES = Path(__file__).parent / "kwok" / "pod-stages.yaml"

@@ -32,8 +32,8 @@ CACHE = Path(os.environ.get("PODKIT_CACHE", Path.home() / ".cache" / "podkit"))
 LAYOUT = Layout(state=Path(os.environ.get("PODKIT_TESTBED_STATE", "/var/lib/podkit-testbed")),
                 run=Path(os.environ.get("PODKIT_TESTBED_RUN", "/run/podkit-testbed")))
 # Stopped in this order by `down` (the reverse of their start, the kubelet before containerd).
-COMPONENTS = ("podkit-provisioner", "kube-proxy", "kube-scheduler", "kube-controller-manager", "kubelet",
-              "containerd", "kube-apiserver", "etcd")
+COMPONENTS = ("podkit-provisioner", "kube-proxy", "kube-scheduler", "kube-controller-manager",
+              "kubelet", "containerd", "kube-apiserver", "etcd")
 KUBERNETES_COMPONENTS = ("kube-proxy", "kube-scheduler", "kube-controller-manager", "kubelet",
                          "kube-apiserver")
 PROBE_POD = "podkit-testbed-probe"

@@ -60,9 +60,9 @@ from ..kube.objects import (
     terminating,
 )
 from ..revisions.revision import RevisionInfo
+from .claims import with_claims
 from .config import Applied, HookFailed, config_key, verdict, volume_sources
 from .patches import container_patch, fields_patch, pod_patch
-from .claims import with_claims
 from .pods import slot_names, swap_containers
 from .specdiff import IN_PLACE_CONTAINER_FIELDS, SpecDiff, classify, same_resources
 

@@ -26,8 +26,8 @@ from ..inplace.sidecar import awaiting_report, sidecar_states
 from ..kube.client import API_ERRORS, KubeIO, describe
 from ..kube.objects import annotations_of, terminating
 from ..releases import metrics
-from ..releases.handlers import apply_plan, count_events
 from ..releases.actions import Plan
+from ..releases.handlers import apply_plan, count_events
 from ..releases.plan import choose_revisions, plan_release
 from ..revisions.history import controller_revision, prune
 from ..revisions.revision import CurrentAndUpdate, RevisionInfo, with_podkit

@@ -82,7 +82,8 @@ class ApiCluster:
         return Proc(name, self.layout.procs)
 
     def is_up(self) -> bool:
-        return all(self.proc(n).alive() for n in COMPONENTS)
+        # the provisioner runs only in clusters started with storage
+        return all(self.proc(n).alive() for n in COMPONENTS if n != "podkit-provisioner")
 
     def kube(self) -> Kube:
         return Kube(Path((self.layout.state / "bin-dir").read_text().strip()) / "kubectl",

@@ -183,7 +183,9 @@ def rejected(kube: Kube, args: list[str], body: str | None = None) -> str:
 
 def test_the_schema_refuses_changed_duplicate_and_reserved_claim_templates(
         kube: Kube, namespace: str) -> None:
-    kube.apply(with_claims(namespace, 0))
+    obj = with_claims(namespace, 0)
+    obj["spec"]["persistentVolumeClaimRetentionPolicy"] = {}
+    kube.apply(obj)
     bigger = {**TEMPLATE, "spec": {**TEMPLATE["spec"],
                                    "resources": {"requests": {"storage": "5Gi"}}}}
     message = rejected(kube, ["patch", keys.PLURAL, "web", "-n", namespace, "--type=merge", "-p",
@@ -204,4 +206,4 @@ def test_the_schema_refuses_changed_duplicate_and_reserved_claim_templates(
     obj["metadata"]["name"] = "other"
     assert "Unsupported value" in rejected(kube, ["create", "-f", "-"], json.dumps(obj))
     policy = kube.get(keys.PLURAL, "web", namespace)["spec"]["persistentVolumeClaimRetentionPolicy"]
-    assert policy == {"whenDeleted": "Retain", "whenScaled": "Retain"}  # the defaults
+    assert policy == {"whenDeleted": "Retain", "whenScaled": "Retain"}  # each defaulted

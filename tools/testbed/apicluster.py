@@ -26,11 +26,13 @@ from testbed.daemons import Proc, wait_until
 from testbed.errors import TestbedError
 from testbed.kube import Kube
 from testbed.network import Addresses
+from testbed.provisioner import storage_class
 
 ROOT = Path(os.environ.get("PODKIT_API_CLUSTERS", "/var/tmp/podkit-api-clusters"))
 ADDRESSES = Addresses(node_ip="127.0.0.1", pod_cidr="10.240.0.0/16",
                       service_cidr="10.96.0.0/16", kubernetes_service_ip="10.96.0.1")
-COMPONENTS = ("kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd")
+COMPONENTS = ("podkit-provisioner", "kwok", "kube-scheduler", "kube-controller-manager",
+              "kube-apiserver", "etcd")
 FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 # How fake pods follow their spec, images changed in place included (see the file).
 POD_STAGES = Path(__file__).parent / "kwok" / "pod-stages.yaml"
@@ -80,14 +82,17 @@ class ApiCluster:
         return Proc(name, self.layout.procs)
 
     def is_up(self) -> bool:
-        return all(self.proc(n).alive() for n in COMPONENTS)
+        # the provisioner runs only in clusters started with storage
+        return all(self.proc(n).alive() for n in COMPONENTS if n != "podkit-provisioner")
 
     def kube(self) -> Kube:
         return Kube(Path((self.layout.state / "bin-dir").read_text().strip()) / "kubectl",
                     self.kubeconfig)
 
-    def up(self, nodes: int = 1) -> None:
-        """Start what is not running, then make sure `nodes` fake nodes exist and are Ready."""
+    def up(self, nodes: int = 1, storage: bool = False) -> None:
+        """Start what is not running, then make sure `nodes` fake nodes exist and are Ready;
+        with ``storage``, the testbed's provisioner and its default StorageClass
+        (testbed.provisioner), so claims bind as on the full cluster."""
         bins = kubebin.bin_dir()
         for d in (self.layout.procs, self.layout.config):
             d.mkdir(parents=True, exist_ok=True)
@@ -103,7 +108,8 @@ class ApiCluster:
             [comp.etcd(self.layout, ports, str(bins / "etcd"))],
             [apiserver],
             [comp.controller_manager(bins, ADDRESSES, ports, certs),
-             comp.scheduler(bins, ports, certs), self._kwok(bins, certs)],
+             comp.scheduler(bins, ports, certs), self._kwok(bins, certs),
+             *([comp.provisioner(self.layout, certs.admin_kubeconfig)] if storage else [])],
         ]
         for phase in phases:
             for c in phase:
@@ -118,6 +124,8 @@ class ApiCluster:
                    proc=self.proc("kube-controller-manager"),
                    what="creating the default service account")
         self.wait_nodes_ready(nodes)
+        if storage:
+            kube.apply(storage_class())
 
     def _kwok(self, bins: Path, certs: comp.Certs) -> Component:
         return Component(

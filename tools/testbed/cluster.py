@@ -25,14 +25,15 @@ from testbed.daemons import Proc, wait_until
 from testbed.errors import TestbedError
 from testbed.kube import Kube
 from testbed.network import Addresses
+from testbed.provisioner import storage_class
 from testbed.runtime import Containerd
 
 CACHE = Path(os.environ.get("PODKIT_CACHE", Path.home() / ".cache" / "podkit"))
 LAYOUT = Layout(state=Path(os.environ.get("PODKIT_TESTBED_STATE", "/var/lib/podkit-testbed")),
                 run=Path(os.environ.get("PODKIT_TESTBED_RUN", "/run/podkit-testbed")))
 # Stopped in this order by `down` (the reverse of their start, the kubelet before containerd).
-COMPONENTS = ("kube-proxy", "kube-scheduler", "kube-controller-manager", "kubelet",
-              "containerd", "kube-apiserver", "etcd")
+COMPONENTS = ("podkit-provisioner", "kube-proxy", "kube-scheduler", "kube-controller-manager",
+              "kubelet", "containerd", "kube-apiserver", "etcd")
 KUBERNETES_COMPONENTS = ("kube-proxy", "kube-scheduler", "kube-controller-manager", "kubelet",
                          "kube-apiserver")
 PROBE_POD = "podkit-testbed-probe"
@@ -125,7 +126,8 @@ class Testbed:
             [comp.controller_manager(bins, self.addr, self.ports, certs),
              comp.scheduler(bins, self.ports, certs),
              comp.kubelet(bins, self.layout, self.addr, self.ports, certs),
-             comp.kube_proxy(bins, self.layout, self.addr, self.ports, certs)],
+             comp.kube_proxy(bins, self.layout, self.addr, self.ports, certs),
+             comp.provisioner(self.layout, certs.admin_kubeconfig)],
         ]
         for phase in phases:
             for c in phase:
@@ -140,6 +142,7 @@ class Testbed:
         self._wait_node_ready()
         self._wait_service_answers()
         self._wait_default_service_account()
+        self.kube().apply(storage_class())
         if started:
             self._run_probe_pod()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import sys
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -244,6 +245,17 @@ def scheduler(bins: Path, ports: Ports, certs: Certs) -> Component:
          "--leader-elect=false", "--profiling=false"],
         ready=lambda: https_ok(f"https://127.0.0.1:{ports.scheduler}/healthz",
                                ca=None, client=None))
+
+
+def provisioner(layout: Layout, kubeconfig: Path) -> Component:
+    """The testbed's volume provisioner (testbed.provisioner): volumes under
+    ``<state>/volumes``, which ``down`` removes with the state."""
+    return Component(
+        "podkit-provisioner",
+        [sys.executable, "-m", "testbed.provisioner", f"--kubeconfig={kubeconfig}",
+         f"--root={layout.state / 'volumes'}"],
+        # it serves nothing: a clash shows as its exit, which the wait reports with its log
+        ready=lambda: True)
 
 
 def containerd(layout: Layout) -> Component:

@@ -117,13 +117,15 @@ def operator(cluster: Testbed, kube: Kube, namespace: str) -> Iterator[OperatorP
 
 
 @contextmanager
-def running_api_cluster(name: str, nodes: int = 1) -> Iterator[ApiCluster]:
-    """An API-only cluster for the ``with`` block, removed after it; a cluster that cannot
-    start fails the test that asked for it."""
+def running_api_cluster(name: str, nodes: int = 1, storage: bool = False
+                        ) -> Iterator[ApiCluster]:
+    """An API-only cluster for the ``with`` block, removed after it (``storage``: with the
+    testbed's volume provisioner); a cluster that cannot start fails the test that asked
+    for it."""
     cluster = ApiCluster(name)
     try:
         try:
-            cluster.up(nodes)
+            cluster.up(nodes, storage=storage)
         except (TestbedError, OSError) as err:
             pytest.fail(f"API-only cluster {name} did not come up: {err}", pytrace=False)
         yield cluster

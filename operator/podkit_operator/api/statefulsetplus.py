@@ -40,6 +40,13 @@ class Strategy(StrEnum):
     RECREATE = "Recreate"
 
 
+class ClaimRetention(StrEnum):
+    """``spec.persistentVolumeClaimRetentionPolicy.whenDeleted`` / ``whenScaled``."""
+
+    RETAIN = "Retain"
+    DELETE = "Delete"
+
+
 class SpecError(ValueError):
     """A spec the operator cannot act on; the message says what to fix."""
 
@@ -67,13 +74,22 @@ class StsPlusSpec:
     config_history_limit: int = DEFAULT_CONFIG_HISTORY
     config_hook: str = DEFAULT_CONFIG_HOOK
     min_ready_s: int = DEFAULT_MIN_READY_S
+    # spec.volumeClaimTemplates (each a PersistentVolumeClaim body) and the retention policy
+    # (podkit_operator.inplace.claims)
+    claim_templates: tuple[dict[str, Any], ...] = ()
+    claims_when_deleted: ClaimRetention = ClaimRetention.RETAIN
+    claims_when_scaled: ClaimRetention = ClaimRetention.RETAIN
 
     @property
     def config_volumes(self) -> tuple[str, ...]:
         """The template's volumes that mount a released ConfigMap (``spec.configMaps``)."""
-        vols = self.template["spec"].get("volumes") or []
-        return tuple(v["name"] for v in vols
-                     if (v.get("configMap") or {}).get("name") in self.config_maps)
+        return config_volumes(self.template, self.config_maps)
+
+
+def config_volumes(template: dict[str, Any], config_maps: tuple[str, ...]) -> tuple[str, ...]:
+    """The volumes of ``template`` that mount one of ``config_maps``."""
+    vols = template["spec"].get("volumes") or []
+    return tuple(v["name"] for v in vols if (v.get("configMap") or {}).get("name") in config_maps)
 
 
 def _int(value: Any, name: str, minimum: int = 0, maximum: int | None = None) -> int:
@@ -181,6 +197,43 @@ def _check_config_maps(spec: dict[str, Any], strategy: Strategy,
     return tuple(names), hook
 
 
+_DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def _check_claims(spec: dict[str, Any], config_volumes: tuple[str, ...]
+                  ) -> tuple[tuple[dict[str, Any], ...], ClaimRetention, ClaimRetention]:
+    """``spec.volumeClaimTemplates`` and ``spec.persistentVolumeClaimRetentionPolicy``. As a
+    StatefulSet's, a claim template's volume replaces a template volume of the same name; a
+    name podkit needs itself (its reserved volumes, a released ConfigMap's volume) is an
+    error instead."""
+    templates = spec.get("volumeClaimTemplates") or []
+    if not isinstance(templates, list):
+        raise SpecError("spec.volumeClaimTemplates must be a list of PersistentVolumeClaims")
+    seen: set[str] = set()
+    for claim in templates:
+        name = ((claim or {}).get("metadata") or {}).get("name") if isinstance(claim, dict) \
+            else None
+        if not isinstance(name, str) or not _DNS_LABEL_RE.match(name):
+            raise SpecError(f"spec.volumeClaimTemplates: metadata.name {name!r} must be a DNS "
+                            "label (lower case letters, digits, '-'): it names the pods' volume")
+        if name in seen:
+            raise SpecError(f"spec.volumeClaimTemplates: {name!r} is given twice; one template "
+                            "per volume name")
+        if name in RESERVED_VOLUMES or name in config_volumes:
+            raise SpecError(f"spec.volumeClaimTemplates: {name!r} is the name of a volume podkit "
+                            "needs (its own, or a released ConfigMap's); rename the template")
+        seen.add(name)
+    policy = spec.get("persistentVolumeClaimRetentionPolicy") or {}
+    out = []
+    for key in ("whenDeleted", "whenScaled"):
+        try:
+            out.append(ClaimRetention(policy.get(key) or ClaimRetention.RETAIN))
+        except ValueError:
+            raise SpecError(f"persistentVolumeClaimRetentionPolicy.{key} {policy.get(key)!r} "
+                            f"is unknown; use Retain or Delete") from None
+    return tuple(templates), out[0], out[1]
+
+
 def parse_spec(spec: dict[str, Any]) -> StsPlusSpec:
     """Parse and check ``spec`` of a StatefulSetPlus; raise :class:`SpecError` when unusable."""
     strategy_obj = spec.get("updateStrategy") or {}
@@ -197,6 +250,8 @@ def parse_spec(spec: dict[str, Any]) -> StsPlusSpec:
     selector = _check_selector(spec.get("selector"), template)
     config_maps, config_hook = _check_config_maps(spec, strategy, template)
     replicas = _int(spec.get("replicas", 1), "spec.replicas")
+    claim_templates, when_deleted, when_scaled = _check_claims(
+        spec, config_volumes(template, config_maps))
     cfg = strategy_obj.get("batchDeployConfig") or {}
     batch_num = _int(cfg.get("batchNum", 1), "batchDeployConfig.batchNum", minimum=1)
     pods_num = cfg.get("podsNumToUpdate")
@@ -234,6 +289,9 @@ def parse_spec(spec: dict[str, Any]) -> StsPlusSpec:
         config_hook=config_hook,
         min_ready_s=_int(spec.get("minReadySeconds", DEFAULT_MIN_READY_S),
                          "spec.minReadySeconds", maximum=3600),
+        claim_templates=claim_templates,
+        claims_when_deleted=when_deleted,
+        claims_when_scaled=when_scaled,
     )
 
 

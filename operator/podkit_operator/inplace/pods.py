@@ -34,6 +34,7 @@ from podkit.sidecar import TOKEN_ENV as SIDECAR_TOKEN_ENV
 from ..api.keys import ANN_ACTIVE_SLOT, ANN_CONFIG_APPLIED, ANN_MUTABLE, ANN_REVISION, LABEL_STSP
 from ..api.statefulsetplus import RESERVED_VOLUMES, SIDECAR_NAME, StsPlusSpec, owner_reference
 from ..revisions.revision import version_of
+from .claims import with_claims
 from .config import config_key, sidecar_dir
 
 PODKIT_DIR = "/podkit"
@@ -212,6 +213,8 @@ def _base_pod(stsp_obj: dict[str, Any], spec: StsPlusSpec, ordinal: int, revisio
     name = pod_name(meta["name"], ordinal)
     pod_spec = copy.deepcopy(template["spec"])
     pod_spec["hostname"] = name
+    if spec.claim_templates:
+        pod_spec["volumes"] = with_claims(pod_spec.get("volumes") or [], spec, name)
     if spec.service_name:
         pod_spec["subdomain"] = spec.service_name
     return {
@@ -228,10 +231,10 @@ def _base_pod(stsp_obj: dict[str, Any], spec: StsPlusSpec, ordinal: int, revisio
     }
 
 
-def swap_containers(spec: StsPlusSpec, template: dict[str, Any],
-                    patched: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The containers (slot a active, slot b idle, the others, the sidecar) and the volumes of
-    a swap pod of ``template``: what a pod at that revision runs."""
+def swap_containers(spec: StsPlusSpec, template: dict[str, Any], patched: bool,
+                    pod: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The containers (slot a active, slot b idle, the others, the sidecar) and the volumes
+    (with its claims') of swap pod ``pod`` of ``template``: what it runs at that revision."""
     containers = template["spec"]["containers"]
     business = next(c for c in containers if c["name"] == spec.business)
     version = version_of(template, spec.business)
@@ -245,6 +248,7 @@ def swap_containers(spec: StsPlusSpec, template: dict[str, Any],
                if v.get("name") not in RESERVED_VOLUMES]
     volumes += [{"name": "podkit", "emptyDir": {}},
                 {"name": "podkit-shm", "emptyDir": {"medium": "Memory"}}]
+    volumes = with_claims(volumes, spec, pod)
     return [slot_a, slot_b, *others, build_sidecar(spec, business, pod_context)], volumes
 
 
@@ -252,7 +256,8 @@ def build_pod(stsp_obj: dict[str, Any], spec: StsPlusSpec, ordinal: int, revisio
               template: dict[str, Any], patched: bool) -> dict[str, Any]:
     """A swap pod at ``revision`` (whose template is ``template``): slot a active."""
     pod = _base_pod(stsp_obj, spec, ordinal, revision, template)
-    pod["spec"]["containers"], pod["spec"]["volumes"] = swap_containers(spec, template, patched)
+    pod["spec"]["containers"], pod["spec"]["volumes"] = swap_containers(
+        spec, template, patched, pod["metadata"]["name"])
     pod["spec"]["containers"][-1]["env"].append(
         {"name": SIDECAR_TOKEN_ENV, "value": secrets.token_urlsafe(32)})
     ann = pod["metadata"]["annotations"]

@@ -60,6 +60,7 @@ from ..kube.objects import (
     terminating,
 )
 from ..revisions.revision import RevisionInfo
+from .claims import with_claims
 from .config import Applied, HookFailed, config_key, verdict, volume_sources
 from .patches import container_patch, fields_patch, pod_patch
 from .pods import slot_names, swap_containers
@@ -321,7 +322,8 @@ def swap_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec, patc
     if not (container_spec(pod, a) and container_spec(pod, b)):
         return Failed(f"the pod has no slot containers {a} and {b} (business container renamed "
                       "or strategy changed): it cannot swap; delete it to recreate it")
-    want_containers, want_volumes = swap_containers(spec, target.template, patched)
+    want_containers, want_volumes = swap_containers(spec, target.template, patched,
+                                                    pod["metadata"]["name"])
     want = {c["name"]: c for c in want_containers}
     img = {s: container_spec(pod, s).get("image") for s in (a, b)}
     is_pause = {s: same_image(img[s], spec.pause_image) for s in (a, b)}
@@ -513,6 +515,9 @@ def inplace_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec, p
         return failed
     start = _start_annotations(pod, target, now)
     want = target.template["spec"]
+    if spec.claim_templates:
+        want = {**want, "volumes": with_claims(want.get("volumes") or [], spec,
+                                               pod["metadata"]["name"])}
     diff = classify(pod.get("spec") or {}, want, patched)
     if diff.needs_recreate and not _built_at(pod, target):
         return DeletePod(f"recreated at {target.name}: {diff.recreate_reason()}")

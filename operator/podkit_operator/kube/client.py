@@ -134,6 +134,12 @@ class KubeIO:
             namespace, label_selector=f"{LABEL_CONFIG_SOURCE}={source}",
             _preload_content=False))["items"]
 
+    def list_claims(self, namespace: str) -> list[dict[str, Any]]:
+        """The namespace's PersistentVolumeClaims: a claim is found by its name, so one made
+        before (by a StatefulSet, by hand) is adopted whatever its labels."""
+        return _json(self.core.list_namespaced_persistent_volume_claim(
+            namespace, _preload_content=False))["items"]
+
     def feature_gates(self) -> dict[str, bool]:
         """The apiserver's feature gates, from its ``kubernetes_feature_enabled`` metric."""
         response = self.api.call_api("/metrics", "GET", auth_settings=["BearerToken"],
@@ -172,6 +178,19 @@ class KubeIO:
     def delete_configmap(self, namespace: str, name: str) -> None:
         with _tolerating(404):
             self.core.delete_namespaced_config_map(name, namespace, _preload_content=False)
+
+    def create_claim(self, namespace: str, body: dict[str, Any]) -> None:
+        with _tolerating(409):
+            self.core.create_namespaced_persistent_volume_claim(namespace, body,
+                                                                _preload_content=False)
+
+    def set_claim_owners(self, namespace: str, name: str,
+                         owners: list[dict[str, Any]]) -> None:
+        """Replace a claim's ownerReferences (its retention, podkit_operator.inplace.claims),
+        as a merge patch."""
+        self.core.patch_namespaced_persistent_volume_claim(
+            name, namespace, {"metadata": {"ownerReferences": owners}},
+            _content_type="application/merge-patch+json", _preload_content=False)
 
     def create_revision(self, namespace: str, body: dict[str, Any]) -> None:
         with _tolerating(409):

@@ -18,13 +18,15 @@ import kopf
 
 from ..api.keys import ANN_REVISION, ANN_TARGET, GROUP, LABEL_STSP, PLURAL, VERSION
 from ..api.reasons import EventReason
-from ..api.statefulsetplus import SpecError, parse_spec
+from ..api.statefulsetplus import SpecError, StsPlusSpec, parse_spec
+from ..claims.handlers import sync_claims
 from ..configreleases.handlers import collect_garbage, released_template
 from ..context import OperatorContext, context_of, namespace_of
 from ..inplace.sidecar import awaiting_report, sidecar_states
 from ..kube.client import API_ERRORS, KubeIO, describe
 from ..kube.objects import annotations_of, terminating
 from ..releases import metrics
+from ..releases.actions import Plan
 from ..releases.handlers import apply_plan, count_events
 from ..releases.plan import choose_revisions, plan_release
 from ..revisions.history import controller_revision, prune
@@ -100,7 +102,7 @@ def reconcile(context: OperatorContext, namespace: str, name: str,
             logger.warning("%s/%s: %s", namespace, name, exc)
             return held_pass(context, stsp, logger)
         context.last_good_specs[(namespace, name)] = spec
-        apply_plan(context, stsp, plan)
+        write_plan(context, stsp, spec, pods, plan)
         count_events(plan, pods)
         if copies.by_name:
             collect_garbage(io, namespace, spec, revisions, pods, logger)
@@ -108,6 +110,17 @@ def reconcile(context: OperatorContext, namespace: str, name: str,
     if context.patched and any(awaiting_report(p, spec) for p in pods):
         return min(plan.requeue_after or poll, poll)
     return plan.requeue_after
+
+
+def write_plan(context: OperatorContext, stsp: dict[str, Any], spec: StsPlusSpec,
+               pods: list[dict[str, Any]], plan: Plan) -> None:
+    """The pods' claims first (:func:`sync_claims`), then the plan; a pod whose claim is still
+    being deleted is created on a later pass."""
+    waiting = sync_claims(context.io, stsp, spec, pods, [c.ordinal for c in plan.create])
+    if waiting:
+        plan.create = [c for c in plan.create if c.ordinal not in waiting]
+        plan.requeue_after = min(plan.requeue_after or RETRY_S, RETRY_S)
+    apply_plan(context, stsp, plan)
 
 
 def held_pass(context: OperatorContext, stsp: dict[str, Any],
@@ -142,7 +155,7 @@ def held_pass(context: OperatorContext, stsp: dict[str, Any],
     pods = io.list_pods(namespace, name)
     plan = plan_release(stsp, pods, revisions, datetime.now(UTC), context.patched, spec=spec)
     plan.status["observedGeneration"] = status.get("observedGeneration")  # not this spec
-    apply_plan(context, stsp, plan)
+    write_plan(context, stsp, spec, pods, plan)
     count_events(plan, pods)
     logger.info("%s/%s: held pass with the last usable spec (release %s -> %s)", namespace,
                 name, revisions.current.name, revisions.update.name)

@@ -38,7 +38,8 @@ GROUPS = {"core": "", "apps": "apps", "discovery": "discovery.k8s.io", "custom":
           "coordination": "coordination.k8s.io"}
 RESOURCES = {"pod": "pods", "config_map": "configmaps", "controller_revision":
              "controllerrevisions", "endpoint_slice": "endpointslices",
-             "custom_object": PLURAL, "lease": "leases"}
+             "custom_object": PLURAL, "lease": "leases",
+             "persistent_volume_claim": "persistentvolumeclaims"}
 
 
 def kube_io_rights() -> set[Right]:
@@ -67,6 +68,23 @@ def owner_rights() -> set[Right]:
     return {(GROUP, f"{PLURAL}/finalizers", "update")} if owner["blockOwnerDeletion"] else set()
 
 
+def owner_setting_rights() -> set[Right]:
+    """Delete on what a ``set_*_owners`` method of KubeIO patches: the apiserver's
+    OwnerReferencesPermissionEnforcement lets only who may delete an object set its
+    ownerReferences."""
+    tree = ast.parse(inspect.getsource(client.KubeIO))
+    rights: set[Right] = set()
+    for method in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)
+                   and n.name.startswith("set_") and n.name.endswith("_owners")):
+        for call in (n for n in ast.walk(method) if isinstance(n, ast.Call)
+                     and isinstance(n.func, ast.Attribute) and n.func.attr.startswith("patch_")):
+            match = CALL_RE.match(call.func.attr)  # type: ignore[attr-defined]
+            assert match, f"{method.name} patches with {call.func.attr}"  # type: ignore[attr-defined]
+            api = call.func.value.attr  # type: ignore[attr-defined]
+            rights.add((GROUPS[api], RESOURCES[match["what"]], "delete"))
+    return rights
+
+
 def kopf_rights() -> set[Right]:
     registry = kopf.get_default_registry()
     rights: set[Right] = {("", "events", "create"),
@@ -91,7 +109,7 @@ def granted(rules: list[dict]) -> set[Right]:
 
 
 def used() -> set[Right]:
-    return kube_io_rights() | owner_rights() | kopf_rights()
+    return kube_io_rights() | owner_rights() | owner_setting_rights() | kopf_rights()
 
 
 def test_the_roles_grant_exactly_what_the_code_uses() -> None:
@@ -110,6 +128,8 @@ def test_the_derivation_sees_the_calls_it_must() -> None:
             (GROUP, f"{PLURAL}/status", "patch"), ("", "/metrics", "get"),
             ("discovery.k8s.io", "endpointslices", "update")} <= rights
     assert {("", "pods", "watch"), (GROUP, PLURAL, "patch")} <= kopf_rights()
+    assert {("", "configmaps", "delete"),
+            ("", "persistentvolumeclaims", "delete")} <= owner_setting_rights()
 
 
 def test_one_rule_per_resource_so_additions_merge() -> None:

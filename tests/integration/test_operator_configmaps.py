@@ -78,7 +78,8 @@ def stsp(namespace: str, replicas: int = 2, **spec: Any) -> dict[str, Any]:
     return {
         "apiVersion": f"{keys.GROUP}/{keys.VERSION}", "kind": keys.KIND,
         "metadata": {"name": "web", "namespace": namespace},
-        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+        "spec": {"replicas": replicas, "podManagementPolicy": "Parallel",
+                 "selector": {"matchLabels": {"app": "web"}},
                  "configMaps": [CONFIG],
                  "template": {"metadata": {"labels": {"app": "web"}},
                               "spec": {"containers": [{"name": "web",
@@ -245,7 +246,8 @@ def fields_stsp(namespace: str, env: list[dict[str, str]], replicas: int = 4,
     return {
         "apiVersion": f"{keys.GROUP}/{keys.VERSION}", "kind": keys.KIND,
         "metadata": {"name": "web", "namespace": namespace},
-        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+        "spec": {"replicas": replicas, "podManagementPolicy": "Parallel",
+                 "selector": {"matchLabels": {"app": "web"}},
                  "template": {"metadata": {"labels": {"app": "web"}},
                               "spec": {"containers": [{
                                   "name": "web", "image": V1, "env": env,

@@ -62,7 +62,8 @@ def stsp(namespace: str, replicas: int, image: str, **batch: Any) -> dict[str, A
     return {
         "apiVersion": f"{keys.GROUP}/{keys.VERSION}", "kind": keys.KIND,
         "metadata": {"name": "web", "namespace": namespace},
-        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+        "spec": {"replicas": replicas, "podManagementPolicy": "Parallel",
+                 "selector": {"matchLabels": {"app": "web"}},
                  "template": {"metadata": {"labels": {"app": "web"}},
                               "spec": {"containers": [{"name": "web", "image": image}]}},
                  "updateStrategy": {"type": "ABSwap", "batchDeployConfig": batch}},

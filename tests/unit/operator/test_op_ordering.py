@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+
 from op_sim import T0, V1, V2, Sim, make_stsp
 from podkit_operator.api.keys import ANN_TARGET
 from podkit_operator.api.statefulsetplus import (

@@ -86,6 +86,12 @@ class StsPlusSpec:
     max_unavailable: int | str | None = None
 
     @property
+    def paced(self) -> bool:
+        """Updates start as pods allow (maxInFlight, maxUnavailable), not all at a batch's
+        start: a batch's deadline then bounds each pod's update, not the batch."""
+        return self.max_in_flight is not None or self.max_unavailable is not None
+
+    @property
     def ordinals(self) -> range:
         """The ordinals the pods have: ``ordinals.start`` .. ``start + replicas - 1``."""
         return range(self.ordinals_start, self.ordinals_start + self.replicas)

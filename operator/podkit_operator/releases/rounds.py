@@ -316,7 +316,10 @@ class ReleasePass:
         round_.batch_total = len(members)
         budget = self.start_budget(started, held)
         safety = StartBudget(self.max_concurrent)  # rollbacks, stale swaps: never held
-        deadline_passed = deadline is not None and self.now > deadline
+        # paced starts (maxInFlight, maxUnavailable, RollingUpdate) may take the batch past its
+        # deadline by design: then each pod has only its own (its start + batchDeadlineSeconds)
+        deadline_passed = (deadline is not None and self.now > deadline
+                           and not self.spec.paced)
         for ordinal in self.ordinals_descending():
             pod = self.live(ordinal)
             if pod is None:

@@ -210,6 +210,20 @@ def test_a_serial_batch_updates_one_pod_at_a_time() -> None:
     assert order == [3, 2, 1, 0] and most == 1
 
 
+def test_a_serial_batch_may_outlast_the_batch_deadline_each_pod_keeps_its_own() -> None:
+    obj = stsp(4, policy="Parallel", maxInFlight=1)
+    obj["spec"]["updateStrategy"]["batchDeployConfig"]["batchDeadlineSeconds"] = 8
+    sim = Sim(obj)
+    settle(sim)
+    sim.set_image(V2)
+    started = sim.now
+    sim.run(lambda s: s.bds.get("generalStatus") == "Completed"
+            and s.stsp["status"]["updatedReplicas"] == 4, ticks=100)
+    assert sim.now - started > timedelta(seconds=8)  # longer than the batch's deadline
+    assert not any("podkit.io/swap-failed" in p["metadata"]["annotations"]
+                   for p in sim.pods.values())
+
+
 def test_a_concurrent_batch_starts_every_pod_at_once() -> None:
     sim = Sim(stsp(4, policy="Parallel"))
     settle(sim)

@@ -34,7 +34,8 @@ def stsp(namespace: str, images: Images, image: str, batches: int, **batch: Any)
         "apiVersion": f"{keys.GROUP}/{keys.VERSION}", "kind": keys.KIND,
         "metadata": {"name": "web", "namespace": namespace},
         "spec": {
-            "replicas": 3, "selector": {"matchLabels": {"app": "web"}}, "serviceName": "web",
+            "replicas": 3, "podManagementPolicy": "Parallel",
+            "selector": {"matchLabels": {"app": "web"}}, "serviceName": "web",
             "minReadySeconds": QUICK_SOAK_S,
             "template": {"metadata": {"labels": {"app": "web"}},
                          "spec": {"terminationGracePeriodSeconds": 5,

@@ -233,7 +233,7 @@ def test_a_full_object_is_kept_as_given(kube: Kube) -> None:
              "podsNumToUpdate": [1, "25%", 4, "100%"], "batchDeadlineSeconds": 120,
              "maxFailedPercent": 20}
     obj = stsp("full", replicas=10, batch=batch, serviceName="full", revisionHistoryLimit=3,
-               minReadySeconds=30,
+               minReadySeconds=30, podManagementPolicy="Parallel", ordinals={"start": 0},
                podkit={"pauseImage": "podkit.local/podkit-pause:dev",
                        "sidecarImage": "podkit.local/podkit-sidecar:dev"})
     c = containers(obj["spec"])[0]
@@ -330,9 +330,9 @@ BAD_SPECS: list[tuple[str, Callable[[dict[str, Any]], Any], list[str]]] = [
     ("reserved-volume", lambda s: s["template"]["spec"].update(
         volumes=[{"name": "podkit", "emptyDir": {}}]),
      ["the volume names podkit and podkit-shm are taken"]),
-    ("unknown-strategy", lambda s: s["updateStrategy"].update(type="RollingUpdate"),
-     ['spec.updateStrategy.type: Unsupported value: "RollingUpdate"',
-      '"ABSwap", "InPlace", "Recreate"']),
+    ("unknown-strategy", lambda s: s["updateStrategy"].update(type="OnDelete"),
+     ['spec.updateStrategy.type: Unsupported value: "OnDelete"',
+      '"ABSwap", "InPlace", "Recreate", "RollingUpdate"']),
     ("empty-pause-image", lambda s: s.update(podkit={"pauseImage": ""}),
      ["podkit.pauseImage must be a non-empty image reference"]),
     ("blank-sidecar-image", lambda s: s.update(podkit={"sidecarImage": " "}),

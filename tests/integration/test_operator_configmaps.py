@@ -79,7 +79,8 @@ def stsp(namespace: str, replicas: int = 2, **spec: Any) -> dict[str, Any]:
     return {
         "apiVersion": f"{keys.GROUP}/{keys.VERSION}", "kind": keys.KIND,
         "metadata": {"name": "web", "namespace": namespace},
-        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+        "spec": {"replicas": replicas, "podManagementPolicy": "Parallel",
+                 "selector": {"matchLabels": {"app": "web"}},
                  "minReadySeconds": QUICK_SOAK_S, "configMaps": [CONFIG],
                  "template": {"metadata": {"labels": {"app": "web"}},
                               "spec": {"containers": [{"name": "web",
@@ -246,7 +247,8 @@ def fields_stsp(namespace: str, env: list[dict[str, str]], replicas: int = 4,
     return {
         "apiVersion": f"{keys.GROUP}/{keys.VERSION}", "kind": keys.KIND,
         "metadata": {"name": "web", "namespace": namespace},
-        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+        "spec": {"replicas": replicas, "podManagementPolicy": "Parallel",
+                 "selector": {"matchLabels": {"app": "web"}},
                  "minReadySeconds": QUICK_SOAK_S,
                  "template": {"metadata": {"labels": {"app": "web"}},
                               "spec": {"containers": [{

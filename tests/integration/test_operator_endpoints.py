@@ -45,7 +45,8 @@ def kube(cluster: tuple[Kube, OperatorProcess]) -> Kube:
 def stsp(replicas: int, namespace: str = "default") -> dict[str, Any]:
     return {"apiVersion": f"{keys.GROUP}/{keys.VERSION}", "kind": keys.KIND,
             "metadata": {"name": "web", "namespace": namespace},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+            "spec": {"replicas": replicas, "podManagementPolicy": "Parallel",
+                     "selector": {"matchLabels": {"app": "web"}},
                      "minReadySeconds": QUICK_SOAK_S,
                      "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
                          "containers": [{"name": "web", "image": V1, "ports": [

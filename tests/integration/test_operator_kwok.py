@@ -64,7 +64,8 @@ def stsp(namespace: str, replicas: int, image: str, min_ready: int = QUICK_SOAK_
     return {
         "apiVersion": f"{keys.GROUP}/{keys.VERSION}", "kind": keys.KIND,
         "metadata": {"name": "web", "namespace": namespace},
-        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+        "spec": {"replicas": replicas, "podManagementPolicy": "Parallel",
+                 "selector": {"matchLabels": {"app": "web"}},
                  "minReadySeconds": min_ready,
                  "template": {"metadata": {"labels": {"app": "web"}},
                               "spec": {"containers": [{"name": "web", "image": image}]}},

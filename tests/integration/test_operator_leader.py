@@ -70,7 +70,8 @@ def calls(operator: OperatorProcess) -> float:
 def stsp(namespace: str) -> dict[str, object]:
     return {"apiVersion": f"{keys.GROUP}/{keys.VERSION}", "kind": keys.KIND,
             "metadata": {"name": "web", "namespace": namespace},
-            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+            "spec": {"replicas": 3, "podManagementPolicy": "Parallel",
+                     "selector": {"matchLabels": {"app": "web"}},
                      "minReadySeconds": QUICK_SOAK_S,
                      "template": {"metadata": {"labels": {"app": "web"}},
                                   "spec": {"containers": [{"name": "web", "image": V1}]}}}}

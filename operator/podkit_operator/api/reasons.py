@@ -63,6 +63,7 @@ class GeneralStatus(StrEnum):
     COMPLETED = "Completed"
     FAILED = "Failed"
     ROLLING_BACK = "RollingBack"
+    PARTITIONED = "Partitioned"  # RollingUpdate: every pod above the partition is updated
 
 
 class BatchAction(StrEnum):

@@ -8,6 +8,7 @@ with the expansion into slots) or what must hold for the operator to work at all
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -38,6 +39,14 @@ class Strategy(StrEnum):
     AB_SWAP = "ABSwap"
     IN_PLACE = "InPlace"
     RECREATE = "Recreate"
+    ROLLING_UPDATE = "RollingUpdate"  # as a StatefulSet: pods recreated, highest ordinal first
+
+
+class PodManagement(StrEnum):
+    """``spec.podManagementPolicy``: how pods are created and scaled down (as a StatefulSet)."""
+
+    ORDERED_READY = "OrderedReady"
+    PARALLEL = "Parallel"
 
 
 class ClaimRetention(StrEnum):
@@ -79,6 +88,25 @@ class StsPlusSpec:
     claim_templates: tuple[dict[str, Any], ...] = ()
     claims_when_deleted: ClaimRetention = ClaimRetention.RETAIN
     claims_when_scaled: ClaimRetention = ClaimRetention.RETAIN
+    pod_management: PodManagement = PodManagement.ORDERED_READY
+    ordinals_start: int = 0
+    partition: int = 0  # RollingUpdate: ordinals below start + partition keep the current revision
+    # pods of a release that may be under way at once (None: no bound but the per-pass one)
+    max_in_flight: int | None = None
+    # pods that may be unavailable (not Ready, or being updated) before another update starts;
+    # a count or "N%" of replicas (None: no bound)
+    max_unavailable: int | str | None = None
+
+    @property
+    def paced(self) -> bool:
+        """Updates start as pods allow (maxInFlight, maxUnavailable), not all at a batch's
+        start: a batch's deadline then bounds each pod's update, not the batch."""
+        return self.max_in_flight is not None or self.max_unavailable is not None
+
+    @property
+    def ordinals(self) -> range:
+        """The ordinals the pods have: ``ordinals.start`` .. ``start + replicas - 1``."""
+        return range(self.ordinals_start, self.ordinals_start + self.replicas)
 
     @property
     def config_volumes(self) -> tuple[str, ...]:
@@ -119,6 +147,45 @@ def parse_pods_num(entry: int | str) -> tuple[str, int]:
             return "count", int(m.group(1))
     raise SpecError(f"podsNumToUpdate entry {entry!r} is neither a count (3) nor a "
                     "percentage (\"50%\")")
+
+
+def scaled_count(value: int | str, total: int) -> int:
+    """A count or ``"N%"`` of ``total`` (rounded up, as a StatefulSet's maxUnavailable), at
+    least 1."""
+    kind, n = parse_pods_num(value)
+    return max(1, math.ceil(total * n / 100) if kind == "percent" else n)
+
+
+def _max_unavailable(value: Any, name: str) -> int | str:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    if isinstance(value, str) and (m := _PERCENT_RE.match(value)) and 1 <= int(m.group(1)) <= 100:
+        return value
+    raise SpecError(f"{name} is {value!r}; give a count >= 1 or a percentage \"N%\" with N "
+                    "from 1 to 100")
+
+
+def _rolling(spec: dict[str, Any], strategy: Strategy, cfg: dict[str, Any]
+             ) -> tuple[int, int | None, int | str | None]:
+    """(partition, maxInFlight, maxUnavailable): RollingUpdate's from ``rollingUpdate`` (one
+    pod at a time by default), the others' from ``batchDeployConfig`` (unbounded by default)."""
+    strategy_obj = spec.get("updateStrategy") or {}
+    if strategy is not Strategy.ROLLING_UPDATE:
+        in_flight = cfg.get("maxInFlight")
+        unavailable = cfg.get("maxUnavailable")
+        return (0,
+                None if in_flight is None else _int(in_flight, "batchDeployConfig.maxInFlight",
+                                                    minimum=1),
+                None if unavailable is None
+                else _max_unavailable(unavailable, "batchDeployConfig.maxUnavailable"))
+    if int(cfg.get("batchNum", 1)) != 1 or cfg.get("podsNumToUpdate") is not None:
+        raise SpecError("updateStrategy.type RollingUpdate releases in one batch from the "
+                        "highest ordinal down; remove batchNum/podsNumToUpdate and use "
+                        "rollingUpdate.partition to hold pods back")
+    rolling = strategy_obj.get("rollingUpdate") or {}
+    unavailable = _max_unavailable(rolling.get("maxUnavailable", 1),
+                                   "rollingUpdate.maxUnavailable")
+    return (_int(rolling.get("partition", 0), "rollingUpdate.partition"), None, unavailable)
 
 
 def _check_template(template: Any, strategy: Strategy, pause_image: str) -> str:
@@ -263,6 +330,13 @@ def parse_spec(spec: dict[str, Any]) -> StsPlusSpec:
         for entry in pods_num:
             parse_pods_num(entry)
         pods_num = list(pods_num)
+    partition, max_in_flight, max_unavailable = _rolling(spec, strategy, cfg)
+    try:
+        pod_management = PodManagement(spec.get("podManagementPolicy")
+                                       or PodManagement.ORDERED_READY)
+    except ValueError:
+        raise SpecError(f"podManagementPolicy {spec.get('podManagementPolicy')!r} is unknown; "
+                        f"use one of {', '.join(PodManagement)}") from None
     return StsPlusSpec(
         replicas=replicas,
         selector=selector,
@@ -292,6 +366,11 @@ def parse_spec(spec: dict[str, Any]) -> StsPlusSpec:
         claim_templates=claim_templates,
         claims_when_deleted=when_deleted,
         claims_when_scaled=when_scaled,
+        pod_management=pod_management,
+        ordinals_start=_int((spec.get("ordinals") or {}).get("start", 0), "ordinals.start"),
+        partition=partition,
+        max_in_flight=max_in_flight,
+        max_unavailable=max_unavailable,
     )
 
 

@@ -32,7 +32,7 @@ def sync_claims(io: KubeIO, stsp: dict[str, Any], spec: StsPlusSpec,
     waiting: set[int] = set()
     for ordinal in sorted(set(creating) | set(live)):
         pod = pod_name(name, ordinal)
-        in_range = ordinal < spec.replicas
+        in_range = ordinal in spec.ordinals
         for body in claim_bodies(stsp, spec, pod):
             found = claims.get(body["metadata"]["name"])
             if found is None:

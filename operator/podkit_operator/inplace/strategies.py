@@ -70,4 +70,6 @@ STRATEGIES: Mapping[Strategy, StrategyRules] = {
     Strategy.AB_SWAP: StrategyRules(_swap, build_pod, replaces_pods=False),
     Strategy.IN_PLACE: StrategyRules(_in_place, _plain_pod, replaces_pods=False),
     Strategy.RECREATE: StrategyRules(_recreate, _plain_pod, replaces_pods=True),
+    # as a StatefulSet's rolling update: each pod deleted and created again at the target
+    Strategy.ROLLING_UPDATE: StrategyRules(_recreate, _plain_pod, replaces_pods=True),
 }

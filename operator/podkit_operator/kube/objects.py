@@ -70,6 +70,19 @@ def pod_ready(pod: dict[str, Any]) -> bool:
     return False
 
 
+def available_at(pod: dict[str, Any], min_ready_s: int) -> datetime | None:
+    """When the pod is (or becomes) available, a StatefulSet's sense: Running, Ready, and
+    Ready for ``min_ready_s`` since its Ready condition last turned True; None while it is
+    not Running and Ready."""
+    if (pod.get("status") or {}).get("phase") != "Running" or not pod_ready(pod):
+        return None
+    ready = next(c for c in pod["status"]["conditions"] if c.get("type") == "Ready")
+    since = parse_time(ready.get("lastTransitionTime"))
+    if since is None:
+        return datetime.min.replace(tzinfo=UTC) if min_ready_s == 0 else None
+    return since + timedelta(seconds=min_ready_s)
+
+
 def all_containers_ready(pod: dict[str, Any]) -> bool:
     """Every container of the pod's spec reports ready."""
     statuses = (pod.get("status") or {}).get("containerStatuses") or []

@@ -33,7 +33,7 @@ def config_status(release: ReleasePass, current: str, update: str) -> list[dict[
     volumes = release.spec.config_volumes
     copies = release.revisions.copies
     revisions = {r.name: r for r in release.revisions.in_use}
-    specs = {o: pod.get("spec") or {} for o, pod in release.pods.items() if o < release.replicas}
+    specs = {o: pod.get("spec") or {} for o, pod in release.pods.items() if o in release.ordinals}
     per_batch = [batch_versions(specs, release.members(batch), volumes, copies)
                  for batch in range(1, len(release.targets) + 1)]
     out = []

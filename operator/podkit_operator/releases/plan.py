@@ -40,10 +40,11 @@ from ..api.keys import (
 from ..api.reasons import BatchAction, ConditionType, EventReason, GeneralStatus
 from ..api.statefulsetplus import BatchDeployStatus, StsPlusSpec, condition_status, parse_spec
 from ..inplace.pods import pod_name
-from ..kube.objects import annotations_of, parse_time, rfc3339, terminating
+from ..kube.objects import annotations_of, parse_time, rfc3339
 from ..revisions.revision import CurrentAndUpdate, RevisionInfo, revision_spec
 from .actions import Event, Plan, PodCreate, PodDelete, PodPatch
 from .config_status import CONFIG_REFUSED
+from .ordering import order_pods
 from .rounds import PodRound, ReleasePass
 from .status import (
     batch_position,
@@ -175,6 +176,12 @@ def _plan_forward(release: ReleasePass) -> _Outcome:
             events.append(Event(EventReason.BATCH_COMPLETED,
                                 f"batch {batch} of {spec.batch_num} converged "
                                 f"({round_.batch_done}/{round_.batch_total} updated)"))
+        if batch >= spec.batch_num and release.held_by_partition:
+            round_.events += events
+            held = batch_position(release, batch, BatchAction.NEXT, GeneralStatus.PARTITIONED,
+                                  deadline, round_, True)
+            return _Outcome(round_, held, current.name, update.name,
+                            stsp_annotations=stsp_annotations)
         if batch >= spec.batch_num:
             if releasing:
                 events.append(Event(EventReason.RELEASE_COMPLETED, f"all pods at {update.name}"))
@@ -288,15 +295,16 @@ def choose_revisions(status: Mapping[str, Any], pods: Iterable[dict[str, Any]],
 # --- pods to create and delete ---------------------------------------------------------------
 
 def _fill_pods(release: ReleasePass, round_: PodRound, plan: Plan) -> None:
-    for ordinal in sorted(round_.creates):
+    spec = release.spec
+    ordered = order_pods(spec.pod_management, release.ordinals, release.pods, round_.creates,
+                         release.now, spec.min_ready_s)
+    for ordinal in ordered.create:
         create = round_.creates[ordinal]
         plan.create.append(PodCreate(ordinal, create.revision.name,
                                      _new_pod(release, ordinal, create.revision,
                                               create.in_flight)))
-    for ordinal in sorted((o for o in release.pods if o >= release.replicas), reverse=True):
-        if not terminating(release.pods[ordinal]):
-            plan.delete.append(PodDelete(pod_name(release.name, ordinal), ordinal,
-                                         "scale down"))
+    for ordinal in ordered.delete:
+        plan.delete.append(PodDelete(pod_name(release.name, ordinal), ordinal, "scale down"))
     for ordinal in sorted(round_.deletes, reverse=True):
         plan.delete.append(PodDelete(pod_name(release.name, ordinal), ordinal,
                                      round_.deletes[ordinal]))

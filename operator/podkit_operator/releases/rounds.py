@@ -14,7 +14,7 @@ from typing import Any
 
 from ..api.keys import ANN_FAILED, ANN_REVISION, ANN_STARTED, ANN_TARGET
 from ..api.reasons import EventReason
-from ..api.statefulsetplus import StsPlusSpec
+from ..api.statefulsetplus import Strategy, StsPlusSpec, scaled_count
 from ..inplace.patches import merge_patches
 from ..inplace.pods import ordinal_of, pod_name, slot_names
 from ..inplace.specdiff import classify
@@ -30,7 +30,7 @@ from ..inplace.steps import (
     serving_record,
 )
 from ..inplace.strategies import STRATEGIES, PodUpdate
-from ..kube.objects import annotations_of, parse_time, terminating
+from ..kube.objects import annotations_of, parse_time, pod_ready, terminating
 from ..revisions.revision import CurrentAndUpdate, RevisionInfo, revision_spec
 from .actions import Event
 from .batches import batch_members, batch_targets, started_members, update_order
@@ -39,11 +39,14 @@ from .batches import batch_members, batch_targets, started_members, update_order
 class StartBudget:
     """How many pod updates may still *start* in this round (updates under way always go on).
 
-    ``held``: none may start (a pause, or the batch's start is still ahead)."""
+    ``held``: none may start (a pause, or the batch's start is still ahead). ``recheck``: a
+    start held back by ``limit`` needs another look soon (the per-pass bound); False when the
+    limit is the pods in flight or unavailable, whose changes wake the loop anyway."""
 
-    def __init__(self, limit: int, held: bool = False) -> None:
+    def __init__(self, limit: int, held: bool = False, recheck: bool = True) -> None:
         self.remaining = limit
         self.held = held
+        self.recheck = recheck
 
     def take(self) -> bool:
         """Spend one start; False when held or used up."""
@@ -114,8 +117,12 @@ class ReleasePass:
             if ordinal is not None:
                 self.pods[ordinal] = pod
         self.replicas = spec.replicas
-        self.order = update_order(range(self.replicas))
-        self.targets = batch_targets(self.replicas, spec.batch_num, spec.pods_num_to_update)
+        self.ordinals = spec.ordinals
+        self.order = update_order(self.ordinals)
+        if spec.strategy is Strategy.ROLLING_UPDATE:  # one batch: the ordinals >= the partition
+            self.targets = [self.replicas - min(spec.partition, self.replicas)]
+        else:
+            self.targets = batch_targets(self.replicas, spec.batch_num, spec.pods_num_to_update)
         self._steps: dict[tuple[int, str], Step] = {}
         self._update_recreates: bool | None = None
 
@@ -131,6 +138,12 @@ class ReleasePass:
     def releasing(self) -> bool:
         """The update revision differs from the current one: a release is under way."""
         return self.update.name != self.current.name
+
+    @property
+    def held_by_partition(self) -> bool:
+        """A release whose last batch leaves pods below the partition at the current
+        revision (RollingUpdate's ``partition``): it waits there, never completes."""
+        return self.releasing and bool(self.targets) and self.targets[-1] < self.replicas
 
     @property
     def update_recreates(self) -> bool:
@@ -160,8 +173,26 @@ class ReleasePass:
 
     def ordinals_descending(self) -> list[int]:
         """Every ordinal below ``replicas``, pod or not, highest first."""
-        return [o for o in sorted(set(self.pods) | set(range(self.replicas)), reverse=True)
-                if o < self.replicas]
+        return sorted(self.ordinals, reverse=True)
+
+    def unavailable(self) -> int:
+        """Pods in range that are missing, terminating, not Ready or being updated."""
+        return sum(1 for o in self.ordinals
+                   if (pod := self.live(o)) is None or not pod_ready(pod)
+                   or ANN_TARGET in annotations_of(pod))
+
+    def start_budget(self, started: set[int], held: bool) -> StartBudget:
+        """The starts this round may make: the per-pass bound, ``maxInFlight`` less the pods of
+        the release under way, ``maxUnavailable`` less the pods unavailable."""
+        spec, limit = self.spec, self.max_concurrent
+        if spec.max_in_flight is not None:
+            under_way = sum(1 for o in started if (pod := self.live(o)) is None
+                            or annotations_of(pod).get(ANN_TARGET) == self.update.name)
+            limit = min(limit, spec.max_in_flight - under_way)
+        if spec.max_unavailable is not None:
+            limit = min(limit, scaled_count(spec.max_unavailable, self.replicas)
+                        - self.unavailable())
+        return StartBudget(max(0, limit), held=held, recheck=limit >= self.max_concurrent)
 
     # --- per pod ---------------------------------------------------------------------------
 
@@ -203,7 +234,7 @@ class ReleasePass:
         name = pod_name(self.name, ordinal)
         if isinstance(step, (PatchPod, DeletePod, ResizePod)) and is_start:
             if not budget.take():
-                round_.more_to_start |= not budget.held
+                round_.more_to_start |= not budget.held and budget.recheck
                 return False
             round_.events.append(Event(EventReason.UPDATE_STARTED, step.reason, pod=name))
         if isinstance(step, PatchPod):
@@ -283,9 +314,12 @@ class ReleasePass:
         started = set(started_members(self.order, self.targets, batch))
         members = set(self.members(batch))
         round_.batch_total = len(members)
-        budget = StartBudget(self.max_concurrent, held=held)
+        budget = self.start_budget(started, held)
         safety = StartBudget(self.max_concurrent)  # rollbacks, stale swaps: never held
-        deadline_passed = deadline is not None and self.now > deadline
+        # paced starts (maxInFlight, maxUnavailable, RollingUpdate) may take the batch past its
+        # deadline by design: then each pod has only its own (its start + batchDeadlineSeconds)
+        deadline_passed = (deadline is not None and self.now > deadline
+                           and not self.spec.paced)
         for ordinal in self.ordinals_descending():
             pod = self.live(ordinal)
             if pod is None:
@@ -377,7 +411,7 @@ class ReleasePass:
         round_ = PodRound()
         budget = StartBudget(self.max_concurrent)
         round_.rollback_total = self.replicas
-        for ordinal in range(self.replicas - 1, -1, -1):
+        for ordinal in reversed(self.ordinals):
             pod = self.live(ordinal)
             if pod is None:
                 if ordinal not in self.pods:

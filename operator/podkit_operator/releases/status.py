@@ -12,7 +12,14 @@ from ..api.reasons import BatchAction, ConditionReason, ConditionType, GeneralSt
 from ..api.statefulsetplus import BatchDeployStatus, Condition, selector_string
 from ..inplace.pods import pod_name
 from ..inplace.steps import serving_problem
-from ..kube.objects import annotations_of, deletion_overdue_at, parse_time, pod_ready, rfc3339
+from ..kube.objects import (
+    annotations_of,
+    available_at,
+    deletion_overdue_at,
+    parse_time,
+    pod_ready,
+    rfc3339,
+)
 from .config_status import config_condition, config_status
 from .rounds import PodRound, ReleasePass
 
@@ -57,7 +64,8 @@ def batch_position(release: ReleasePass, batch: int, action: BatchAction, genera
     return BatchDeployStatus(
         action=action,
         batch_order=batch,
-        batch_ordinal=release.replicas - release.targets[batch - 1] if release.targets else 0,
+        batch_ordinal=(release.spec.ordinals_start + release.replicas
+                       - release.targets[batch - 1] if release.targets else 0),
         batch_replicas=total,
         deadline_time=rfc3339(deadline) if deadline else None,
         complete=complete,
@@ -91,7 +99,7 @@ def rollback_status(release: ReleasePass, round_: PodRound) -> BatchDeployStatus
     return BatchDeployStatus(
         action=BatchAction.COMPLETED if round_.converged else BatchAction.NEXT,
         batch_order=1,
-        batch_ordinal=0,
+        batch_ordinal=release.spec.ordinals_start,
         batch_replicas=release.replicas,
         deadline_time=None,
         complete=round_.converged,
@@ -164,18 +172,24 @@ def status(release: ReleasePass, batch: BatchDeployStatus, current: str, update:
     """The whole ``status`` of the object."""
     live = list(release.pods.values())
     unhealthy = unhealthy_pods(release)
-    at_update = sum(1 for ordinal, pod in release.pods.items() if ordinal < release.replicas
+    at_update = sum(1 for ordinal, pod in release.pods.items() if ordinal in release.ordinals
                     and annotations_of(pod).get(ANN_REVISION) == update
                     and ANN_TARGET not in annotations_of(pod))
+    at_current = sum(1 for ordinal, pod in release.pods.items() if ordinal in release.ordinals
+                     and annotations_of(pod).get(ANN_REVISION) == current)
+    available = [at for pod in live if (at := available_at(pod, release.spec.min_ready_s))]
     out = {
         "observedGeneration": release.stsp["metadata"].get("generation"),
         "replicas": len(live),
         "readyReplicas": sum(1 for pod in live if pod_ready(pod)),
+        "availableReplicas": sum(1 for at in available if at <= release.now),
         "updatedReplicas": at_update,
+        "currentReplicas": at_current,
         "unhealthyReplicas": len(unhealthy),
         "unhealthyPods": sorted(unhealthy, key=_ordinal_key)[:UNHEALTHY_LISTED],
         "currentRevision": current,
         "updateRevision": update,
+        "collisionCount": 0,
         "selector": selector_string(release.spec.selector),
         "batchDeployStatus": batch.to_status(),
     }
@@ -219,6 +233,9 @@ def requeue_after(release: ReleasePass, round_: PodRound,
     now = release.now
     times: list[datetime] = list(round_.deadlines)
     times += [at for at in stuck_since(release).values() if at > now]
+    # a pod turning available: availableReplicas, and OrderedReady's next creation or deletion
+    times += [at for pod in release.pods.values()
+              if (at := available_at(pod, release.spec.min_ready_s)) and at > now]
     deadline = parse_time(batch.deadline_time)
     if (deadline and not batch.complete and deadline > now
             and batch.general in (GeneralStatus.PROGRESSING, GeneralStatus.PAUSED)):

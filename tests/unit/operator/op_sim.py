@@ -38,7 +38,10 @@ def template(image: str = V1, env: list[dict] | None = None) -> dict[str, Any]:
 def make_stsp(replicas: int = 6, image: str = V1, batch_num: int = 3, auto: bool = True,
               pods_num: list | None = None, interval: int = 0, deadline: int = 600,
               max_failed: int = 0, strategy: str = "ABSwap",
-              annotations: dict | None = None) -> dict[str, Any]:
+              annotations: dict | None = None,
+              pod_management: str = "Parallel") -> dict[str, Any]:
+    """A StatefulSetPlus; pods are created at once (``Parallel``) unless a test is about
+    their order (``pod_management="OrderedReady"``, the API's default)."""
     cfg: dict[str, Any] = {"batchNum": batch_num, "batchAuto": auto,
                            "batchIntervalSeconds": interval, "batchDeadlineSeconds": deadline,
                            "maxFailedPercent": max_failed}
@@ -50,6 +53,7 @@ def make_stsp(replicas: int = 6, image: str = V1, batch_num: int = 3, auto: bool
                      "annotations": dict(annotations or {})},
         "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
                  "serviceName": "web", "template": template(image),
+                 "podManagementPolicy": pod_management,
                  "updateStrategy": {"type": strategy, "batchDeployConfig": cfg}},
     }
 

@@ -170,6 +170,8 @@ def test_crashing_image_fails_the_batch_and_rolls_it_back():
 
 def test_deadline_with_tolerance_continues():
     sim = settled(replicas=4, batch_num=2, max_failed=50, deadline=20)
+    # every pod available (Ready for minReadySeconds): no look is due before the deadline
+    sim.run(lambda s: s.stsp["status"]["availableReplicas"] == 4)
     sim.set_image(V2)
     sim.stuck_on["web-3"] = {V2}  # v2 never gets ready on pod 3: only the deadline ends it
     plan = sim.tick()

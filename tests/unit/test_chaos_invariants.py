@@ -20,7 +20,7 @@ def pod(ordinal: int, image: str, *, in_flight: bool = False, ready: bool = True
 
 def run_of(kind: str, replicas: int = 4, batches: int = 2) -> Scenario:
     return Scenario(seed=7, kind=kind, replicas=replicas, batches=batches, faults=(),
-                    scale_to=None, steer_at_s=None)
+                    pod_management="Parallel", scale_to=None, steer_at_s=None)
 
 
 def look(at_s: float, pods: list[PodSeen], general: str = "Progressing", updated: int = 0,

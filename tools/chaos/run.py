@@ -15,7 +15,7 @@ from .invariants import check, converged, ended_with_a_reason
 from .observe import NAME, READ_ERRORS, Observer, Seen, look
 from .scenario import BATCH_DEADLINE_S, ENV_NAME, MIN_READY_S, V1, Scenario
 
-SETTLE_TIMEOUT_S = 180
+SETTLE_TIMEOUT_S = 300  # OrderedReady: each pod soaks MIN_READY_S before the next is made
 # the end is awaited this long after the last fault: a node lost takes about a minute to be
 # noticed (the pod garbage collector's quarantine), and each batch soaks MIN_READY_S
 END_TIMEOUT_S = 300
@@ -39,6 +39,7 @@ def manifest(scenario: Scenario, namespace: str) -> dict[str, Any]:
         "apiVersion": "podkit.io/v1alpha1", "kind": "StatefulSetPlus",
         "metadata": {"name": NAME, "namespace": namespace},
         "spec": {"replicas": scenario.replicas, "minReadySeconds": MIN_READY_S,
+                 "podManagementPolicy": scenario.pod_management,
                  "selector": {"matchLabels": {"app": NAME}},
                  "template": {"metadata": {"labels": {"app": NAME}},
                               "spec": {"containers": [{"name": NAME, "image": V1}]}},

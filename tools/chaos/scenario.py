@@ -46,6 +46,7 @@ class Scenario:
     replicas: int
     batches: int
     faults: tuple[Fault, ...]
+    pod_management: str  # podManagementPolicy: "Parallel" or "OrderedReady"
     scale_to: int | None  # kind "scale": the replicas set during the release
     steer_at_s: float | None  # kinds "rollback" and "scale": when the annotation or the
     # new replicas are set
@@ -93,6 +94,7 @@ def scenario(seed: int) -> Scenario:
     faults = tuple(sorted((fault(rng) for _ in range(rng.randint(1, 3))), key=lambda f: f.at_s))
     return Scenario(
         seed=seed, kind=kind, replicas=replicas, batches=batches, faults=faults,
+        pod_management=rng.choice(("Parallel", "OrderedReady")),
         scale_to=rng.randint(2, 14) if kind == "scale" else None,
         steer_at_s=round(rng.uniform(1, 15), 1) if kind in ("rollback", "scale") else None)
 

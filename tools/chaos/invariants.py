@@ -51,7 +51,8 @@ def converged(scenario: Scenario, seen: Sequence[Seen], final: Seen) -> list[str
         out.append(f"pods {ordinals}, expected 0..{scenario.final_replicas - 1}")
     out += [f"{p.name} is not ready" for p in live if not p.ready]
     if scenario.may_fail and failed(final):
-        at_v1 = [p.ordinal for p in live if p.serving == V1 and not p.env]
+        at_v1 = [p.ordinal for p in live if p.serving == V1 and not any(
+            p.env.get(k) == v for k, v in scenario.release_env.items())]
         others = [p for p in live if p.ordinal not in at_v1 and not _serves_release(p, scenario)]
         out += [f"{p.name} serves {p.serving} with env {p.env}, neither v1 nor the release"
                 for p in others]
@@ -81,29 +82,30 @@ def ended_with_a_reason(scenario: Scenario, seen: Sequence[Seen], final: Seen) -
 
 
 def counted_only_what_runs(scenario: Scenario, seen: Sequence[Seen], final: Seen) -> list[str]:
-    """``updatedReplicas`` never exceeds the pods the node reports serving the release (its
-    image, and its env): the status is read before the pods, so it cannot be ahead of them,
-    unless pods went in between (a look with fewer pods than the status counts, or other pods
-    than the look before, is skipped: the status may count the pods that went).
-    The first look is taken before the release starts: looks whose status still names its
-    update revision describe the release before. Not checked for a rollback or a scale,
-    whose target moves."""
+    """``updatedReplicas`` never counts a pod that has not served the release (its image and
+    its env, ready, as the node reports): at each look it is at most the pods seen serving it
+    at this look or an earlier one that were there at this look or the one before (the
+    status is read before the pods, and pods the operator moves back after writing the
+    status, or deletes, were counted rightly). A pod counted updated has served for
+    ``minReadySeconds``, so looks 0.3 s apart see it. The first look is taken before the
+    release starts: looks whose status still names its update revision describe the release
+    before. Not checked for a rollback or a scale, whose target moves."""
     if scenario.kind in ("rollback", "scale") or not seen:
         return []
     before = seen[0].status.get("updateRevision")
-    uids: set[str] = set()
+    served: set[str] = set()
+    previous: set[str] = set()
     for look in seen:
-        live = [p for p in look.pods if not p.terminating]
-        replaced, uids = bool(uids) and uids != {p.uid for p in live}, {p.uid for p in live}
+        present = {p.uid for p in look.pods}
+        served |= {p.uid for p in look.pods if at_release(p, scenario)}
+        there, previous = present | previous, present
         if look.status.get("updateRevision") == before:
             continue
-        if replaced or len(live) < (look.status.get("replicas") or 0):
-            continue
         updated = look.status.get("updatedReplicas") or 0
-        serving = sum(1 for p in live if at_release(p, scenario))
+        serving = len(served & there)
         if updated > serving:
             return [f"at {look.at_s:.1f} s updatedReplicas {updated} but {serving} pod(s) "
-                    f"serve the release"]  # one line per run is enough to find it again
+                    f"served the release"]  # one line per run is enough to find it again
     return []
 
 

@@ -19,11 +19,10 @@ import pytest
 from test_operator_kwok import V1, V2, stsp
 
 from podkit_operator.api import keys
-from testbed.fixtures import running_api_cluster
+from testbed.fixtures import operator_on_api_cluster
 from testbed.kube import Kube, KubectlError
-from testbed.operator_proc import OperatorProcess
 from testbed.provisioner import CLASS_NAME
-from testbed.stsp import install_crd, pods, serving_image, set_image
+from testbed.stsp import pods, serving_image, set_image
 
 pytestmark = pytest.mark.integration
 
@@ -35,11 +34,8 @@ TEMPLATE = {"metadata": {"name": "data", "labels": {"tier": "db"}},
 @pytest.fixture(scope="module")
 def kube() -> Iterator[Kube]:
     """An API-only cluster with storage, the CRD, and the operator running against it."""
-    with running_api_cluster(f"claims-{os.getpid()}", nodes=2, storage=True) as api:
-        kube = api.kube()
-        install_crd(kube)
-        with OperatorProcess(kube.kubeconfig, api.layout.state / "operator.log"):
-            yield kube
+    with operator_on_api_cluster(f"claims-{os.getpid()}", nodes=2, storage=True) as (kube, _):
+        yield kube
 
 
 @pytest.fixture

@@ -18,14 +18,13 @@ from typing import Any
 import pytest
 
 from podkit_operator.api import keys
-from testbed.fixtures import running_api_cluster
+from testbed.fixtures import operator_on_api_cluster
 from testbed.kube import Kube
 from testbed.operator_proc import OperatorProcess
 from testbed.stsp import (
     QUICK_SOAK_S,
     batch_status,
     events,
-    install_crd,
     pods,
     pods_named,
     serving_image,
@@ -42,11 +41,8 @@ BROKEN = "podkit.local/podkit-demo:broken"
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[tuple[Kube, OperatorProcess]]:
     """An API-only cluster with the CRD, and the operator running against it."""
-    with running_api_cluster(f"op-{os.getpid()}", nodes=4) as api:
-        kube = api.kube()
-        install_crd(kube)
-        with OperatorProcess(kube.kubeconfig, api.layout.state / "operator.log") as operator:
-            yield kube, operator
+    with operator_on_api_cluster(f"op-{os.getpid()}", nodes=4) as running:
+        yield running
 
 
 @pytest.fixture

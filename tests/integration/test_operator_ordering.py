@@ -21,10 +21,9 @@ from typing import Any
 import pytest
 
 from podkit_operator.api import keys
-from testbed.fixtures import running_api_cluster
+from testbed.fixtures import operator_on_api_cluster
 from testbed.kube import Kube, KubectlError
-from testbed.operator_proc import OperatorProcess
-from testbed.stsp import batch_status, install_crd, pods, set_image, status
+from testbed.stsp import batch_status, pods, set_image, status
 
 pytestmark = pytest.mark.integration
 
@@ -35,11 +34,8 @@ BROKEN = "podkit.local/podkit-demo:broken"
 @pytest.fixture(scope="module")
 def kube() -> Iterator[Kube]:
     """An API-only cluster with the CRD, and the operator running against it."""
-    with running_api_cluster(f"ord-{os.getpid()}", nodes=2) as api:
-        kube = api.kube()
-        install_crd(kube)
-        with OperatorProcess(kube.kubeconfig, api.layout.state / "operator.log"):
-            yield kube
+    with operator_on_api_cluster(f"ord-{os.getpid()}", nodes=2) as (kube, _):
+        yield kube
 
 
 @pytest.fixture

@@ -133,6 +133,18 @@ def running_api_cluster(name: str, nodes: int = 1, storage: bool = False
         cluster.down()
 
 
+@contextmanager
+def operator_on_api_cluster(name: str, nodes: int = 1, storage: bool = False
+                            ) -> Iterator[tuple[Kube, OperatorProcess]]:
+    """An API-only cluster (see :func:`running_api_cluster`) with the CRD, and the operator
+    running against it for every namespace, for the ``with`` block."""
+    with running_api_cluster(name, nodes=nodes, storage=storage) as api:
+        kube = api.kube()
+        install_crd(kube)
+        with OperatorProcess(kube.kubeconfig, api.layout.state / "operator.log") as operator:
+            yield kube, operator
+
+
 @pytest.fixture(scope="session")
 def api_clusters() -> Iterator[Callable[..., ApiCluster]]:
     """`make(nodes=1)` starts one more API-only cluster; all go down after the session."""

@@ -72,6 +72,9 @@ FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
              signal.SIGUSR1, signal.SIGUSR2)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 ROLES = {warm.READY: "standby", warm.ACTIVE: "active", warm.RELEASED: "stopping"}
+# A warm business's messages are a word and a newline; what it writes beyond this without a
+# newline is dropped, so a process that never ends a line cannot grow podkit's memory.
+CHANNEL_LINE_MAX = 256
 DEFAULT_STOP_TIMEOUT_S = 25.0  # under the kubelet's default grace period of 30 s
 # How often a stopping wrapped slot looks whether its server still holds a listener: the
 # successor waits this long at most beyond the server's close.
@@ -332,6 +335,10 @@ class SlotRunner:
         while b"\n" in business.buffer:
             line, business.buffer = business.buffer.split(b"\n", 1)
             self._on_channel_message(business, line + b"\n")
+        if len(business.buffer) > CHANNEL_LINE_MAX:
+            print(f"podkit: ignoring a control message over {CHANNEL_LINE_MAX} bytes without "
+                  "a newline", flush=True)
+            business.buffer = b""
         return None
 
     def _close_channel(self, business: Business) -> None:

@@ -13,6 +13,7 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -258,6 +259,33 @@ def active_sleep(tmp_path: Path, cli, h) -> Iterator[tuple[SharedDir, subprocess
         wait_role(h, shared, "a", "active", proc.pid)
         [child] = h.wait_for(lambda: h.children_of(proc.pid), "sleep to start")
         yield shared, proc, child, h.start_time(child)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+# A warm business that writes 1 MB without a newline, then stands by as the protocol says.
+ENDLESS_LINE = """
+import os, socket, time
+channel = socket.socket(fileno=int(os.environ["PODKIT_CONTROL_FD"]))
+channel.sendall(b"x" * 1_000_000)
+channel.sendall(b"\\nREADY\\n")
+time.sleep(100)
+"""
+
+
+def test_a_control_message_without_an_end_is_dropped_and_the_protocol_goes_on(
+        tmp_path: Path, cli, h) -> None:
+    """podkit keeps at most CHANNEL_LINE_MAX bytes of a line (found reading the code, #24)."""
+    shared = SharedDir(tmp_path)
+    log = tmp_path / "run.log"
+    with open(log, "wb") as out:
+        proc = cli.start("run", "--mode", "warm", "--", sys.executable, "-c", ENDLESS_LINE,
+                         stdout=out, PODKIT_SLOT="b", PODKIT_VERSION="v1",
+                         PODKIT_DIR=str(tmp_path))
+    try:
+        wait_role(h, shared, "b", "standby", proc.pid)
+        assert "ignoring a control message over 256 bytes without a newline" in log.read_text()
     finally:
         proc.kill()
         proc.wait()

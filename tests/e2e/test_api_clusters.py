@@ -11,8 +11,7 @@ def deployment(name: str, replicas: int) -> dict:
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": name, "namespace": "default"},
-        "spec": {"replicas": replicas, "podManagementPolicy": "Parallel",
-                 "selector": {"matchLabels": {"app": name}},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
                  "template": {"metadata": {"labels": {"app": name}},
                               "spec": {"containers": [{"name": "app",
                                                        "image": "podkit.local/fake:1"}]}}},

@@ -382,10 +382,13 @@ class ReleasePass:
         return round_
 
     def failed_round(self, batch: int) -> PodRound:
-        """A failed batch: its pods (and any swap under way) go back to the current revision."""
+        """A failed batch: its pods (and any swap under way) go back to the current revision,
+        and so does any pod at the update revision beyond the batches so far (one a scale
+        moved out of them: batches are recomputed from the replicas)."""
         current = self.current
         round_ = PodRound()
         members = set(self.members(batch))
+        reached = set(started_members(self.order, self.targets, batch))
         round_.rollback_total = round_.batch_total = len(members)
         budget = StartBudget(self.max_concurrent)
         for ordinal in self.ordinals_descending():
@@ -398,7 +401,9 @@ class ReleasePass:
             pod_annotations = annotations_of(pod)
             round_.batch_failed += (ordinal in members
                                     and pod_annotations.get(ANN_FAILED) == self.update.name)
-            if (ordinal in members or pod_annotations.get(ANN_TARGET) is not None
+            beyond = (ordinal not in reached
+                      and pod_annotations.get(ANN_REVISION) == self.update.name)
+            if (ordinal in members or pod_annotations.get(ANN_TARGET) is not None or beyond
                     or self.failed_after_soak(pod)):  # in an earlier batch
                 if self.settle(round_, ordinal, current, budget):
                     round_.rollback_done += ordinal in members

@@ -428,3 +428,21 @@ def test_strategy_change_that_cannot_swap_fails_instead_of_hanging():
     sim.run(lambda s: s.bds.get("generalStatus") == "Failed")
     reasons = [e.message for p in sim.plans for e in p.events if e.reason == "UpdateFailed"]
     assert reasons and "no slot containers" in reasons[0]
+
+
+def test_a_failed_batch_after_a_scale_up_takes_back_every_pod_beyond_the_batches():
+    """make chaos seed 20: 5 pods in 3 batches, pod 4 updated in batch 1, then a scale to 8
+    moved batch 1 to pods 6 and 7; when that batch failed, pod 4 (beyond the batches so far)
+    kept the failed version. Every pod at the update revision beyond the batches started
+    goes back with the batch."""
+    sim = settled(replicas=5, batch_num=3, max_failed=0, deadline=20)
+    sim.set_image(V2)
+    sim.run(lambda s: at(s, rev(V2)) == [4])
+    sim.stsp["spec"]["replicas"] = 8
+    for pod in ("web-6", "web-7"):  # batch 1 is now pods 6 and 7: v2 never gets ready there
+        sim.stuck_on[pod] = {V2}
+    sim.run(lambda s: s.bds.get("generalStatus") == "Failed", ticks=60)
+    sim.stuck_on.clear()
+    sim.run(lambda s: not any("podkit.io/target-revision" in p["metadata"]["annotations"]
+                              for p in s.pods.values()))
+    assert at(sim, rev(V1)) == list(range(8))

@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -82,7 +83,27 @@ def swaps(pod: dict[str, Any]) -> float:
     return (pod["metadata"]["generation"] - 1) / 2
 
 
-def test_two_hundred_pods_released_batch_by_batch(kube: Kube, namespace: str) -> None:
+def stalled(kube: Kube, namespace: str, log: Path) -> Callable[[], str]:
+    """What a release that stopped short shows: its batch status, the pods not serving the
+    target with their podkit annotations, the operator's last lines (issue 24: this test
+    timed out once under load, and passed on every rerun)."""
+    def explain() -> str:
+        behind = [f"{p['metadata']['name']}: {keys_of(p)}" for p in pods(kube, namespace)
+                  if serving_image(p) != V2][:10]
+        lines = [line for line in log.read_text(errors="replace").splitlines()
+                 if "urllib3" not in line][-30:]
+        return "\n".join([f"batch status: {batch_status(kube, namespace)}", *behind, *lines])
+    return explain
+
+
+def keys_of(pod: dict[str, Any]) -> dict[str, str]:
+    return {k: v for k, v in (pod["metadata"].get("annotations") or {}).items()
+            if k.startswith("podkit.io/")}
+
+
+def test_two_hundred_pods_released_batch_by_batch(cluster: tuple[Kube, OperatorProcess],
+                                                  namespace: str) -> None:
+    kube, operator = cluster
     kube.apply(stsp(namespace, 200, V1, batchNum=4, podsNumToUpdate=[10, "25%", "60%", "100%"]))
     kube.wait_for("200 pods at v1", lambda: at(kube, namespace, V1, 200), timeout=180)
     first_release = status(kube, namespace)["updateRevision"]
@@ -108,7 +129,8 @@ def test_two_hundred_pods_released_batch_by_batch(kube: Kube, namespace: str) ->
         seen_orders.add(order)
         return all(i == V2 for i in image.values()) and len(image) == 200
 
-    kube.wait_for("the release of 200 pods", watch_batches, timeout=300, interval=0.2)
+    kube.wait_for("the release of 200 pods", watch_batches, timeout=300, interval=0.2,
+                  explain=stalled(kube, namespace, operator.log))
     final = batch_status(kube, namespace)
     assert final["generalStatus"] == "Completed" and final["batchOrder"] == 4
     assert seen_orders >= {2, 3, 4}

@@ -31,10 +31,16 @@ def bad_version_contained(scenario: Scenario, seen: Sequence[Seen], final: Seen)
             ] if reached else []
 
 
-def failed(final: Seen) -> bool:
-    """The release ended Failed with condition ReleaseFailed True."""
+def ending(final: Seen) -> tuple[str | None, dict[str, str]]:
+    """The release's ``generalStatus`` and its conditions' statuses, by type."""
     general = (final.status.get("batchDeployStatus") or {}).get("generalStatus")
     conditions = {c.get("type"): c.get("status") for c in final.status.get("conditions") or []}
+    return general, conditions
+
+
+def failed(final: Seen) -> bool:
+    """The release ended Failed with condition ReleaseFailed True."""
+    general, conditions = ending(final)
     return general == "Failed" and conditions.get("ReleaseFailed") == "True"
 
 
@@ -71,8 +77,7 @@ def converged(scenario: Scenario, seen: Sequence[Seen], final: Seen) -> list[str
 def ended_with_a_reason(scenario: Scenario, seen: Sequence[Seen], final: Seen) -> list[str]:
     """A good release ends Completed, a bad one Failed with ReleaseFailed True; a good one
     may end Failed too when a node was lost (see :func:`converged`)."""
-    general = (final.status.get("batchDeployStatus") or {}).get("generalStatus")
-    conditions = {c.get("type"): c.get("status") for c in final.status.get("conditions") or []}
+    general, conditions = ending(final)
     if scenario.bad:
         return [] if failed(final) else [f"a bad version ended {general}, conditions "
                                          f"{conditions}"]

@@ -172,7 +172,7 @@ class ReleasePass:
         return timedelta(seconds=self.spec.batch_deadline_s)
 
     def ordinals_descending(self) -> list[int]:
-        """Every ordinal below ``replicas``, pod or not, highest first."""
+        """Every ordinal of the range (``ordinals.start`` on), pod or not, highest first."""
         return sorted(self.ordinals, reverse=True)
 
     def unavailable(self) -> int:
@@ -416,7 +416,7 @@ class ReleasePass:
         round_ = PodRound()
         budget = StartBudget(self.max_concurrent)
         round_.rollback_total = self.replicas
-        for ordinal in reversed(self.ordinals):
+        for ordinal in self.ordinals_descending():
             pod = self.live(ordinal)
             if pod is None:
                 if ordinal not in self.pods:

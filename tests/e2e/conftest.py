@@ -2,10 +2,9 @@
 
 import pytest
 
-from testbed import kubebin
-from testbed.errors import TestbedError
 from testbed.fixtures import (  # noqa: F401
     api_clusters,
+    build_kubernetes_first,
     cluster,
     deployed_operator,
     docker_images,
@@ -17,16 +16,7 @@ from testbed.fixtures import (  # noqa: F401
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Build the patched Kubernetes (or find it cached) before any test starts.
-
-    A cold build takes longer than one test's time limit, so it must not run in a fixture.
-    """
-    if session.config.option.collectonly:
-        return
-    try:
-        kubebin.bin_dir()
-    except TestbedError as err:
-        pytest.exit(f"e2e: {err}", returncode=1)
+    build_kubernetes_first(session)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

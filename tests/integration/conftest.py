@@ -25,9 +25,15 @@ from podkit.errors import PodkitError
 from podkit.layout import SharedDir
 from podkit.localpod import LocalPod, wait_until
 from podkit.sidecar import Sidecar
+from testbed.fixtures import build_kubernetes_first
 
 LIVENESS_S = 20.0  # how long a step may take before the test calls it broken
 PODKIT = (sys.executable, "-m", "podkit")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The API-only clusters' tests need the patched Kubernetes: built before any test."""
+    build_kubernetes_first(session)
 
 
 # --- the CLI ---------------------------------------------------------------------------------

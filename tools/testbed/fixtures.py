@@ -12,6 +12,9 @@
 - `api_clusters`: a factory of API-only clusters (kwok nodes), all removed after the session.
 - `docker_images`: a Docker engine (started if none runs) holding podkit's images, for
   testcontainers.
+
+`build_kubernetes_first` is for a conftest's ``pytest_sessionstart``: the patched Kubernetes
+is built (or found cached) before any test starts.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from contextlib import ExitStack, contextmanager
 
 import pytest
 
-from testbed import docker, images
+from testbed import docker, images, kubebin
 from testbed.apicluster import ApiCluster
 from testbed.cluster import Testbed
 from testbed.errors import TestbedError
@@ -32,6 +35,18 @@ from testbed.kube import Kube
 from testbed.operator_deploy import deploy_operator, remove_operator
 from testbed.operator_proc import OperatorProcess
 from testbed.stsp import install_crd
+
+
+def build_kubernetes_first(session: pytest.Session) -> None:
+    """Build the patched Kubernetes (or find it cached) before any test starts: a cold build
+    (10-15 minutes on 2 cores) takes longer than one test's time limit, and a build killed
+    with its test leaves every later test without binaries."""
+    if session.config.option.collectonly:
+        return
+    try:
+        kubebin.bin_dir()
+    except TestbedError as err:
+        pytest.exit(f"{session.name}: {err}", returncode=1)
 
 
 def _need_root() -> None:

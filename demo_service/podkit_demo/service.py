@@ -114,11 +114,13 @@ class DemoService:
                   flush=True)
             while True:
                 time.sleep(3600)
+        if words == [b"WHO"]:  # which process answers: a checker tells processes apart
+            return f"{self.env.version} {self.env.slot} {os.getpid()}\n".encode()
         if words == [b"STATE"]:  # reads the whole blob: for tests, not for load
             report = dict(self.state.report(), version=self.env.version, slot=self.env.slot,
                           greeting=self.greeting, client_errors=self.client_errors)
             return (json.dumps(report) + "\n").encode()
-        return b"ERR use GET <seq> or STATE\n"
+        return b"ERR use GET <seq>, WHO or STATE\n"
 
     def _count(self, kind: str) -> None:
         self.client_errors[kind] = self.client_errors.get(kind, 0) + 1

@@ -13,7 +13,7 @@ import pytest
 from benchmarks.swaps import check_shm_room, demo_pod
 from podkit import shm
 from podkit.localpod import LocalPod
-from podkit_demo.client import LoadLoop, tcp_get, tcp_state
+from podkit_demo.client import LoadLoop, tcp_get, tcp_state, tcp_who
 
 
 @pytest.fixture
@@ -51,6 +51,19 @@ def test_one_gib_of_state_survives_twenty_swaps(tmp_path: Path, segment_name: st
     assert last["blob_crc"] == first["blob_crc_at_create"]
     assert last["generation"] == first["generation"] + 20  # one clean seal per hand-over
     assert last["served"] == 20
+
+
+def test_who_names_the_answering_process(tmp_path: Path, segment_name: str) -> None:
+    pod, tcp, _ = _pod(tmp_path, 1, segment_name)
+    try:
+        pod.start("v1")
+        before = tcp_who(tcp)
+        pod.swap("v2")
+        after = tcp_who(tcp)
+    finally:
+        pod.close()
+    assert before[:2] == ("v1", "a") and after[:2] == ("v2", "b")
+    assert before[2] != after[2] and min(before[2], after[2]) > 0
 
 
 def test_no_request_lost_across_a_hundred_swaps(tmp_path: Path, segment_name: str) -> None:

@@ -1,11 +1,13 @@
-"""``python -m chaos [--runs N] [--seed S] [--only SEED]``: seeded fault-injected releases.
+"""``python -m chaos [--mode kwok|kubelet] [--runs N] [--seed S] [--only SEED]``: seeded
+fault-injected releases.
 
-Runs seeds S..S+N-1 (or the one ``--only`` names) on one API-only cluster, one namespace per
-run, one operator (as its ServiceAccount, as the testbed runs it). A line per run on stdout,
-the runs in ``out/chaos/runs.jsonl``, and as the last stdout line one JSON object: ``runs``,
-``seeds_failed``, ``violations`` (runs by invariant), ``faults`` (by kind), ``requests`` and
-``lost`` (null here: kwok's pods run no process to send requests to). Exit status 1 when any
-run broke an invariant.
+Runs seeds S..S+N-1 (or the one ``--only`` names), one namespace per run, one operator (as
+its ServiceAccount, as the testbed runs it): in mode ``kwok`` on one API-only cluster, in mode
+``kubelet`` on the full testbed (a real kubelet and containerd; root), whose pods the checker
+also probes. A line per run on stdout, the runs in ``out/chaos/<mode>/runs.jsonl``, and as the
+last stdout line one JSON object: ``runs``, ``seeds_failed``, ``violations`` (runs by
+invariant), ``faults`` (by kind), ``requests`` and ``lost`` (the probes'; null in kwok mode,
+whose pods run no process to ask). Exit status 1 when any run broke an invariant.
 """
 
 from __future__ import annotations
@@ -16,11 +18,17 @@ import os
 import sys
 import time
 from collections import Counter
-from dataclasses import asdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from testbed import images
 from testbed.apicluster import ApiCluster
+from testbed.cluster import Testbed
 from testbed.errors import TestbedError
+from testbed.kube import Kube
+from testbed.operator_deploy import remove_operator
 from testbed.operator_proc import OperatorProcess, operator_identity
 from testbed.stsp import install_crd
 
@@ -28,73 +36,125 @@ from .faults import Injector
 from .partition import Relay
 from .run import RunResult, run
 from .scenario import scenario
-from .supervisor import Supervisor
+from .supervisor import Cluster, Supervisor
 
-NODES = 5
+NODES = 5  # kwok mode's fake nodes
 OUT = Path("out/chaos")
+
+
+@dataclass
+class Bed:
+    """Where the runs happen: the cluster, how to bring it back, its apiserver's port."""
+
+    kube: Kube
+    kubeconfig: Path
+    cluster: Cluster
+    bring_up: Callable[[], None]
+    apiserver_port: int
+    api: ApiCluster | None = None  # kwok mode: whose fake nodes a fault loses
+    podkit: dict[str, str] | None = None  # kubelet mode: the pause and sidecar images
+
+
+@contextmanager
+def kwok_bed() -> Iterator[Bed]:
+    api = ApiCluster(f"chaos-{os.getpid()}")
+    try:
+        api.up(nodes=NODES)
+        yield Bed(api.kube(), api.kubeconfig, api, lambda: api.up(nodes=0),
+                  api.ports().apiserver, api=api)
+    finally:
+        api.down()
+
+
+@contextmanager
+def kubelet_bed() -> Iterator[Bed]:
+    """The full testbed, left as it was found: brought down after only if it was down."""
+    bed = Testbed()
+    was_up = bed.is_up()
+    try:
+        bed.up()
+        kube = bed.kube()
+        remove_operator(kube)  # one left by `make demo KEEP=1` would fight over the pods
+        images.load_into_testbed(images.build_all())
+        tags = images.tags()
+        yield Bed(kube, bed.kubeconfig, bed, bed.up, bed.ports.apiserver,
+                  podkit={"pauseImage": tags.pause, "sidecarImage": tags.sidecar})
+    finally:
+        if not was_up:
+            bed.down()
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m chaos", description=__doc__.split("\n")[0])
+    parser.add_argument("--mode", choices=("kwok", "kubelet"), default="kwok")
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--seed", type=int, default=1, help="the first seed")
     parser.add_argument("--only", type=int, help="run this one seed alone")
     args = parser.parse_args(argv)
     seeds = [args.only] if args.only is not None else list(range(args.seed,
                                                                  args.seed + args.runs))
-    OUT.mkdir(parents=True, exist_ok=True)
-    api = ApiCluster(f"chaos-{os.getpid()}")
+    out = OUT / args.mode
+    out.mkdir(parents=True, exist_ok=True)
     began = time.monotonic()
     results: list[RunResult] = []
-    relay: Relay | None = None
     try:
-        api.up(nodes=NODES)
-        kube = api.kube()
-        install_crd(kube)
-        operator = OperatorProcess(api.kubeconfig, OUT / "operator.log",
-                                   identity="chaos-operator")
-        relay = Relay(("127.0.0.1", api.ports().apiserver))
-        operator.own_kubeconfig = operator_identity(api.kubeconfig,
-                                                    OUT / "operator.kubeconfig")
-        relay.point(operator.own_kubeconfig)
-        with Supervisor(api, operator) as supervisor, open(OUT / "runs.jsonl", "w") as record:
-            next_node = NODES
-            for seed in seeds:
-                plan = scenario(seed)
-                namespace = kube.create_namespace(f"chaos-{seed}")
-                injector = Injector(api, kube, supervisor, relay, namespace, next_node)
-                result = run(plan, injector)
-                next_node = injector.next_node
-                results.append(result)
-                row = asdict(result)
-                looks = row.pop("seen")
-                record.write(json.dumps({**row, "scenario": asdict(plan)}) + "\n")
-                record.flush()
-                if result.violations:  # every look, to see what happened
-                    (OUT / f"seed-{seed}.json").write_text(json.dumps(looks))
-                verdict = "ok" if not result.violations else f"VIOLATED {result.violations}"
-                print(f"seed {seed} {plan.kind} faults {result.faults} "
-                      f"{result.seconds} s: {verdict}", flush=True)
-                kube.run("delete", "namespace", namespace, "--wait=false")
+        with (kubelet_bed() if args.mode == "kubelet" else kwok_bed()) as bed:
+            results = runs(bed, args.mode, seeds, out)
     except TestbedError as err:
         print(f"chaos: the testbed failed: {err}", file=sys.stderr)
         return 2
-    finally:
-        if relay is not None:
-            relay.close()
-        api.down()
-    print(json.dumps(summary(results, time.monotonic() - began)))
+    print(json.dumps(summary(results, time.monotonic() - began, args.mode)))
     return 1 if any(r.violations for r in results) else 0
 
 
-def summary(results: list[RunResult], seconds: float) -> dict[str, object]:
+def runs(bed: Bed, mode: str, seeds: list[int], out: Path) -> list[RunResult]:
+    install_crd(bed.kube)
+    operator = OperatorProcess(bed.kubeconfig, out / "operator.log", identity="chaos-operator")
+    relay = Relay(("127.0.0.1", bed.apiserver_port))
+    results = []
+    try:
+        operator.own_kubeconfig = operator_identity(bed.kubeconfig, out / "operator.kubeconfig")
+        relay.point(operator.own_kubeconfig)
+        with (Supervisor(bed.cluster, bed.bring_up, operator) as supervisor,
+              open(out / "runs.jsonl", "w") as record):
+            next_node = NODES
+            for seed in seeds:
+                plan = scenario(seed, mode)
+                namespace = bed.kube.create_namespace(f"chaos-{seed}")
+                injector = Injector(bed.api, bed.kube, supervisor, relay, namespace, next_node)
+                result = run(plan, injector, bed.podkit)
+                next_node = injector.next_node
+                results.append(result)
+                row = asdict(result)
+                looks, probed = row.pop("seen"), row.pop("probed")
+                record.write(json.dumps({**row, "scenario": asdict(plan)}) + "\n")
+                record.flush()
+                if result.violations:  # every look, probe and event, to see what happened
+                    events = json.loads(bed.kube.run("get", "events", "-n", namespace,
+                                                     "-o", "json"))["items"]
+                    (out / f"seed-{seed}.json").write_text(json.dumps(
+                        {"looks": looks, "probed": probed, "events": events}))
+                verdict = "ok" if not result.violations else f"VIOLATED {result.violations}"
+                print(f"seed {seed} {plan.kind} faults {result.faults} "
+                      f"{result.seconds} s: {verdict}", flush=True)
+                bed.kube.run("delete", "namespace", namespace, "--wait=false")
+    finally:
+        relay.close()
+    return results
+
+
+def summary(results: list[RunResult], seconds: float, mode: str = "kwok") -> dict[str, object]:
     violations: Counter[str] = Counter(name for r in results for name in r.violations)
     faults: Counter[str] = Counter(f.split(" at ")[0] for r in results for f in r.faults)
     faults.pop("steer", None)  # the user's rollback or scale: not a fault
+    probed = mode == "kubelet"
     return {"runs": len(results),
             "seeds_failed": [r.seed for r in results if r.violations],
             "violations": dict(violations), "faults": dict(faults),
-            "requests": None, "lost": None, "mode": "kwok",
+            "requests": sum(r.requests or 0 for r in results) if probed else None,
+            "lost": sum(r.lost or 0 for r in results) if probed else None,
+            "excused": sum(r.excused or 0 for r in results) if probed else None,
+            "mode": mode,
             "operator_restarts": sum(r.operator_restarts for r in results),
             "seconds": round(seconds, 1)}
 

@@ -7,9 +7,12 @@ Pure: the observations and the scenario in, findings out.
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from .observe import PodSeen, Seen
+from .records import Answer, Hit, Probed, StateRead
 from .scenario import V1, Scenario
 
 
@@ -25,10 +28,18 @@ def bad_version_contained(scenario: Scenario, seen: Sequence[Seen], final: Seen)
         return []
     allowed = first_batch(scenario)
     reached = sorted({p.ordinal for s in seen for p in s.pods
-                      if scenario.target_image in p.images.values()
-                      and p.ordinal not in allowed})
+                      if carries_release(p, scenario) and p.ordinal not in allowed})
     return [f"the bad version reached ordinal(s) {reached} beyond batch 1 {sorted(allowed)}"
             ] if reached else []
+
+
+def carries_release(pod: PodSeen, scenario: Scenario) -> bool:
+    """A slot of the pod has the release in its spec: its image, or (a release of env only)
+    its env."""
+    if scenario.target_image != V1:
+        return scenario.target_image in pod.images.values()
+    return any(all(env.get(k) == v for k, v in scenario.release_env.items())
+               for env in pod.envs.values())
 
 
 def ending(final: Seen) -> tuple[str | None, dict[str, str]]:
@@ -124,6 +135,121 @@ def at_release(pod: PodSeen, scenario: Scenario) -> bool:
     return pod.ready and _serves_release(pod, scenario)
 
 
+def one_serving_process(scenario: Scenario, seen: Sequence[Seen], probed: Probed) -> list[str]:
+    """Never two business processes active in a pod: the probe asks one request at a time,
+    each on a new connection, so once another process has answered, a process that answered
+    before never answers again (it stopped accepting before it released the lock, and its
+    successor accepts only once it holds it)."""
+    out = []
+    for uid, answers in _by_pod(probed.answers).items():
+        done: set[int] = set()
+        current: int | None = None
+        for answer in answers:
+            if answer.pid is None or answer.pid == current:
+                continue
+            if answer.pid in done:
+                out.append(f"pod {uid}: process {answer.pid} (slot {answer.slot}) answered "
+                           f"again at {answer.at_s:.2f} s after process {current} had")
+                break
+            if current is not None:
+                done.add(current)
+            current = answer.pid
+    return out
+
+
+def lost_requests(scenario: Scenario, seen: Sequence[Seen], probed: Probed
+                  ) -> tuple[list[Answer], list[Answer]]:
+    """The probes' failures (after one retry), split into (lost, excused). Excused: on a pod
+    after it was deleted; after a kill, until the next answer, when that answer came from
+    another process than the last one before the kill (the server was killed: a kill of a
+    mere standby must cost nothing); on a pod that carried a version that crashes after it
+    took over (kubelet mode's "crash"), from when it carried it. Everything else is lost:
+    swaps, restarts of the kubelet, containerd and the control plane, and a release that
+    crashes at start must cost no request."""
+    crashed_from: dict[str, float] = {}
+    if scenario.kind == "crash":
+        for look in seen:
+            for pod in look.pods:
+                if carries_release(pod, scenario):
+                    crashed_from.setdefault(pod.uid, look.at_s)
+    lost: list[Answer] = []
+    excused: list[Answer] = []
+    for uid, answers in _by_pod(probed.answers).items():
+        windows = _excused_windows(uid, answers, probed.hits)
+        if uid in crashed_from:
+            windows.append((crashed_from[uid], math.inf))
+        for answer in answers:
+            if answer.ok:
+                continue
+            inside = any(start <= answer.at_s <= end for start, end in windows)
+            (excused if inside else lost).append(answer)
+    return lost, excused
+
+
+def _excused_windows(uid: str, answers: Sequence[Answer], hits: Sequence[Hit]
+                     ) -> list[tuple[float, float]]:
+    windows = []
+    for hit in (h for h in hits if h.uid == uid):
+        if hit.kind == "pod-delete":
+            windows.append((hit.at_s, math.inf))
+        elif hit.pids:
+            before = [a for a in answers if a.ok and a.at_s < hit.at_s]
+            after = next((a for a in answers if a.ok and a.at_s > hit.at_s), None)
+            end = after.at_s if after is not None else math.inf
+            if not before or after is None or after.pid != before[-1].pid:
+                windows.append((hit.at_s, end))
+    return windows
+
+
+def no_lost_request(scenario: Scenario, seen: Sequence[Seen], probed: Probed) -> list[str]:
+    """Every probe answered (see :func:`lost_requests` for the failures a fault excuses);
+    and the probes answered at all (a probe that saw nothing proves nothing)."""
+    if not any(a.ok for a in probed.answers):
+        return [f"no probe was answered ({len(probed.answers)} sent)"]
+    lost, _ = lost_requests(scenario, seen, probed)
+    if not lost:
+        return []
+    first = lost[0]
+    return [f"{len(lost)} request(s) lost, the first to pod {first.uid} at {first.at_s:.2f} s "
+            f"({first.error})"]
+
+
+def state_intact(scenario: Scenario, seen: Sequence[Seen], probed: Probed) -> list[str]:
+    """Every pod's shared-memory blob is byte for byte what it was at the pod's start (its
+    checksum now equals the one written at creation, which never changes), and its served
+    counter never goes back: the state outlives every process of the pod."""
+    if not probed.reads:
+        return ["no state was read"]
+    out = []
+    for uid, reads in _by_pod(probed.reads).items():
+        created, served = reads[0].blob_crc_at_create, reads[0].served
+        for read in reads:
+            if read.blob_crc_at_create != created:
+                out.append(f"pod {uid}: the segment was created again by {read.at_s:.1f} s")
+            elif not read.intact or read.blob_crc != created:
+                out.append(f"pod {uid}: blob checksum {read.blob_crc} at {read.at_s:.1f} s, "
+                           f"created as {created}")
+            elif read.served < served:
+                out.append(f"pod {uid}: served went back to {read.served} at "
+                           f"{read.at_s:.1f} s from {served}")
+            else:
+                served = read.served
+                continue
+            break  # one line per pod
+    return out
+
+
+Record = TypeVar("Record", Answer, StateRead)
+
+
+def _by_pod(records: Sequence[Record]) -> dict[str, list[Record]]:
+    """The records of each pod, by UID, in time order."""
+    grouped: defaultdict[str, list[Record]] = defaultdict(list)
+    for record in sorted(records, key=lambda r: r.at_s):
+        grouped[record.uid].append(record)
+    return dict(grouped)
+
+
 Check = Callable[[Scenario, Sequence[Seen], Seen], list[str]]
 CHECKS: dict[str, Check] = {
     "bad-version-contained": bad_version_contained,
@@ -131,9 +257,18 @@ CHECKS: dict[str, Check] = {
     "ended-with-a-reason": ended_with_a_reason,
     "counted-only-what-runs": counted_only_what_runs,
 }
+ProbeCheck = Callable[[Scenario, Sequence[Seen], Probed], list[str]]
+PROBE_CHECKS: dict[str, ProbeCheck] = {  # kubelet mode: on what the probes saw
+    "one-serving-process": one_serving_process,
+    "no-lost-request": no_lost_request,
+    "state-intact": state_intact,
+}
 
 
-def check(scenario: Scenario, seen: Sequence[Seen], final: Seen) -> dict[str, list[str]]:
-    """Every invariant's violations (empty lists left out)."""
+def check(scenario: Scenario, seen: Sequence[Seen], final: Seen,
+          probed: Probed | None = None) -> dict[str, list[str]]:
+    """Every invariant's violations (empty lists left out); the probes' too when given."""
     found = {name: fn(scenario, seen, final) for name, fn in CHECKS.items()}
+    if probed is not None:
+        found |= {name: fn(scenario, seen, probed) for name, fn in PROBE_CHECKS.items()}
     return {name: lines for name, lines in found.items() if lines}

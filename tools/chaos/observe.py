@@ -11,6 +11,7 @@ import json
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,11 @@ class PodSeen:
     reported: dict[str, str]  # container name -> image the node reports running
     ready: bool
     terminating: bool
+    ip: str | None = None
+    envs: dict[str, dict[str, str]] = field(default_factory=dict)  # container name -> env
+    container_ids: dict[str, str] = field(default_factory=dict)  # name -> ID on the node
+    started: dict[str, str] = field(default_factory=dict)  # name -> (restarts, startedAt), for
+    # the record of a failed run
 
     @property
     def serving(self) -> str | None:
@@ -57,18 +63,24 @@ def pod_seen(pod: dict[str, Any]) -> PodSeen:
     slot = annotations.get(ACTIVE_SLOT)
     active = f"{NAME}-{slot}" if slot else None
     containers = {c["name"]: c for c in spec["containers"]}
-    env = {e["name"]: e.get("value", "") for e in
-           (containers.get(active or "") or {}).get("env") or []}
+    envs = {name: {e["name"]: e.get("value", "") for e in c.get("env") or []}
+            for name, c in containers.items()}
     statuses = (pod.get("status") or {}).get("containerStatuses") or []
     conditions = (pod.get("status") or {}).get("conditions") or []
     return PodSeen(
         name=meta["name"], uid=meta["uid"], ordinal=int(meta["name"].rsplit("-", 1)[1]),
-        images={n: c["image"] for n, c in containers.items()}, env=env, active=active,
+        images={n: c["image"] for n, c in containers.items()}, env=envs.get(active or "", {}),
+        active=active,
         in_flight=TARGET in annotations,
         reported={s["name"]: s.get("image", "") for s in statuses
                   if (s.get("state") or {}).get("running")},
         ready=any(c["type"] == "Ready" and c["status"] == "True" for c in conditions),
-        terminating=bool(meta.get("deletionTimestamp")))
+        terminating=bool(meta.get("deletionTimestamp")),
+        ip=(pod.get("status") or {}).get("podIP"), envs=envs,
+        container_ids={s["name"]: s["containerID"] for s in statuses if s.get("containerID")},
+        started={s["name"]: f"{s.get('restartCount', 0)} "
+                 f"{((s.get('state') or {}).get('running') or {}).get('startedAt')}"
+                 for s in statuses})
 
 
 def look(kube: Kube, namespace: str, at_s: float) -> Seen:
@@ -88,6 +100,7 @@ class Observer:
     namespace: str
     started: float
     interval: float = 0.3
+    on_look: Callable[[Seen], None] | None = None  # kubelet mode: the probes follow the looks
     seen: list[Seen] = field(default_factory=list)
     failed_reads: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -101,10 +114,13 @@ class Observer:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.seen.append(look(self.kube, self.namespace,
-                                      time.monotonic() - self.started))
+                seen = look(self.kube, self.namespace, time.monotonic() - self.started)
             except READ_ERRORS:
                 self.failed_reads += 1
+            else:
+                self.seen.append(seen)
+                if self.on_look is not None:
+                    self.on_look(seen)
             self._stop.wait(self.interval)
 
     def stop(self) -> list[Seen]:

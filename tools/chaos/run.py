@@ -1,5 +1,6 @@
 """One run: a settled StatefulSetPlus at v1, its release, the faults on their timeline, the
-end awaited, and the invariants checked on what the observer saw."""
+end awaited, and the invariants checked on what the observer (and in kubelet mode the
+probes) saw."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from testbed.errors import TestbedError
 from testbed.kube import Kube
 
 from .faults import Injector
-from .invariants import check, converged, ended_with_a_reason
+from .invariants import check, converged, ended_with_a_reason, lost_requests
 from .observe import NAME, READ_ERRORS, Observer, Seen, look
-from .scenario import BATCH_DEADLINE_S, ENV_NAME, MIN_READY_S, V1, Scenario
+from .probes import Probes
+from .records import Probed
+from .scenario import BATCH_DEADLINE_S, MIN_READY_S, V1, Scenario
 
 SETTLE_TIMEOUT_S = 300  # OrderedReady: each pod soaks MIN_READY_S before the next is made
 # the end is awaited this long after the last fault: a node lost takes about a minute to be
@@ -30,23 +33,36 @@ class RunResult:
     looks: int = 0
     failed_reads: int = 0
     operator_restarts: int = 0  # the operator exited by itself and was started again
+    requests: int | None = None  # kubelet mode: the probes' requests, and those lost
+    lost: int | None = None
+    excused: int | None = None  # failed where a fault or a crashing version stopped the server
     seen: list[Seen] = field(default_factory=list, repr=False)  # every look, for a failed run
+    probed: Probed | None = field(default=None, repr=False)
     seconds: float = 0.0
 
 
-def manifest(scenario: Scenario, namespace: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "podkit.io/v1alpha1", "kind": "StatefulSetPlus",
-        "metadata": {"name": NAME, "namespace": namespace},
-        "spec": {"replicas": scenario.replicas, "minReadySeconds": MIN_READY_S,
-                 "podManagementPolicy": scenario.pod_management,
-                 "selector": {"matchLabels": {"app": NAME}},
-                 "template": {"metadata": {"labels": {"app": NAME}},
-                              "spec": {"containers": [{"name": NAME, "image": V1}]}},
-                 "updateStrategy": {"type": "ABSwap", "batchDeployConfig": {
-                     "batchNum": scenario.batches, "maxFailedPercent": 0,
-                     "batchDeadlineSeconds": BATCH_DEADLINE_S}}},
-    }
+def manifest(scenario: Scenario, namespace: str, podkit: dict[str, str] | None = None
+             ) -> dict[str, Any]:
+    """The StatefulSetPlus of a run; ``podkit`` (kubelet mode) names the pause and sidecar
+    images, and the demo's images are the node's own."""
+    container: dict[str, Any] = {"name": NAME, "image": V1}
+    pod: dict[str, Any] = {"containers": [container]}
+    spec: dict[str, Any] = {
+        "replicas": scenario.replicas, "minReadySeconds": MIN_READY_S,
+        "podManagementPolicy": scenario.pod_management,
+        "selector": {"matchLabels": {"app": NAME}},
+        "template": {"metadata": {"labels": {"app": NAME}}, "spec": pod},
+        "updateStrategy": {"type": "ABSwap", "batchDeployConfig": {
+            "batchNum": scenario.batches, "maxFailedPercent": 0,
+            "batchDeadlineSeconds": BATCH_DEADLINE_S}}}
+    if podkit is not None:
+        spec["podkit"] = podkit
+        container["imagePullPolicy"] = "Never"
+        pod["terminationGracePeriodSeconds"] = 5
+    if scenario.template_env:
+        container["env"] = [{"name": k, "value": v} for k, v in scenario.template_env.items()]
+    return {"apiVersion": "podkit.io/v1alpha1", "kind": "StatefulSetPlus",
+            "metadata": {"name": NAME, "namespace": namespace}, "spec": spec}
 
 
 def settled(kube: Kube, namespace: str, replicas: int) -> bool:
@@ -56,9 +72,10 @@ def settled(kube: Kube, namespace: str, replicas: int) -> bool:
 
 def start_release(kube: Kube, scenario: Scenario, namespace: str) -> None:
     value: Any
-    if scenario.kind == "env":
+    if scenario.release_env:
+        env = {**scenario.template_env, **scenario.release_env}
         path, value = "/spec/template/spec/containers/0/env", [
-            {"name": ENV_NAME, "value": str(scenario.seed)}]
+            {"name": k, "value": v} for k, v in env.items()]
     else:
         path, value = "/spec/template/spec/containers/0/image", scenario.target_image
     kube.patch("statefulsetplus", NAME, [{"op": "add", "path": path, "value": value}],
@@ -76,12 +93,15 @@ def steer(kube: Kube, scenario: Scenario, namespace: str) -> str:
     return f"scale to {scenario.scale_to}"
 
 
-def run(scenario: Scenario, injector: Injector) -> RunResult:
+def run(scenario: Scenario, injector: Injector, podkit: dict[str, str] | None = None
+        ) -> RunResult:
+    """One run; ``podkit`` (the kubelet mode's pause and sidecar images) also probes every
+    pod and checks what the probes saw."""
     kube, namespace = injector.kube, injector.namespace
     result = RunResult(scenario.seed, scenario.kind)
     began = time.monotonic()
     restarts_before = injector.supervisor.restarts
-    kube.apply(manifest(scenario, namespace))
+    kube.apply(manifest(scenario, namespace, podkit))
     try:
         kube.wait_for(f"{scenario.replicas} pods at v1",
                       lambda: settled(kube, namespace, scenario.replicas),
@@ -90,8 +110,10 @@ def run(scenario: Scenario, injector: Injector) -> RunResult:
         result.violations = {"settled": [str(err)]}
         result.seconds = round(time.monotonic() - began, 1)
         return result
-    started = time.monotonic()
-    observer = Observer(kube, namespace, started).start()
+    started = injector.started = time.monotonic()
+    probes = Probes(started) if podkit is not None else None
+    observer = Observer(kube, namespace, started,
+                        on_look=probes.follow if probes is not None else None).start()
     kube.wait_for("the observer's first look", lambda: observer.seen, timeout=30)
     start_release(kube, scenario, namespace)
     timeline: list[tuple[float, str, Any]] = [(f.at_s, "fault", f) for f in scenario.faults]
@@ -104,7 +126,12 @@ def run(scenario: Scenario, injector: Injector) -> RunResult:
     deadline = time.monotonic() + END_TIMEOUT_S
     final = _final_look(kube, scenario, namespace, started, deadline)
     seen = observer.stop()
-    result.violations = check(scenario, seen, final)
+    if probes is not None:
+        answers, reads = probes.stop()
+        result.probed = Probed(tuple(answers), tuple(reads), tuple(injector.hits))
+        lost, excused = lost_requests(scenario, seen, result.probed)
+        result.requests, result.lost, result.excused = len(answers), len(lost), len(excused)
+    result.violations = check(scenario, seen, final, result.probed)
     result.seen = [*seen, final]
     result.looks, result.failed_reads = len(seen), observer.failed_reads
     result.operator_restarts = injector.supervisor.restarts - restarts_before

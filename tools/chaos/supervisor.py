@@ -1,5 +1,6 @@
 """The cluster kept running as a node keeps it: the control plane's processes as the kubelet
-keeps static pods, the operator as its Deployment keeps it. A process that exits is started
+keeps static pods (and the kubelet and containerd as systemd keeps them), the operator as its
+Deployment keeps it. A process that exits is started
 again (the controller-manager and the scheduler exit when they lose their leases while the
 apiserver restarts; an operator that loses its Lease exits on purpose, to come back as a
 candidate). Faults that stop a process go through here, so nothing restarts it early."""
@@ -8,17 +9,28 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from testbed.apicluster import ApiCluster
+from testbed.daemons import Proc
 from testbed.operator_proc import OperatorProcess
 
 POLL_S = 0.5
 
 
+class Cluster(Protocol):
+    """An API-only cluster or the full testbed: its processes by name."""
+
+    def proc(self, name: str) -> Proc: ...
+
+    def is_up(self) -> bool: ...
+
+
 @dataclass
 class Supervisor:
-    api: ApiCluster
+    cluster: Cluster
+    bring_up: Callable[[], None]  # starts what is not running and waits until it serves
     operator: OperatorProcess
     restarts: int = 0  # the operator exited by itself and was started again
     _held_until: float = 0.0
@@ -48,14 +60,14 @@ class Supervisor:
     def restart(self, component: str) -> None:
         """Stop one of the control plane's processes and start it again, serving."""
         with self._lock:
-            self.api.proc(component).stop()
-            self.api.up(nodes=0)  # starts what is not running and waits until it serves
+            self.cluster.proc(component).stop()
+            self.bring_up()
 
     def _run(self) -> None:
         while not self._stop.wait(POLL_S):
             with self._lock:
-                if not self.api.is_up():
-                    self.api.up(nodes=0)
+                if not self.cluster.is_up():
+                    self.bring_up()
                 if time.monotonic() < self._held_until:
                     continue
                 proc = self.operator.proc

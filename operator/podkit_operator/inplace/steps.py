@@ -241,12 +241,18 @@ def _finish_annotations(pod: dict[str, Any], target: RevisionInfo,
 def _check_failure(pod: dict[str, Any], target: RevisionInfo, deadline_s: int, now: datetime,
                    containers: list[str]) -> Failed | None:
     """A swap to ``target`` under way fails past its deadline or on a container that cannot
-    start."""
+    start.
+
+    The deadline is for reaching the target, as a Deployment's progress deadline is: once the
+    pod has been recorded serving it (``serving-since``), only its soak judges it. An
+    operator away past the deadline (cut off, restarted, the apiserver down) would otherwise
+    fail a pod that converged long before (make chaos, kwok seed 21)."""
     ann = annotations_of(pod)
     if ann.get(ANN_TARGET) != target.name:
         return None
     started = parse_time(ann.get(ANN_STARTED))
-    if started is not None and now > started + timedelta(seconds=deadline_s):
+    converged = bool(ann.get(ANN_SERVING_SINCE))
+    if started is not None and not converged and now > started + timedelta(seconds=deadline_s):
         return Failed(f"update to {target.name} started at {rfc3339(started)} did not finish "
                       f"within {deadline_s}s")
     for name in containers:

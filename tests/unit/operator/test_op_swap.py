@@ -136,6 +136,27 @@ def test_deadline_fails():
     assert isinstance(st, Failed) and "within 60s" in st.reason
 
 
+def test_seed_21_a_pod_soaking_past_the_deadline_is_judged_by_its_soak_alone():
+    """make chaos, kwok seed 21: the operator, away from 12 s to 40 s (the apiserver and etcd
+    restarted, its Lease lost), came back after the batch deadline to a pod that had served
+    the release since 5 s, and failed it: the deadline is for reaching the target."""
+    stsp = make_stsp(deadline=40)
+    stsp["spec"]["minReadySeconds"] = 10
+    spec = parse_spec(stsp["spec"])
+    pod = build_pod(stsp, spec, 0, R1.name, R1.template, False)
+    kubelet(pod)
+    now = T0
+    while not isinstance(step := swap_step(pod, R2, spec, False, now, soak_s=10), Wait) \
+            or "soaking" not in step.reason:
+        assert isinstance(step, PatchPod), step
+        apply_patch(pod, step.patch)
+        kubelet(pod)
+        now += timedelta(seconds=1)
+    back = swap_step(pod, R2, spec, False, T0 + timedelta(seconds=41), soak_s=10)
+    assert isinstance(back, Done), back
+    # a pod that never reached the target still fails at the deadline (test_deadline_fails)
+
+
 def test_rollback_after_step_two():
     spec, pod = _setup()
     for _ in range(2):

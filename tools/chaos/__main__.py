@@ -50,7 +50,7 @@ class Bed:
     kubeconfig: Path
     cluster: Cluster
     bring_up: Callable[[], None]
-    apiserver_port: int
+    apiserver: tuple[str, int]  # the address its kubeconfig names
     api: ApiCluster | None = None  # kwok mode: whose fake nodes a fault loses
     podkit: dict[str, str] | None = None  # kubelet mode: the pause and sidecar images
 
@@ -61,7 +61,7 @@ def kwok_bed() -> Iterator[Bed]:
     try:
         api.up(nodes=NODES)
         yield Bed(api.kube(), api.kubeconfig, api, lambda: api.up(nodes=0),
-                  api.ports().apiserver, api=api)
+                  ("127.0.0.1", api.ports().apiserver), api=api)
     finally:
         api.down()
 
@@ -77,7 +77,7 @@ def kubelet_bed() -> Iterator[Bed]:
         remove_operator(kube)  # one left by `make demo KEEP=1` would fight over the pods
         images.load_into_testbed(images.build_all())
         tags = images.tags()
-        yield Bed(kube, bed.kubeconfig, bed, bed.up, bed.ports.apiserver,
+        yield Bed(kube, bed.kubeconfig, bed, bed.up, (bed.addr.node_ip, bed.ports.apiserver),
                   podkit={"pauseImage": tags.pause, "sidecarImage": tags.sidecar})
     finally:
         if not was_up:
@@ -110,7 +110,7 @@ def main(argv: list[str]) -> int:
 def runs(bed: Bed, mode: str, seeds: list[int], out: Path) -> list[RunResult]:
     install_crd(bed.kube)
     operator = OperatorProcess(bed.kubeconfig, out / "operator.log", identity="chaos-operator")
-    relay = Relay(("127.0.0.1", bed.apiserver_port))
+    relay = Relay(bed.apiserver)
     results = []
     try:
         operator.own_kubeconfig = operator_identity(bed.kubeconfig, out / "operator.kubeconfig")

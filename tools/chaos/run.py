@@ -16,7 +16,7 @@ from .invariants import check, converged, ended_with_a_reason, lost_requests
 from .observe import NAME, READ_ERRORS, Observer, Seen, look
 from .probes import Probes
 from .records import Probed
-from .scenario import BATCH_DEADLINE_S, MIN_READY_S, V1, Scenario
+from .scenario import MIN_READY_S, V1, Scenario
 
 SETTLE_TIMEOUT_S = 300  # OrderedReady: each pod soaks MIN_READY_S before the next is made
 # the end is awaited this long after the last fault: a node lost takes about a minute to be
@@ -54,7 +54,7 @@ def manifest(scenario: Scenario, namespace: str, podkit: dict[str, str] | None =
         "template": {"metadata": {"labels": {"app": NAME}}, "spec": pod},
         "updateStrategy": {"type": "ABSwap", "batchDeployConfig": {
             "batchNum": scenario.batches, "maxFailedPercent": 0,
-            "batchDeadlineSeconds": BATCH_DEADLINE_S}}}
+            "batchDeadlineSeconds": scenario.batch_deadline_s}}}
     if podkit is not None:
         spec["podkit"] = podkit
         container["imagePullPolicy"] = "Never"

@@ -29,12 +29,13 @@ def udp_get(address: Address, seq: int, timeout: float = 2.0) -> bytes:
         return _udp_reply(udp, seq)
 
 
-def tcp_who(address: Address, timeout: float = 2.0) -> tuple[str, str, int]:
-    """(version, slot, pid) of the process that answers, on a new connection."""
+def tcp_who(address: Address, timeout: float = 2.0) -> tuple[str, str, str]:
+    """(version, slot, process) of the process that answers, on a new connection; the
+    process is ``<pid>@<started-ns>``, unique across container restarts."""
     with socket.create_connection(address, timeout=timeout) as conn:
         conn.sendall(b"WHO\n")
-        version, slot, pid = _read_line(conn).decode().split()
-        return version, slot, int(pid)
+        version, slot, pid, started = _read_line(conn).decode().split()
+        return version, slot, f"{pid}@{started}"
 
 
 def tcp_state(address: Address, timeout: float = 30.0) -> dict[str, Any]:

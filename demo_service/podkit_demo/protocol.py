@@ -3,8 +3,9 @@
 TCP (one line per request, any number of requests per connection) and UDP (one datagram):
 
 * ``GET <seq>``  -> ``<version> <slot> <seq> <served> <greeting>``
-* ``WHO``        -> ``<version> <slot> <pid>`` (TCP): which process answers, its pid in the
-  pod's PID namespace, so a checker can tell two processes of one slot apart
+* ``WHO``        -> ``<version> <slot> <pid> <started-ns>`` (TCP): which process answers, its
+  pid in its PID namespace and when it started (a restarted container's new namespace gives
+  the same pids again), so a checker can tell two processes of one slot apart
 * ``STATE``      -> one JSON line: version, slot, served, blob size and checksums (TCP only;
   it reads the whole blob, so it is for tests, not for load)
 * ``GET /healthz HTTP/1.x`` (TCP) -> ``HTTP/1.0 200 OK``: an HTTP request line, so a

@@ -115,7 +115,7 @@ class DemoService:
             while True:
                 time.sleep(3600)
         if words == [b"WHO"]:  # which process answers: a checker tells processes apart
-            return f"{self.env.version} {self.env.slot} {os.getpid()}\n".encode()
+            return f"{self.env.version} {self.env.slot} {os.getpid()} {STARTED_NS}\n".encode()
         if words == [b"STATE"]:  # reads the whole blob: for tests, not for load
             report = dict(self.state.report(), version=self.env.version, slot=self.env.slot,
                           greeting=self.greeting, client_errors=self.client_errors)
@@ -322,6 +322,11 @@ class DemoService:
         if self._connections.pop(conn.sock, None) is not None:
             self._selector.unregister(conn.sock)
             conn.sock.close()
+
+
+# when this process started (CLOCK_REALTIME ns): with the pid, which a restarted container's
+# new PID namespace gives again, it names one process for good
+STARTED_NS = time.time_ns()
 
 
 def _crash_at(version: str | None) -> float:

@@ -78,6 +78,8 @@ def test_a_good_release_may_fail_after_a_lost_node_with_the_batches_before_kept(
                  failed="True", updated=2)
     assert check(plan, [], mixed) == {"converged": [
         "after the failed release v1 is at ordinals [1, 2], not the lowest"]}
+    killed = replace(run_of("image"), faults=(Fault("active-kill", 3.0, 0, 0.0),))
+    assert check(killed, [], kept) == {}  # kubelet seed 3: a killed active is a crash
     without_the_fault = run_of("image")
     assert list(check(without_the_fault, [], kept)) == ["converged", "ended-with-a-reason"]
 

@@ -24,8 +24,9 @@ def pod(image: str) -> PodSeen:
                    ready=True, terminating=False, envs={"web-a": {}, "web-b": {}})
 
 
-def ok(at_s: float, pid: int, slot: str = "a", version: str = "v1") -> Answer:
-    return Answer(at_s, "u0", version, slot, pid, retried=False)
+def ok(at_s: float, pid: int, slot: str = "a", version: str = "v1", started: int = 0
+       ) -> Answer:
+    return Answer(at_s, "u0", version, slot, f"{pid}@{started}", retried=False)
 
 
 def failed(at_s: float) -> Answer:
@@ -58,8 +59,12 @@ def test_a_swap_seen_by_the_probes_keeps_every_promise() -> None:
 def test_a_process_answering_again_after_its_successor_is_two_active() -> None:
     answers = [ok(0.0, 10), ok(0.1, 20, "b", "v2"), ok(0.2, 10)]
     assert only_probes(check(plan(), [], FINAL, probed(answers))) == {
-        "one-serving-process": ["pod u0: process 10 (slot a) answered again at 0.20 s after "
-                                "process 20 had"]}
+        "one-serving-process": ["pod u0: process 10@0 (slot a) answered again at 0.20 s "
+                                "after process 20@0 had"]}
+    # kubelet seed 5: a restarted container's new PID namespace gives pid 10 again, to
+    # another process (started later)
+    again = [ok(0.0, 10), ok(0.1, 20, "b", "v2"), ok(0.2, 10, started=5)]
+    assert only_probes(check(plan(), [], FINAL, probed(again))) == {}
 
 
 def test_a_failed_request_during_a_swap_or_a_kubelet_restart_is_lost() -> None:

@@ -142,18 +142,18 @@ def one_serving_process(scenario: Scenario, seen: Sequence[Seen], probed: Probed
     successor accepts only once it holds it)."""
     out = []
     for uid, answers in _by_pod(probed.answers).items():
-        done: set[int] = set()
-        current: int | None = None
+        done: set[str] = set()
+        current: str | None = None
         for answer in answers:
-            if answer.pid is None or answer.pid == current:
+            if answer.process is None or answer.process == current:
                 continue
-            if answer.pid in done:
-                out.append(f"pod {uid}: process {answer.pid} (slot {answer.slot}) answered "
+            if answer.process in done:
+                out.append(f"pod {uid}: process {answer.process} (slot {answer.slot}) answered "
                            f"again at {answer.at_s:.2f} s after process {current} had")
                 break
             if current is not None:
                 done.add(current)
-            current = answer.pid
+            current = answer.process
     return out
 
 
@@ -196,7 +196,7 @@ def _excused_windows(uid: str, answers: Sequence[Answer], hits: Sequence[Hit]
             before = [a for a in answers if a.ok and a.at_s < hit.at_s]
             after = next((a for a in answers if a.ok and a.at_s > hit.at_s), None)
             end = after.at_s if after is not None else math.inf
-            if not before or after is None or after.pid != before[-1].pid:
+            if not before or after is None or after.process != before[-1].process:
                 windows.append((hit.at_s, end))
     return windows
 

@@ -58,8 +58,8 @@ class PodProbe:
         error = ""
         for retried in (False, True):
             try:
-                version, slot, pid = tcp_who((self.ip, DEMO_PORT), TIMEOUT_S)
-                return Answer(at_s, self.uid, version, slot, pid, retried)
+                version, slot, process = tcp_who((self.ip, DEMO_PORT), TIMEOUT_S)
+                return Answer(at_s, self.uid, version, slot, process, retried)
             except (OSError, ValueError) as err:
                 error = f"{type(err).__name__}: {err}"
         return Answer(at_s, self.uid, None, None, None, True, error)

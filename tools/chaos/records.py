@@ -14,7 +14,7 @@ class Answer:
     uid: str  # the pod's UID
     version: str | None  # None: no answer, to the request or its retry
     slot: str | None
-    pid: int | None  # the answering process, in the pod's PID namespace
+    process: str | None  # the answering process: ``<pid>@<started-ns>`` (WHO)
     retried: bool  # the first try failed
     error: str = ""
 

@@ -77,9 +77,12 @@ class Scenario:
 
     @property
     def may_fail(self) -> bool:
-        """A good release that may end Failed: a lost node's pods can change no more, so a
-        batch with one of them fails at its deadline (``maxFailedPercent`` is 0)."""
-        return not self.bad and any(f.kind == "node-lost" for f in self.faults)
+        """A good release that may end Failed (``maxFailedPercent`` is 0): a lost node's pods
+        can change no more, so a batch with one of them fails at its deadline; and a killed
+        active process is, to the operator, the release's process crashing during its soak
+        (kubelet seed 3)."""
+        return not self.bad and any(f.kind in ("node-lost", "active-kill")
+                                    for f in self.faults)
 
     @property
     def batch_deadline_s(self) -> int:

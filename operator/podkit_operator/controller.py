@@ -46,6 +46,11 @@ def detect_patched(io: KubeIO, settings: Settings, logger: kopf.Logger) -> bool:
         return False
 
 
+def port_taken(what: str, port: int, variable: str, exc: OSError) -> kopf.PermanentError:
+    return kopf.PermanentError(f"cannot serve {what} on port {port} ({exc.strerror}): free it "
+                               f"or set {variable} to another port (0 serves none)")
+
+
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger,
                     **_: Any) -> None:
@@ -64,13 +69,24 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: ko
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     ours = Settings.from_environ()
     settings.scanning.disabled = not ours.follow_crds
-    if ours.metrics_port:
-        start_http_server(ours.metrics_port)
     times = LeaseTimes()
     elector = LeaderElector(KubeIO(connect("lease", (times.retry_s, times.retry_s))),
                             ours.lease_namespace, ours.lease_name, ours.identity, times)
-    health = (await liveness.serve(ours.health_port, lambda: elector.leading)
-              if ours.health_port else None)
+    # kopf retries a failed startup handler every minute, the process alive and serving
+    # nothing: a port another process holds ends it instead, saying which
+    if ours.metrics_port:
+        try:
+            start_http_server(ours.metrics_port)
+        except OSError as exc:
+            raise port_taken("metrics", ours.metrics_port, "PODKIT_OPERATOR_METRICS_PORT",
+                             exc) from exc
+    health = None
+    if ours.health_port:
+        try:
+            health = await liveness.serve(ours.health_port, lambda: elector.leading)
+        except OSError as exc:
+            raise port_taken("/healthz", ours.health_port, "PODKIT_OPERATOR_HEALTH_PORT",
+                             exc) from exc
     await elector.acquire()
     io = KubeIO(connect())
     context = OperatorContext(

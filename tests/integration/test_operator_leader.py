@@ -1,6 +1,7 @@
 """Two operators against one real apiserver (an API-only cluster with kwok's nodes): one holds
 the Lease and does all the work, the other waits; killed, the leader's work passes to the
-standby; a leader whose Lease another takes exits (podkit_operator.leader).
+standby; a leader whose Lease another takes exits (podkit_operator.leader); one that cannot
+serve its metrics exits too.
 
 "Only one writes" is read from each process's own metrics: the count of its API calls
 (``podkit_operator_api_requests_total{client="controller"}``) is zero for a standby, since
@@ -10,11 +11,15 @@ kopf starts nothing before the startup handler leads.
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -39,6 +44,12 @@ def cluster() -> Iterator[tuple[Kube, Path]]:
         yield kube, api.layout.state
 
 
+def fail_with_log(operator: OperatorProcess, what: str) -> NoReturn:
+    code = operator.proc.poll() if operator.proc else "not started"
+    pytest.fail(f"operator {operator.identity} (exit status {code}) {what}\n"
+                f"{operator.log.read_text(errors='replace')[-3000:]}")
+
+
 def metric(operator: OperatorProcess, name: str, **labels: str) -> float:
     """The sum of a metric's samples whose labels include ``labels``; an operator that does not
     answer fails the test with its exit status and the end of its log."""
@@ -47,16 +58,25 @@ def metric(operator: OperatorProcess, name: str, **labels: str) -> float:
                                     timeout=10) as response:
             text = response.read().decode()
     except OSError as err:
-        code = operator.proc.poll() if operator.proc else "not started"
-        pytest.fail(f"operator {operator.identity} (exit status {code}) serves no metrics on "
-                    f"port {operator.metrics_port}: {err}\n"
-                    f"{operator.log.read_text(errors='replace')[-3000:]}")
+        fail_with_log(operator, f"serves no metrics on port {operator.metrics_port}: {err}")
     total = 0.0
     for line in text.splitlines():
         if line.startswith(name) and all(f'{k}="{v}"' in line for k, v in labels.items()):
             if line[len(name)] in " {":
                 total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+def serves_metrics(operator: OperatorProcess) -> bool:
+    """Whether ``operator`` answers on its metrics port yet; one that has exited fails the test."""
+    if operator.proc is None or operator.proc.poll() is not None:
+        fail_with_log(operator, "exited before it served metrics")
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{operator.metrics_port}/metrics",
+                                    timeout=10):
+            return True
+    except OSError:
+        return False
 
 
 def holder(kube: Kube) -> str | None:
@@ -93,6 +113,9 @@ def test_one_leads_the_other_waits_and_takes_over_when_the_leader_dies(
         first = kube.wait_for("a leader", lambda: holder(kube) in ops and holder(kube),
                               timeout=60)
         leader, standby = ops[first], next(o for n, o in ops.items() if n != first)
+        # a standby serves metrics from its start, which may come after the leader's
+        kube.wait_for("both to serve metrics",
+                      lambda: all(serves_metrics(o) for o in ops.values()), timeout=60)
         namespace = kube.create_namespace(f"lead-{os.urandom(4).hex()}")
         kube.apply(stsp(namespace))
         kube.wait_for("3 pods at v1", lambda: released(kube, namespace, V1), timeout=120)
@@ -128,3 +151,21 @@ def test_a_leader_whose_lease_is_taken_exits(cluster: tuple[Kube, Path]) -> None
         assert operator.proc.wait(timeout=60) == 1
     assert "op-c lost it (intruder holds the lease now): exiting" in log.read_text()
     assert holder(kube) == "intruder"
+
+
+def test_an_operator_whose_metrics_port_is_taken_exits_saying_so(
+        cluster: tuple[Kube, Path]) -> None:
+    kube, _ = cluster
+    with socket.socket() as taken:
+        taken.bind(("", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = dict(os.environ, KUBECONFIG=str(kube.kubeconfig),
+                   PODKIT_OPERATOR_METRICS_PORT=str(port), PODKIT_OPERATOR_ID="op-d",
+                   PODKIT_LEASE_NAMESPACE=manifests.NAMESPACE)
+        run = subprocess.run([sys.executable, "-m", "kopf", "run", "--standalone",
+                              "--all-namespaces", "-m", "podkit_operator.controller"],
+                             env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1, run.stderr[-3000:]
+    assert (f"cannot serve metrics on port {port} (Address already in use): free it or set "
+            "PODKIT_OPERATOR_METRICS_PORT to another port (0 serves none)") in run.stderr

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import socket
 import sys
@@ -38,14 +39,35 @@ FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 POD_STAGES = Path(__file__).parent / "kwok" / "pod-stages.yaml"
 
 
+def ephemeral_range() -> range:
+    """The ports the kernel hands out to outgoing connections and to ``bind(port 0)``."""
+    low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    return range(int(low), int(high) + 1)
+
+
 def free_ports(count: int) -> list[int]:
-    """Ports the kernel reports free right now (held open together, so all distinct)."""
-    socks = []
+    """Ports free right now (held open together, so all distinct), picked below the ephemeral
+    range: a port is bound by its server only seconds after it is picked, and in between an
+    ephemeral one can become any connection's source port (the likeliest reason a CI run once
+    found an operator alive and serving no metrics), while no connection is given one outside
+    that range; and above the full testbed's fixed ports (``components.Ports``, all below
+    20000). Each is tried on every address, so a server bound to one address only does not
+    hide it."""
+    below = range(20000, ephemeral_range().start)
+    socks: list[socket.socket] = []
     try:
-        for _ in range(count):
+        for port in random.sample(below, len(below)):
+            if len(socks) == count:
+                break
             s = socket.socket()
-            s.bind(("127.0.0.1", 0))
+            try:
+                s.bind(("", port))
+            except OSError:
+                s.close()
+                continue
             socks.append(s)
+        if len(socks) < count:
+            raise TestbedError(f"only {len(socks)} of {count} ports free in {below}")
         return [s.getsockname()[1] for s in socks]
     finally:
         for s in socks:

@@ -58,6 +58,10 @@ def test_a_hung_business_turns_its_slot_and_the_pod_unready(demo, h) -> None:
         pod.start("v1")
         h.wait_for(lambda: h.http_get(port, "/readyz").status == 200, "the pod ready")
         assert h.http_get(port, "/readyz/slot/a").status == 200
+        # the probes follow the active process once they have found it, which can come a
+        # moment after /readyz first answers 200 (a CI run read the state before)
+        h.wait_for(lambda: h.state_json(port)["business_probes"]["active"] == "a",
+                   "the probes to follow slot a")
         assert h.state_json(port)["business_probes"]["probes"]["readiness"]["ok"] is True
         hang(tcp_port)
         pid = pod.procs["a"].pid

@@ -50,13 +50,17 @@ def fail_with_log(operator: OperatorProcess, what: str) -> NoReturn:
                 f"{operator.log.read_text(errors='replace')[-3000:]}")
 
 
+def scrape(operator: OperatorProcess) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{operator.metrics_port}/metrics",
+                                timeout=10) as response:
+        return response.read().decode()
+
+
 def metric(operator: OperatorProcess, name: str, **labels: str) -> float:
     """The sum of a metric's samples whose labels include ``labels``; an operator that does not
     answer fails the test with its exit status and the end of its log."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{operator.metrics_port}/metrics",
-                                    timeout=10) as response:
-            text = response.read().decode()
+        text = scrape(operator)
     except OSError as err:
         fail_with_log(operator, f"serves no metrics on port {operator.metrics_port}: {err}")
     total = 0.0
@@ -72,11 +76,10 @@ def serves_metrics(operator: OperatorProcess) -> bool:
     if operator.proc is None or operator.proc.poll() is not None:
         fail_with_log(operator, "exited before it served metrics")
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{operator.metrics_port}/metrics",
-                                    timeout=10):
-            return True
+        scrape(operator)
     except OSError:
         return False
+    return True
 
 
 def holder(kube: Kube) -> str | None:

@@ -22,7 +22,8 @@ help:
 	@echo "                     listeners, side by side (JSON: failed, sent, max_gap_ms per mode)"
 	@echo "make bench-probe     the prober's CPU per request and send lateness, per design (JSON)"
 	@echo "make chaos           RUNS seeded fault-injected releases from SEED (default 100 from 1;"
-	@echo "                     ONLY=n replays one) on an API-only cluster; last line JSON;"
+	@echo "                     ONLY=n replays one) on API-only clusters, JOBS=1 of them side"
+	@echo "                     by side; last line JSON;"
 	@echo "                     MODE=kubelet: on the full testbed, real processes probed"
 	@echo "make k8s             build the patched Kubernetes binaries (cached)"
 
@@ -89,8 +90,10 @@ bench-wrapped: venv
 RUNS ?= 100
 SEED ?= 1
 MODE ?= kwok
+JOBS ?= 1
 chaos: venv
-	$(PY) -m chaos --mode $(MODE) --runs $(RUNS) --seed $(SEED) $(if $(ONLY),--only $(ONLY))
+	$(PY) -m chaos --mode $(MODE) --runs $(RUNS) --seed $(SEED) --jobs $(JOBS) \
+		$(if $(ONLY),--only $(ONLY))
 
 bench-probe: venv
 	$(PY) -m upgrade_demo.prober.bench

@@ -1,13 +1,14 @@
-"""``python -m chaos [--mode kwok|kubelet] [--runs N] [--seed S] [--only SEED]``: seeded
-fault-injected releases.
+"""``python -m chaos [--mode kwok|kubelet] [--runs N] [--seed S] [--only SEED] [--jobs J]``:
+seeded fault-injected releases.
 
-Runs seeds S..S+N-1 (or the one ``--only`` names), one namespace per run, one operator (as
-its ServiceAccount, as the testbed runs it): in mode ``kwok`` on one API-only cluster, in mode
-``kubelet`` on the full testbed (a real kubelet and containerd; root), whose pods the checker
-also probes. A line per run on stdout, the runs in ``out/chaos/<mode>/runs.jsonl``, and as the
-last stdout line one JSON object: ``runs``, ``seeds_failed``, ``violations`` (runs by
-invariant), ``faults`` (by kind), ``requests`` and ``lost`` (the probes'; null in kwok mode,
-whose pods run no process to ask). Exit status 1 when any run broke an invariant.
+Runs seeds S..S+N-1 (or the one ``--only`` names), one namespace per run, one operator per
+cluster (as its ServiceAccount, as the testbed runs it): in mode ``kwok`` on API-only clusters,
+``--jobs`` of them side by side (each takes the next seed not yet run), in mode ``kubelet`` on
+the full testbed (a real kubelet and containerd; root), whose pods the checker also probes. A
+line per run on stdout, the runs in ``out/chaos/<mode>/runs.jsonl``, and as the last stdout line
+one JSON object: ``runs``, ``seeds_failed``, ``violations`` (runs by invariant), ``faults`` (by
+kind), ``requests`` and ``lost`` (the probes'; null in kwok mode, whose pods run no process to
+ask). Exit status 1 when any run broke an invariant.
 """
 
 from __future__ import annotations
@@ -15,13 +16,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 from testbed import images
 from testbed.apicluster import ApiCluster
@@ -30,12 +35,13 @@ from testbed.errors import TestbedError
 from testbed.kube import Kube
 from testbed.operator_deploy import remove_operator
 from testbed.operator_proc import OperatorProcess, operator_identity
+from testbed.rest import ApiReader
 from testbed.stsp import install_crd
 
 from .faults import Injector
 from .partition import Relay
 from .run import RunResult, run
-from .scenario import scenario
+from .scenario import Scenario, scenario
 from .supervisor import Cluster, Supervisor
 
 NODES = 5  # kwok mode's fake nodes
@@ -54,10 +60,14 @@ class Bed:
     api: ApiCluster | None = None  # kwok mode: whose fake nodes a fault loses
     podkit: dict[str, str] | None = None  # kubelet mode: the pause and sidecar images
 
+    @property
+    def reader(self) -> ApiReader:
+        return ApiReader.from_kubeconfig(self.kubeconfig)
+
 
 @contextmanager
-def kwok_bed() -> Iterator[Bed]:
-    api = ApiCluster(f"chaos-{os.getpid()}")
+def kwok_bed(job: int = 0) -> Iterator[Bed]:
+    api = ApiCluster(f"chaos-{os.getpid()}-{job}")
     try:
         api.up(nodes=NODES)
         yield Bed(api.kube(), api.kubeconfig, api, lambda: api.up(nodes=0),
@@ -67,7 +77,7 @@ def kwok_bed() -> Iterator[Bed]:
 
 
 @contextmanager
-def kubelet_bed() -> Iterator[Bed]:
+def kubelet_bed(job: int = 0) -> Iterator[Bed]:
     """The full testbed, left as it was found: brought down after only if it was down."""
     bed = Testbed()
     was_up = bed.is_up()
@@ -90,16 +100,33 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--seed", type=int, default=1, help="the first seed")
     parser.add_argument("--only", type=int, help="run this one seed alone")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="kwok mode: this many API-only clusters running seeds side by side")
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs {args.jobs}: give 1 or more")
+    if args.jobs > 1 and args.mode == "kubelet":
+        parser.error("--jobs: kubelet mode runs on the one full testbed; give --jobs 1")
     seeds = [args.only] if args.only is not None else list(range(args.seed,
                                                                  args.seed + args.runs))
+    pending: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for seed in seeds:
+        pending.put(seed)
     out = OUT / args.mode
     out.mkdir(parents=True, exist_ok=True)
+    bed_for = kubelet_bed if args.mode == "kubelet" else kwok_bed
     began = time.monotonic()
-    results: list[RunResult] = []
+
+    def job(number: int) -> list[RunResult]:
+        with bed_for(number) as bed:
+            return runs(bed, args.mode, pending, out, log, number)
+
     try:
-        with (kubelet_bed() if args.mode == "kubelet" else kwok_bed()) as bed:
-            results = runs(bed, args.mode, seeds, out)
+        with open(out / "runs.jsonl", "w") as record:
+            log = RunLog(record, out)
+            with ThreadPoolExecutor(max_workers=min(args.jobs, len(seeds))) as pool:
+                jobs = [pool.submit(job, number) for number in range(min(args.jobs, len(seeds)))]
+                results = sorted((r for j in jobs for r in j.result()), key=lambda r: r.seed)
     except TestbedError as err:
         print(f"chaos: the testbed failed: {err}", file=sys.stderr)
         return 2
@@ -107,36 +134,58 @@ def main(argv: list[str]) -> int:
     return 1 if any(r.violations for r in results) else 0
 
 
-def runs(bed: Bed, mode: str, seeds: list[int], out: Path) -> list[RunResult]:
+@dataclass
+class RunLog:
+    """Where the jobs' runs are told: a line on stdout and in ``runs.jsonl`` each, and every
+    look, probe record and event of a run that broke an invariant in ``seed-<n>.json``."""
+
+    record: TextIO
+    out: Path
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, plan: Scenario, result: RunResult, events: list[object] | None) -> None:
+        row = asdict(result)
+        looks, probed = row.pop("seen"), row.pop("probed")
+        if events is not None:
+            (self.out / f"seed-{plan.seed}.json").write_text(json.dumps(
+                {"looks": looks, "probed": probed, "events": events}))
+        verdict = "ok" if not result.violations else f"VIOLATED {result.violations}"
+        with self._lock:
+            self.record.write(json.dumps({**row, "scenario": asdict(plan)}) + "\n")
+            self.record.flush()
+            print(f"seed {plan.seed} {plan.kind} faults {result.faults} "
+                  f"{result.seconds} s: {verdict}", flush=True)
+
+
+def runs(bed: Bed, mode: str, seeds: queue.SimpleQueue[int], out: Path, log: RunLog,
+         job: int = 0) -> list[RunResult]:
+    """Run the seeds taken from ``seeds`` on ``bed`` until none is left."""
     install_crd(bed.kube)
-    operator = OperatorProcess(bed.kubeconfig, out / "operator.log", identity="chaos-operator")
+    operator = OperatorProcess(bed.kubeconfig, out / f"operator-{job}.log",
+                               identity="chaos-operator")
     relay = Relay(bed.apiserver)
+    reader = bed.reader
     results = []
     try:
-        operator.own_kubeconfig = operator_identity(bed.kubeconfig, out / "operator.kubeconfig")
+        operator.own_kubeconfig = operator_identity(bed.kubeconfig,
+                                                    out / f"operator-{job}.kubeconfig")
         relay.point(operator.own_kubeconfig)
-        with (Supervisor(bed.cluster, bed.bring_up, operator) as supervisor,
-              open(out / "runs.jsonl", "w") as record):
+        with Supervisor(bed.cluster, bed.bring_up, operator) as supervisor:
             next_node = NODES
-            for seed in seeds:
+            while True:
+                try:
+                    seed = seeds.get_nowait()
+                except queue.Empty:
+                    break
                 plan = scenario(seed, mode)
                 namespace = bed.kube.create_namespace(f"chaos-{seed}")
                 injector = Injector(bed.api, bed.kube, supervisor, relay, namespace, next_node)
-                result = run(plan, injector, bed.podkit)
+                result = run(plan, injector, reader, bed.podkit)
                 next_node = injector.next_node
                 results.append(result)
-                row = asdict(result)
-                looks, probed = row.pop("seen"), row.pop("probed")
-                record.write(json.dumps({**row, "scenario": asdict(plan)}) + "\n")
-                record.flush()
-                if result.violations:  # every look, probe and event, to see what happened
-                    events = json.loads(bed.kube.run("get", "events", "-n", namespace,
-                                                     "-o", "json"))["items"]
-                    (out / f"seed-{seed}.json").write_text(json.dumps(
-                        {"looks": looks, "probed": probed, "events": events}))
-                verdict = "ok" if not result.violations else f"VIOLATED {result.violations}"
-                print(f"seed {seed} {plan.kind} faults {result.faults} "
-                      f"{result.seconds} s: {verdict}", flush=True)
+                events = json.loads(bed.kube.run("get", "events", "-n", namespace, "-o", "json")
+                                    )["items"] if result.violations else None
+                log.add(plan, result, events)
                 bed.kube.run("delete", "namespace", namespace, "--wait=false")
     finally:
         relay.close()

@@ -7,21 +7,19 @@ Only documented fields are read (docs/operator.md): the pod annotations
 
 from __future__ import annotations
 
-import json
-import subprocess
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from testbed.kube import Kube, KubectlError
+from testbed.rest import ApiReader, ApiReadError
 
 NAME = "web"  # the StatefulSetPlus of every run, and its business container
 ACTIVE_SLOT = "podkit.io/active-slot"
 TARGET = "podkit.io/target-revision"
 # what a read meets while the apiserver or etcd restarts
-READ_ERRORS = (KubectlError, subprocess.TimeoutExpired, ValueError, KeyError)
+READ_ERRORS = (ApiReadError, ValueError, KeyError)
 
 
 @dataclass(frozen=True)
@@ -41,6 +39,8 @@ class PodSeen:
     container_ids: dict[str, str] = field(default_factory=dict)  # name -> ID on the node
     started: dict[str, str] = field(default_factory=dict)  # name -> (restarts, startedAt), for
     # the record of a failed run
+    image_ids: dict[str, str] = field(default_factory=dict)  # name -> the image's digest the
+    # node runs, for the record: which build of a tag a container runs
 
     @property
     def serving(self) -> str | None:
@@ -80,14 +80,15 @@ def pod_seen(pod: dict[str, Any]) -> PodSeen:
         container_ids={s["name"]: s["containerID"] for s in statuses if s.get("containerID")},
         started={s["name"]: f"{s.get('restartCount', 0)} "
                  f"{((s.get('state') or {}).get('running') or {}).get('startedAt')}"
-                 for s in statuses})
+                 for s in statuses},
+        image_ids={s["name"]: s["imageID"] for s in statuses if s.get("imageID")})
 
 
-def look(kube: Kube, namespace: str, at_s: float) -> Seen:
+def look(api: ApiReader, namespace: str, at_s: float) -> Seen:
     """The status first, then the pods: a status never describes pods read before it."""
-    stsp = kube.get("statefulsetplus", NAME, namespace)
-    listed = json.loads(kube.run("get", "pods", "-n", namespace, "-l", f"podkit.io/stsp={NAME}",
-                                 "-o", "json", timeout=20))["items"]
+    stsp = api.get(f"/apis/podkit.io/v1alpha1/namespaces/{namespace}/statefulsetplus/{NAME}")
+    listed = api.get(f"/api/v1/namespaces/{namespace}/pods", timeout=20,
+                     labelSelector=f"podkit.io/stsp={NAME}")["items"]
     return Seen(at_s, stsp.get("status") or {}, tuple(pod_seen(p) for p in listed))
 
 
@@ -96,7 +97,7 @@ class Observer:
     """Looks every ``interval`` seconds in a thread until stopped; reads that fail (an
     apiserver restarting) are counted, not seen."""
 
-    kube: Kube
+    api: ApiReader
     namespace: str
     started: float
     interval: float = 0.3
@@ -114,7 +115,7 @@ class Observer:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                seen = look(self.kube, self.namespace, time.monotonic() - self.started)
+                seen = look(self.api, self.namespace, time.monotonic() - self.started)
             except READ_ERRORS:
                 self.failed_reads += 1
             else:

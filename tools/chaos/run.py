@@ -10,6 +10,7 @@ from typing import Any
 
 from testbed.errors import TestbedError
 from testbed.kube import Kube
+from testbed.rest import ApiReader
 
 from .faults import Injector
 from .invariants import check, converged, ended_with_a_reason, lost_requests
@@ -65,8 +66,8 @@ def manifest(scenario: Scenario, namespace: str, podkit: dict[str, str] | None =
             "metadata": {"name": NAME, "namespace": namespace}, "spec": spec}
 
 
-def settled(kube: Kube, namespace: str, replicas: int) -> bool:
-    pods = [p for p in look(kube, namespace, 0).pods if not p.terminating]
+def settled(api: ApiReader, namespace: str, replicas: int) -> bool:
+    pods = [p for p in look(api, namespace, 0).pods if not p.terminating]
     return len(pods) == replicas and all(p.serving == V1 and p.ready for p in pods)
 
 
@@ -93,10 +94,10 @@ def steer(kube: Kube, scenario: Scenario, namespace: str) -> str:
     return f"scale to {scenario.scale_to}"
 
 
-def run(scenario: Scenario, injector: Injector, podkit: dict[str, str] | None = None
-        ) -> RunResult:
-    """One run; ``podkit`` (the kubelet mode's pause and sidecar images) also probes every
-    pod and checks what the probes saw."""
+def run(scenario: Scenario, injector: Injector, api: ApiReader,
+        podkit: dict[str, str] | None = None) -> RunResult:
+    """One run, observed through ``api``; ``podkit`` (the kubelet mode's pause and sidecar
+    images) also probes every pod and checks what the probes saw."""
     kube, namespace = injector.kube, injector.namespace
     result = RunResult(scenario.seed, scenario.kind)
     began = time.monotonic()
@@ -104,7 +105,7 @@ def run(scenario: Scenario, injector: Injector, podkit: dict[str, str] | None = 
     kube.apply(manifest(scenario, namespace, podkit))
     try:
         kube.wait_for(f"{scenario.replicas} pods at v1",
-                      lambda: settled(kube, namespace, scenario.replicas),
+                      lambda: settled(api, namespace, scenario.replicas),
                       timeout=SETTLE_TIMEOUT_S, interval=0.5)
     except TestbedError as err:  # no release can start: the run failed before its faults
         result.violations = {"settled": [str(err)]}
@@ -112,7 +113,7 @@ def run(scenario: Scenario, injector: Injector, podkit: dict[str, str] | None = 
         return result
     started = injector.started = time.monotonic()
     probes = Probes(started) if podkit is not None else None
-    observer = Observer(kube, namespace, started,
+    observer = Observer(api, namespace, started,
                         on_look=probes.follow if probes is not None else None).start()
     kube.wait_for("the observer's first look", lambda: observer.seen, timeout=30)
     start_release(kube, scenario, namespace)
@@ -124,7 +125,7 @@ def run(scenario: Scenario, injector: Injector, podkit: dict[str, str] | None = 
         hit = injector.inject(fault) if what == "fault" else steer(kube, scenario, namespace)
         result.faults.append(f"{fault.kind if fault else 'steer'} at {at_s} s: {hit}")
     deadline = time.monotonic() + END_TIMEOUT_S
-    final = _final_look(kube, scenario, namespace, started, deadline)
+    final = _final_look(api, scenario, namespace, started, deadline)
     seen = observer.stop()
     if probes is not None:
         answers, reads = probes.stop()
@@ -139,12 +140,12 @@ def run(scenario: Scenario, injector: Injector, podkit: dict[str, str] | None = 
     return result
 
 
-def _final_look(kube: Kube, scenario: Scenario, namespace: str, started: float,
+def _final_look(api: ApiReader, scenario: Scenario, namespace: str, started: float,
                 deadline: float) -> Seen:
     """The first look at which the run ended as it must, or the last one at the deadline."""
     while True:
         try:
-            final = look(kube, namespace, time.monotonic() - started)
+            final = look(api, namespace, time.monotonic() - started)
         except READ_ERRORS:
             time.sleep(1.0)
             continue

@@ -1,7 +1,9 @@
-"""The e2e tier's fixtures live in tools/testbed/fixtures.py (other suites import them too)."""
+"""The e2e tier's fixtures live in tools/testbed/fixtures.py (other suites import them too);
+a failed test is reported with the logs its fixtures attached (testbed.failure_logs)."""
 
 import pytest
 
+from testbed.failure_logs import pytest_runtest_makereport  # noqa: F401
 from testbed.fixtures import (  # noqa: F401
     api_clusters,
     build_kubernetes_first,

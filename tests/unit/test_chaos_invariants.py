@@ -25,18 +25,21 @@ def run_of(kind: str, replicas: int = 4, batches: int = 2) -> Scenario:
 
 
 def look(at_s: float, pods: list[PodSeen], general: str = "Progressing", updated: int = 0,
-         failed: str | None = None, revision: str = "r2") -> Seen:
-    status = {"replicas": len(pods), "updatedReplicas": updated, "updateRevision": revision,
+         failed: str | None = None, generation: int = 2, observed: int | None = None) -> Seen:
+    """A look at generation ``generation`` (1: before the release's patch, 2: after it),
+    with a status that observed ``observed`` (the same by default)."""
+    status = {"replicas": len(pods), "updatedReplicas": updated,
+              "observedGeneration": generation if observed is None else observed,
               "batchDeployStatus": {"generalStatus": general}, "conditions": []}
     if failed:
         status["conditions"] = [{"type": "ReleaseFailed", "status": failed}]
-    return Seen(at_s, status, tuple(pods))
+    return Seen(at_s, status, tuple(pods), generation)
 
 
 def test_a_good_release_that_kept_every_promise_passes() -> None:
     plan = run_of("image")
     seen = [look(0, [pod(o, V1) for o in range(4)], general="Completed", updated=4,
-                 revision="r1"),
+                 generation=1),
             look(1, [pod(0, V1), pod(1, V1), pod(2, V1), pod(3, V2)], updated=1),
             look(2, [pod(o, V2) for o in range(4)], general="Completed", updated=4)]
     assert check(plan, seen, seen[-1]) == {}
@@ -94,7 +97,7 @@ def test_an_env_release_converges_only_with_the_env() -> None:
 def test_a_status_that_counts_a_pod_not_yet_serving_the_release_is_found() -> None:
     plan = run_of("image")
     before = look(0, [pod(o, V1) for o in range(4)], general="Completed", updated=4,
-                  revision="r1")  # the release before: its update revision, its pods
+                  generation=1)  # the release before: its spec, its pods
     counted_early = look(3, [pod(0, V1), pod(1, V1), pod(2, V2, in_flight=True), pod(3, V2)],
                          updated=2)
     final = look(9, [pod(o, V2) for o in range(4)], general="Completed", updated=4)
@@ -106,13 +109,32 @@ def test_a_status_that_counts_a_pod_not_yet_serving_the_release_is_found() -> No
 def test_pods_that_served_and_went_or_moved_back_may_still_be_counted() -> None:
     plan = run_of("image")
     before = look(0, [pod(o, V1) for o in range(4)], general="Completed", updated=4,
-                  revision="r1")
+                  generation=1)
     both = look(2, [pod(0, V1), pod(1, V1), pod(2, V2), pod(3, V2)], updated=2)
     # the status of the pass before; pod 3 deleted since, and pod 2 swapping back
     after = look(3, [pod(0, V1), pod(1, V1), pod(2, V2, in_flight=True),
                      replace(pod(3, V1), uid="u3-again")], updated=2)
     final = look(9, [pod(o, V2) for o in range(4)], general="Completed", updated=4)
     assert check(plan, [before, both, after, final], final) == {}
+
+
+def test_kwok_seed_16_a_status_late_for_v1_read_after_the_release_patch_is_not_the_release(
+        ) -> None:
+    """Kwok seed 16 (a loaded machine): the first look saw the settled v1 pods before the
+    operator had written their status; looks after the release's patch then read the status
+    of the v1 spec (observedGeneration 1, every pod updated to v1) before the one of the
+    release. That status counts v1, not the release."""
+    plan = run_of("crash")
+    pods_v1 = [pod(o, V1) for o in range(4)]
+    first = Seen(0, {}, tuple(pods_v1), 1)  # no status yet
+    late = look(0.9, pods_v1, general="Completed", updated=4, observed=1)
+    started = look(1.6, pods_v1, updated=0)
+    final = look(9, pods_v1, general="Failed", failed="True")
+    assert check(plan, [first, late, started, final], final) == {}
+    counted = look(1.9, pods_v1, updated=1)  # the release's status counting a v1 pod
+    assert check(plan, [first, late, started, counted, final], final) == {
+        "counted-only-what-runs": ["at 1.9 s updatedReplicas 1 but 0 pod(s) served the "
+                                   "release"]}
 
 
 def test_a_seed_gives_the_same_run_every_time() -> None:

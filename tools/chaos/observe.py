@@ -55,6 +55,8 @@ class Seen:
     at_s: float  # seconds after the release started
     status: dict[str, Any]
     pods: tuple[PodSeen, ...]
+    generation: int = 0  # the StatefulSetPlus's metadata.generation: which spec the status
+    # may describe (its observedGeneration says which one it does)
 
 
 def pod_seen(pod: dict[str, Any]) -> PodSeen:
@@ -89,7 +91,8 @@ def look(api: ApiReader, namespace: str, at_s: float) -> Seen:
     stsp = api.get(f"/apis/podkit.io/v1alpha1/namespaces/{namespace}/statefulsetplus/{NAME}")
     listed = api.get(f"/api/v1/namespaces/{namespace}/pods", timeout=20,
                      labelSelector=f"podkit.io/stsp={NAME}")["items"]
-    return Seen(at_s, stsp.get("status") or {}, tuple(pod_seen(p) for p in listed))
+    return Seen(at_s, stsp.get("status") or {}, tuple(pod_seen(p) for p in listed),
+                stsp["metadata"].get("generation") or 0)
 
 
 @dataclass

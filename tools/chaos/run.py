@@ -67,8 +67,12 @@ def manifest(scenario: Scenario, namespace: str, podkit: dict[str, str] | None =
 
 
 def settled(api: ApiReader, namespace: str, replicas: int) -> bool:
-    pods = [p for p in look(api, namespace, 0).pods if not p.terminating]
-    return len(pods) == replicas and all(p.serving == V1 and p.ready for p in pods)
+    """Every pod serves v1, ready, and the status says so of the spec as it is."""
+    seen = look(api, namespace, 0)
+    pods = [p for p in seen.pods if not p.terminating]
+    return (len(pods) == replicas and all(p.serving == V1 and p.ready for p in pods)
+            and seen.status.get("observedGeneration") == seen.generation
+            and seen.status.get("updatedReplicas") == replicas)
 
 
 def start_release(kube: Kube, scenario: Scenario, namespace: str) -> None:

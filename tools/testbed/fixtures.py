@@ -30,6 +30,7 @@ from testbed import docker, images, kubebin
 from testbed.apicluster import ApiCluster
 from testbed.cluster import Testbed
 from testbed.errors import TestbedError
+from testbed.failure_logs import attach_log
 from testbed.images import Tags as Images
 from testbed.kube import Kube
 from testbed.operator_deploy import deploy_operator, remove_operator
@@ -122,11 +123,16 @@ def namespace(kube: Kube) -> Iterator[str]:
 
 
 @pytest.fixture
-def operator(cluster: Testbed, kube: Kube, namespace: str) -> Iterator[OperatorProcess]:
+def operator(request: pytest.FixtureRequest, cluster: Testbed, kube: Kube,
+             namespace: str) -> Iterator[OperatorProcess]:
     """The CRD installed and the operator running as a local process for ``namespace``
-    (tests may kill and restart it); its log is in the testbed's state directory."""
+    (tests may kill and restart it); its log is in the testbed's state directory, and a
+    failed test is reported with its tail and the kubelet's lines about the namespace."""
     install_crd(kube)
     log = cluster.layout.state / f"operator-{namespace}.log"
+    attach_log(request, "the operator's log", log)
+    attach_log(request, f"the kubelet's lines about {namespace}",
+               cluster.proc("kubelet").log_file, keep=lambda line: namespace in line)
     with OperatorProcess(cluster.kubeconfig, log, namespace) as running:
         yield running
 

@@ -80,7 +80,8 @@ def test_a_good_release_may_fail_after_a_lost_node_with_the_batches_before_kept(
     mixed = look(9, [pod(0, V2), pod(1, V1), pod(2, V1), pod(3, V2)], general="Failed",
                  failed="True", updated=2)
     assert check(plan, [], mixed) == {"converged": [
-        "after the failed release v1 is at ordinals [1, 2], not the lowest"]}
+        "after the failed release v1 is at ordinals [1, 2] of the pods there before it "
+        "[0, 1, 2, 3], not the lowest"]}
     killed = replace(run_of("image"), faults=(Fault("active-kill", 3.0, 0, 0.0),))
     assert check(killed, [], kept) == {}  # kubelet seed 3: a killed active is a crash
     without_the_fault = run_of("image")
@@ -135,6 +136,25 @@ def test_kwok_seed_16_a_status_late_for_v1_read_after_the_release_patch_is_not_t
     assert check(plan, [first, late, started, counted, final], final) == {
         "counted-only-what-runs": ["at 1.9 s updatedReplicas 1 but 0 pod(s) served the "
                                    "release"]}
+
+
+def test_kwok_seeds_14_and_15_a_pod_made_again_after_the_failure_may_stay_at_v1() -> None:
+    """Kwok seeds 14 and 15: a lost node took a pod of batch 1 (already at the release) and
+    one of the failing batch; made again after the release failed, both came at the last
+    good revision, v1, and stay there. The pods there since before the release still show
+    the batches: v1 at their lowest ordinals."""
+    plan = replace(run_of("image"), faults=(Fault("node-lost", 3.0, 0, 0.0),))
+    first = look(0, [pod(o, V1) for o in range(4)], general="Completed", updated=4,
+                 generation=1)
+    again = [replace(pod(o, V1), uid=f"u{o}-again") for o in (0, 3)]
+    final = look(90, [again[0], pod(1, V1), pod(2, V2), again[1]], general="Failed",
+                 failed="True", updated=1)
+    assert check(plan, [first, final], final) == {}
+    reverted = look(90, [again[0], pod(1, V2), pod(2, V1), again[1]], general="Failed",
+                    failed="True", updated=1)  # an old pod of batch 1 went back: a defect
+    assert check(plan, [first, reverted], reverted) == {"converged": [
+        "after the failed release v1 is at ordinals [2] of the pods there before it "
+        "[1, 2], not the lowest"]}
 
 
 def test_a_seed_gives_the_same_run_every_time() -> None:

@@ -59,8 +59,11 @@ def converged(scenario: Scenario, seen: Sequence[Seen], final: Seen) -> list[str
     """At the end every pod exists once, ready, and serves what the end calls for: the final
     image with the release's env; after a bad version, v1. A good release that failed (a
     lost node may fail a batch: its pods can change no more, and ``maxFailedPercent`` is 0)
-    leaves the batches before the failed one at the release and the rest at v1: the pods at
-    the release are the highest ordinals."""
+    leaves the batches before the failed one at the release and the rest at v1: of the pods
+    there since before the release, those at v1 are the lowest ordinals. A pod created
+    during the release (its node lost) comes at the last good revision, v1, and is swapped
+    only while the release goes on: one created after it failed stays at v1 at any ordinal
+    (kwok seeds 14 and 15)."""
     live = sorted((p for p in final.pods if not p.terminating), key=lambda p: p.ordinal)
     out = []
     ordinals = [p.ordinal for p in live]
@@ -73,8 +76,12 @@ def converged(scenario: Scenario, seen: Sequence[Seen], final: Seen) -> list[str
         others = [p for p in live if p.ordinal not in at_v1 and not _serves_release(p, scenario)]
         out += [f"{p.name} serves {p.serving} with env {p.env}, neither v1 nor the release"
                 for p in others]
-        if at_v1 and at_v1 != list(range(len(at_v1))):
-            out.append(f"after the failed release v1 is at ordinals {at_v1}, not the lowest")
+        before = {p.uid for p in seen[0].pods} if seen else {p.uid for p in live}
+        kept = sorted(p.ordinal for p in live if p.uid in before)
+        kept_v1 = [o for o in at_v1 if o in kept]
+        if kept_v1 != kept[:len(kept_v1)]:
+            out.append(f"after the failed release v1 is at ordinals {kept_v1} of the pods "
+                       f"there before it {kept}, not the lowest")
         return out
     for pod in live:
         if pod.serving != scenario.final_image:

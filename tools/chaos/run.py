@@ -129,7 +129,7 @@ def run(scenario: Scenario, injector: Injector, api: ApiReader,
         hit = injector.inject(fault) if what == "fault" else steer(kube, scenario, namespace)
         result.faults.append(f"{fault.kind if fault else 'steer'} at {at_s} s: {hit}")
     deadline = time.monotonic() + END_TIMEOUT_S
-    final = _final_look(api, scenario, namespace, started, deadline)
+    final = _final_look(api, scenario, observer.seen, namespace, started, deadline)
     seen = observer.stop()
     if probes is not None:
         answers, reads = probes.stop()
@@ -144,16 +144,17 @@ def run(scenario: Scenario, injector: Injector, api: ApiReader,
     return result
 
 
-def _final_look(api: ApiReader, scenario: Scenario, namespace: str, started: float,
-                deadline: float) -> Seen:
-    """The first look at which the run ended as it must, or the last one at the deadline."""
+def _final_look(api: ApiReader, scenario: Scenario, seen: list[Seen], namespace: str,
+                started: float, deadline: float) -> Seen:
+    """The first look at which the run ended as it must, by what was ``seen`` so far, or the
+    last one at the deadline."""
     while True:
         try:
             final = look(api, namespace, time.monotonic() - started)
         except READ_ERRORS:
             time.sleep(1.0)
             continue
-        ended = not converged(scenario, [], final) and not ended_with_a_reason(
+        ended = not converged(scenario, seen, final) and not ended_with_a_reason(
             scenario, [], final)
         if ended or time.monotonic() > deadline:
             return final

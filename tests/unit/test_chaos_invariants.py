@@ -157,6 +157,24 @@ def test_kwok_seeds_14_and_15_a_pod_made_again_after_the_failure_may_stay_at_v1(
         "[1, 2], not the lowest"]}
 
 
+def test_kwok_seed_54_a_status_written_before_a_pod_went_may_be_read_a_pass_later() -> None:
+    """Kwok seed 54: pod 3 served the release, then its lost node's pods were removed; the
+    status that still counted it (written before) was read at the next two looks."""
+    plan = run_of("image")
+    first = look(0, [pod(o, V1) for o in range(4)], general="Completed", updated=4,
+                 generation=1)
+    counted = look(60.0, [pod(0, V1), pod(1, V1), pod(2, V2), pod(3, V2)], updated=2)
+    gone = [pod(0, V1), pod(1, V1), pod(2, V2)]
+    read_late = [look(60.3, gone, updated=2), look(60.6, gone, updated=2)]
+    final = look(90, [pod(0, V2), pod(1, V2), pod(2, V2),
+                      replace(pod(3, V2), uid="u3-again")], general="Completed", updated=4)
+    assert check(plan, [first, counted, *read_late, final], final) == {}
+    much_later = look(62.5, gone, updated=2)  # a status that lags more is a defect
+    assert check(plan, [first, counted, much_later, final], final) == {
+        "counted-only-what-runs": ["at 62.5 s updatedReplicas 2 but 1 pod(s) served the "
+                                   "release"]}
+
+
 def test_a_seed_gives_the_same_run_every_time() -> None:
     assert [scenario(s) for s in range(1, 30)] == [scenario(s) for s in range(1, 30)]
     plans = [scenario(s) for s in range(1, 200)]

@@ -104,29 +104,33 @@ def ended_with_a_reason(scenario: Scenario, seen: Sequence[Seen], final: Seen) -
     return [f"the release ended {general}, conditions {conditions}"]
 
 
+STATUS_LAG_S = 2.0  # how long after a pod is gone a status counting it may still be read
+
+
 def counted_only_what_runs(scenario: Scenario, seen: Sequence[Seen], final: Seen) -> list[str]:
     """``updatedReplicas`` never counts a pod that has not served the release (its image and
     its env, ready, as the node reports): at each look it is at most the pods seen serving it
-    at this look or an earlier one that were there at this look or the one before (the
-    status is read before the pods, and pods the operator moves back after writing the
-    status, or deletes, were counted rightly). A pod counted updated has served for
-    ``minReadySeconds``, so looks 0.3 s apart see it. The first look is taken before the
-    release starts, and the release is the one change of the spec: a status whose
-    ``observedGeneration`` is below the first look's generation + 1 describes the spec before
-    it, and counts the pods at v1 (kwok seed 16: a status written late for the settled v1,
-    read after the release's patch). Not checked for a rollback or a scale, whose target
-    moves."""
+    at this look or an earlier one that were there at some look of the last
+    ``STATUS_LAG_S`` (a status is written after its pass read the pods, and is read before
+    the pods at each look: one written while a pod existed may be read a pass after it went,
+    kwok seed 54; pods the operator moves back after writing the status were counted
+    rightly). A pod counted updated has served for ``minReadySeconds``, so looks 0.3 s apart
+    see it. The first look is taken before the release starts, and the release is the one
+    change of the spec: a status whose ``observedGeneration`` is below the first look's
+    generation + 1 describes the spec before it, and counts the pods at v1 (kwok seed 16: a
+    status written late for the settled v1, read after the release's patch). Not checked for
+    a rollback or a scale, whose target moves."""
     if scenario.kind in ("rollback", "scale") or not seen:
         return []
     release = seen[0].generation + 1
     served: set[str] = set()
-    previous: set[str] = set()
+    last_seen: dict[str, float] = {}  # pod UID -> the last look it was there at
     for look in seen:
-        present = {p.uid for p in look.pods}
+        last_seen |= {p.uid: look.at_s for p in look.pods}
         served |= {p.uid for p in look.pods if at_release(p, scenario)}
-        there, previous = present | previous, present
         if (look.status.get("observedGeneration") or 0) < release:
             continue
+        there = {uid for uid, at_s in last_seen.items() if at_s >= look.at_s - STATUS_LAG_S}
         updated = look.status.get("updatedReplicas") or 0
         serving = len(served & there)
         if updated > serving:

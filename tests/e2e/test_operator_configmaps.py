@@ -180,7 +180,9 @@ def test_a_config_whose_hook_fails_stops_the_release_and_rolls_the_batch_back(
     assert failed and all(m.startswith("web-2") for m in failed)
     assert "config hook restart failed" in failed[0]
     last = sidecar_config(kube, namespace, "web-2")["last_reload"]
-    assert last["ok"], last  # the hook ran again for the old content, and succeeded
+    # the hook ran again for the old content, and succeeded
+    assert last["ok"], (f"the hook's last run failed: {last.get('message')!r} (hook "
+                        f"{last.get('hook')}, hashes {last.get('hashes')})")
     conditions = {c["type"]: c["status"] for c in status(kube, namespace)["conditions"]}
     assert conditions["ReleaseFailed"] == "True"
 

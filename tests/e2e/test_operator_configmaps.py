@@ -196,11 +196,14 @@ def test_gc_keeps_the_ten_newest_versions(operator, kube: Kube, namespace: str,
     # each edit comes once the version before is released, the first one too: an edit that
     # switches the volume of a pod that started seconds ago is not always projected by the
     # kubelet (a CI run: MountVolume.SetUp "not registered", then nothing for 120 s; open)
-    kube.wait_for("web-0 at config version 1", lambda: sorted(
-        config_copies(kube, namespace, CONFIG)) == [1] and status(kube, namespace).get(
-        "updatedReplicas") == 1 and status(kube, namespace).get(
-        "configMaps", [{}])[0].get("currentVersion") == 1 and batch_status(
-        kube, namespace).get("generalStatus") == "Completed", timeout=180)
+    def version_1_released() -> bool:
+        found = status(kube, namespace)  # one read for the three fields
+        return (sorted(config_copies(kube, namespace, CONFIG)) == [1]
+                and found.get("updatedReplicas") == 1
+                and found.get("configMaps", [{}])[0].get("currentVersion") == 1
+                and found.get("batchDeployStatus", {}).get("generalStatus") == "Completed")
+
+    kube.wait_for("web-0 at config version 1", version_1_released, timeout=180)
     for n in range(2, 13):
         set_config(kube, namespace, CONFIG, {"greeting": f"hello {n}"})
         kube.wait_for(f"config version {n} released", lambda: n in config_copies(

@@ -12,6 +12,8 @@ import os
 import signal
 import subprocess
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,13 +71,23 @@ class Proc:
 
     def tail(self, lines: int = LOG_TAIL_LINES) -> str:
         try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+            return log_tail(self.log_file, lines)
         except OSError:
             return "(no log)"
 
     def failure(self, what: str) -> TestbedError:
         """An error that names this component and shows the end of its log."""
         return TestbedError(f"{self.name}: {what}; last lines of {self.log_file}:\n{self.tail()}")
+
+
+def log_tail(path: Path, lines: int, keep: Callable[[str], bool] | None = None) -> str:
+    """The last ``lines`` lines of the log at ``path`` (only those ``keep`` keeps, when
+    given), read line by line so a large log costs no more memory than its tail; raises
+    OSError when it cannot be read."""
+    with open(path, errors="replace") as text:
+        last = deque((line.rstrip("\n") for line in text if keep is None or keep(line)),
+                     maxlen=lines)
+    return "\n".join(last)
 
 
 def stop_pid(pid: int, timeout: float = 15.0) -> None:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from testbed.daemons import log_tail
+
 TAIL_LINES = 80
 
 
@@ -37,11 +39,9 @@ def attach_log(request: pytest.FixtureRequest, title: str, path: Path,
 def tail(log: AttachedLog, lines: int = TAIL_LINES) -> str:
     """The last ``lines`` lines of the log that it keeps, or why there are none."""
     try:
-        with open(log.path, errors="replace") as text:
-            kept = [line for line in text if log.keep is None or log.keep(line)]
+        return log_tail(log.path, lines, log.keep) or "(no line)"
     except OSError as err:
         return f"(cannot read {log.path}: {err.strerror})"
-    return "".join(kept[-lines:]) or "(no line)"
 
 
 @pytest.hookimpl(wrapper=True)

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from .api.statefulsetplus import StsPlusSpec
 from .kube.client import KubeIO
+from .kube.podcache import PodCache
 from .leader import LeaderElector
 from .settings import Settings
 
@@ -45,6 +46,7 @@ class OperatorContext:
     io: KubeIO
     patched: bool  # the apiserver lets opted-in pods change env and volumes in place
     writers: ThreadPoolExecutor  # the pod writes of a reconcile pass
+    pods: PodCache  # every StatefulSetPlus's pods, watch-fed
     # the release loops: (namespace, StatefulSetPlus) -> the event that wakes its loop
     wakers: dict[Key, asyncio.Event] = field(default_factory=dict)
     # (namespace, ConfigMap) -> names of the StatefulSetPlus that release it

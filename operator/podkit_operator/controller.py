@@ -24,11 +24,14 @@ from .configreleases import handlers as _configreleases  # noqa: F401
 from .context import OperatorContext, context_of
 from .endpoints import handlers as _endpoints  # noqa: F401
 from .kube.client import API_ERRORS, REQUEST_TIMEOUT, KubeIO, connect, describe
+from .kube.podcache import PodCache
+from .kube.podindex import PodIndex
 from .leader import LeaderElector, LeaseTimes
-from .settings import Settings
+from .settings import Settings, SettingsError
 from .statefulsetplus import handlers as _statefulsetplus  # noqa: F401
 
 PATCH_GATE = "PodkitMutablePodSpec"
+POOL_SPARE = 4  # connections beyond one per writer: the pass's own reads and status writes
 
 
 def detect_patched(io: KubeIO, settings: Settings, logger: kopf.Logger) -> bool:
@@ -67,7 +70,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: ko
     settings.watching.connect_timeout = REQUEST_TIMEOUT[0]
     # kopf logs every handled pod event at INFO; at thousands of pods that drowns the log.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    ours = Settings.from_environ()
+    try:
+        ours = Settings.from_environ()
+    except SettingsError as exc:  # kopf would retry the startup every minute, serving nothing
+        raise kopf.PermanentError(str(exc)) from exc
     settings.scanning.disabled = not ours.follow_crds
     times = LeaseTimes()
     elector = LeaderElector(KubeIO(connect("lease", (times.retry_s, times.retry_s))),
@@ -88,11 +94,13 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: ko
             raise port_taken("/healthz", ours.health_port, "PODKIT_OPERATOR_HEALTH_PORT",
                              exc) from exc
     await elector.acquire()
-    io = KubeIO(connect())
+    index = PodIndex()
+    io = KubeIO(connect(pool=ours.writers + POOL_SPARE), index)
     context = OperatorContext(
         settings=ours, io=io,
         patched=await asyncio.to_thread(detect_patched, io, ours, logger),
         writers=ThreadPoolExecutor(max_workers=ours.writers, thread_name_prefix="pod-write"),
+        pods=PodCache(KubeIO(connect("pod-watch")), index),
         leader=elector, health=health)
     memo["context"] = context
     logger.info("podkit operator: %s cluster", "patched" if context.patched else "stock")
@@ -101,6 +109,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: ko
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     context = context_of(memo)
+    context.pods.stop()
     context.stop_slice_writers()
     context.writers.shutdown(wait=True)
     if context.leader is not None:

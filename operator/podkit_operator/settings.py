@@ -15,8 +15,13 @@
   off (it follows CRDs and, for namespace patterns, namespaces: cluster-wide reads that the
   namespaced install, operator/deploy/namespaced, does not grant); the CRD must then exist when
   the operator starts.
+- ``PODKIT_WRITERS`` -> ``writers`` (default ``16``): pod writes of one pass in flight at once
+  (the controller's connection pool holds as many, and 4 more);
+- ``PODKIT_MAX_STARTS`` -> ``max_starts`` (default ``2000``): pod updates one pass may start
+  (updates under way always go on; a batch larger than this takes more passes).
 
-The other fields are tunables with no variable of their own.
+A value of those two that is not a whole number of at least 1 is a :class:`SettingsError`
+naming the variable. The other fields are tunables with no variable of their own.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ class Settings:
     resync_s: float = 60.0  # a release loop with nothing to wait for still looks again this often
     config_poll_s: float = 0.3  # how often pods awaiting a config report are asked again
     writers: int = 16  # concurrent pod writes of one reconcile pass
+    max_starts: int = 2000  # pod updates one pass may start
     health_port: int = 0
     lease_namespace: str = "default"
     lease_name: str = "podkit-operator"
@@ -53,4 +59,21 @@ class Settings:
                        or found.lease_namespace,
                        lease_name=environ.get("PODKIT_LEASE_NAME") or found.lease_name,
                        identity=environ.get("PODKIT_OPERATOR_ID") or found.identity,
-                       follow_crds=environ.get("PODKIT_FOLLOW_CRDS", "true").lower() != "false")
+                       follow_crds=environ.get("PODKIT_FOLLOW_CRDS", "true").lower() != "false",
+                       writers=count(environ, "PODKIT_WRITERS", found.writers),
+                       max_starts=count(environ, "PODKIT_MAX_STARTS", found.max_starts))
+
+
+class SettingsError(ValueError):
+    """A variable the operator cannot start with; the message says which and what to set."""
+
+
+def count(environ: Mapping[str, str], variable: str, default: int) -> int:
+    """A whole number of at least 1 from ``variable``, ``default`` when it is unset."""
+    text = environ.get(variable, "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or int(text) < 1:
+        raise SettingsError(f"{variable}={text!r}: set a whole number of at least 1 "
+                            f"(default {default})")
+    return int(text)

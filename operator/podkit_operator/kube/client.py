@@ -25,6 +25,7 @@ from ..api.keys import (
     PLURAL,
     VERSION,
 )
+from .podindex import PodIndex
 
 _FEATURE_RE = re.compile(r'^kubernetes_feature_enabled\{name="(?P<name>[^"]+)"[^}]*\} (?P<v>\S+)',
                          re.MULTILINE)
@@ -34,6 +35,7 @@ _FEATURE_RE = re.compile(r'^kubernetes_feature_enabled\{name="(?P<name>[^"]+)"[^
 # bytes, so a large list still completes while a hung apiserver or a lost connection fails
 # the call (and the release loop retries) instead of blocking its thread forever.
 REQUEST_TIMEOUT = (10.0, 30.0)
+WATCH_S = 300  # a watch the operator opens ends after this long, and is opened again
 
 # What a failed call raises: the apiserver's answer, or urllib3's (a timeout, a refused or lost
 # connection), which is not an OSError.
@@ -57,8 +59,12 @@ class TimeoutApiClient(client.ApiClient):
     gives its own) and is counted: the kubernetes client has no default timeout, and one
     missing ``_request_timeout`` in a single call would be enough to hang a loop."""
 
-    def __init__(self, name: str, timeout: tuple[float, float] = REQUEST_TIMEOUT) -> None:
-        super().__init__()
+    def __init__(self, name: str, timeout: tuple[float, float] = REQUEST_TIMEOUT,
+                 pool: int | None = None) -> None:
+        configuration = client.Configuration.get_default_copy()
+        if pool is not None:  # the client's default is 5 a core: fewer than a pass's writers
+            configuration.connection_pool_maxsize = pool
+        super().__init__(configuration)
         self.name, self.timeout = name, timeout
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
@@ -67,19 +73,30 @@ class TimeoutApiClient(client.ApiClient):
         return super().request(method, url, *args, **kwargs)
 
 
-def connect(name: str = "controller",
-            timeout: tuple[float, float] = REQUEST_TIMEOUT) -> TimeoutApiClient:
-    """A client (its own connection pool, counted as ``name``) for the cluster the operator
-    runs in, else for the kubeconfig's."""
+def connect(name: str = "controller", timeout: tuple[float, float] = REQUEST_TIMEOUT,
+            pool: int | None = None) -> TimeoutApiClient:
+    """A client (its own connection pool, of ``pool`` connections when given, counted as
+    ``name``) for the cluster the operator runs in, else for the kubeconfig's."""
     try:
         config.load_incluster_config()
     except config.ConfigException:
         config.load_kube_config()
-    return TimeoutApiClient(name, timeout)
+    return TimeoutApiClient(name, timeout, pool)
 
 
 def _json(response: Any) -> Any:
     return json.loads(response.data)
+
+
+def _lines(response: Any) -> Iterator[bytes]:
+    """The lines of a streamed response, as they arrive."""
+    pending = b""
+    for chunk in response.stream(amt=None, decode_content=True):
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        yield from complete
+    if pending:
+        yield pending
 
 
 @contextmanager
@@ -94,10 +111,12 @@ def _tolerating(status: int) -> Iterator[None]:
 
 
 class KubeIO:
-    """Every call the controller makes to the apiserver."""
+    """Every call the controller makes to the apiserver. With a ``pods`` index, the pod
+    each pod write answers with is put into it (:mod:`.podindex`): a pass then sees its own
+    writes without waiting for the watch."""
 
-    def __init__(self, api: client.ApiClient) -> None:
-        self.api = api
+    def __init__(self, api: client.ApiClient, pods: PodIndex | None = None) -> None:
+        self.api, self.pods = api, pods
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)
         self.custom = client.CustomObjectsApi(api)
@@ -111,9 +130,26 @@ class KubeIO:
                 GROUP, VERSION, namespace, PLURAL, name, _preload_content=False))
         return None
 
-    def list_pods(self, namespace: str, name: str) -> list[dict[str, Any]]:
-        return _json(self.core.list_namespaced_pod(
-            namespace, label_selector=f"{LABEL_STSP}={name}", _preload_content=False))["items"]
+    def list_labelled_pods(self, namespace: str) -> tuple[list[dict[str, Any]], str]:
+        """Every pod of ``namespace`` with a ``podkit.io/stsp`` label, and the list's
+        resourceVersion (a watch resumes from it)."""
+        listed = _json(self.core.list_namespaced_pod(namespace, label_selector=LABEL_STSP,
+                                                     _preload_content=False))
+        return listed["items"], listed["metadata"]["resourceVersion"]
+
+    def watch_labelled_pods(self, namespace: str, resource_version: str) -> Iterator[
+            dict[str, Any]]:
+        """The watch events (``{"type": ..., "object": ...}``) of those pods after
+        ``resource_version``, with bookmarks, until the server ends the watch (after
+        ``WATCH_S``). A refusal raises ApiException (410 Gone: the version is too old)."""
+        response = self.core.list_namespaced_pod(
+            namespace, label_selector=LABEL_STSP, watch=True, allow_watch_bookmarks=True,
+            resource_version=resource_version, timeout_seconds=WATCH_S,
+            _preload_content=False, _request_timeout=(REQUEST_TIMEOUT[0], WATCH_S + 30))
+        try:
+            yield from (json.loads(line) for line in _lines(response) if line.strip())
+        finally:
+            response.release_conn()
 
     def list_revisions(self, namespace: str, name: str) -> list[dict[str, Any]]:
         return _json(self.apps.list_namespaced_controller_revision(
@@ -150,19 +186,31 @@ class KubeIO:
     # --- writes --------------------------------------------------------------------------
     def create_pod(self, namespace: str, body: dict[str, Any]) -> None:
         with _tolerating(409):
-            self.core.create_namespaced_pod(namespace, body, _preload_content=False)
+            self._seen(self.core.create_namespaced_pod(namespace, body,
+                                                       _preload_content=False))
 
     def delete_pod(self, namespace: str, name: str) -> None:
         with _tolerating(404):
-            self.core.delete_namespaced_pod(name, namespace, _preload_content=False)
+            self._seen(self.core.delete_namespaced_pod(name, namespace,
+                                                       _preload_content=False))
 
     def patch_pod(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         """A strategic merge patch (containers merge by name)."""
-        self.core.patch_namespaced_pod(name, namespace, patch, _preload_content=False)
+        self._seen(self.core.patch_namespaced_pod(name, namespace, patch,
+                                                  _preload_content=False))
 
     def resize_pod(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         """A strategic merge patch of the pod's ``resize`` subresource (cpu/memory in place)."""
-        self.core.patch_namespaced_pod_resize(name, namespace, patch, _preload_content=False)
+        self._seen(self.core.patch_namespaced_pod_resize(name, namespace, patch,
+                                                         _preload_content=False))
+
+    def _seen(self, response: Any) -> None:
+        """The pod a write answered with, into the index (a delete may answer with a
+        Status instead: nothing to record)."""
+        if self.pods is not None:
+            answer = _json(response)
+            if answer.get("kind") == "Pod":
+                self.pods.apply("MODIFIED", answer)
 
     def create_configmap(self, namespace: str, body: dict[str, Any]) -> None:
         with _tolerating(409):

@@ -1,10 +1,11 @@
 """kopf wiring of the StatefulSetPlus controller: one release loop per StatefulSetPlus.
 
-Each StatefulSetPlus gets a daemon that reconciles it: read the object, its pods and its
-revisions from the API, ask the pure planner (:mod:`podkit_operator.releases.plan`) what to do,
-write that back. The loop sleeps until an event of the object or one of its pods wakes it, or
-until the planner's requeue time (a batch interval, a deadline). All progress lives in the API,
-so a restarted operator simply reconciles again.
+Each StatefulSetPlus gets a daemon that reconciles it: read the object and its revisions from
+the API and its pods from the watch-fed cache (:mod:`podkit_operator.kube.podcache`), ask the
+pure planner (:mod:`podkit_operator.releases.plan`) what to do, write that back. The loop
+sleeps until an event of the object or a change of one of its pods wakes it, or until the
+planner's requeue time (a batch interval, a deadline). All progress lives in the API, so a
+restarted operator simply reconciles again.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import kopf
 
-from ..api.keys import ANN_REVISION, ANN_TARGET, GROUP, LABEL_STSP, PLURAL, VERSION
+from ..api.keys import ANN_REVISION, ANN_TARGET, GROUP, PLURAL, VERSION
 from ..api.reasons import EventReason
 from ..api.statefulsetplus import SpecError, StsPlusSpec, parse_spec
 from ..claims.handlers import sync_claims
@@ -33,6 +34,12 @@ from ..revisions.history import controller_revision, prune
 from ..revisions.revision import CurrentAndUpdate, RevisionInfo, with_podkit
 
 RETRY_S = 2.0  # after a pass the apiserver refused
+SYNC_WAIT_S = 30.0  # a pass waits this long for its namespace's first LIST of pods
+
+
+class PodsNotListed(OSError):
+    """The pod cache has not listed the namespace yet (the apiserver down at the start): the
+    pass is retried like one the apiserver refused."""
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
@@ -40,17 +47,13 @@ async def stsp_changed(namespace: str | None, name: str, memo: kopf.Memo, **_: A
     context_of(memo).wake(namespace_of(namespace), name)
 
 
-@kopf.on.event("", "v1", "pods", labels={LABEL_STSP: kopf.PRESENT})
-async def pod_changed(namespace: str | None, labels: kopf.Labels, memo: kopf.Memo,
-                      **_: Any) -> None:
-    context_of(memo).wake(namespace_of(namespace), labels[LABEL_STSP])
-
-
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0)
 async def release_loop(namespace: str | None, name: str, memo: kopf.Memo, logger: kopf.Logger,
                        stopped: kopf.DaemonStopped, **_: Any) -> None:
     context, namespace = context_of(memo), namespace_of(namespace)
     waker = context.wakers.setdefault((namespace, name), asyncio.Event())
+    loop = asyncio.get_running_loop()
+    context.pods.follow(namespace, lambda key: loop.call_soon_threadsafe(context.wake, *key))
     try:
         while not stopped:
             waker.clear()
@@ -79,6 +82,8 @@ def reconcile(context: OperatorContext, namespace: str, name: str,
     way goes on with the last spec that worked (:func:`held_pass`): its deadlines, failures and
     rollbacks, never a new release."""
     io = context.io
+    if not context.pods.wait_synced(namespace, SYNC_WAIT_S):
+        raise PodsNotListed(f"the pods of namespace {namespace} are not listed yet")
     with metrics.RECONCILE_SECONDS.time():
         stsp = io.get_stsp(namespace, name)
         if stsp is None or terminating(stsp):
@@ -87,7 +92,7 @@ def reconcile(context: OperatorContext, namespace: str, name: str,
             spec = parse_spec(stsp["spec"])
             template, copies = released_template(context, stsp, spec, stsp["spec"]["template"])
             template = with_podkit(template, spec)
-            pods = io.list_pods(namespace, name)
+            pods = context.pods.pods(namespace, name)
             revisions = resolve_revisions(io, stsp, template, spec.business,
                                           spec.revision_history_limit, pods)
             revisions = dataclasses.replace(revisions, copies=copies.by_name,
@@ -95,7 +100,8 @@ def reconcile(context: OperatorContext, namespace: str, name: str,
             states = (sidecar_states(pods, spec, context.writers)
                       if context.patched and spec.config_volumes else {})
             plan = plan_release(stsp, pods, revisions, datetime.now(UTC),
-                                context.patched, sidecar_states=states, spec=spec)
+                                context.patched, context.settings.max_starts,
+                                sidecar_states=states, spec=spec)
         except SpecError as exc:
             kopf.warn(stsp, reason=EventReason.INVALID_SPEC,  # type: ignore[arg-type]
                       message=str(exc))  # kopf reads the raw object as its Body
@@ -152,8 +158,9 @@ def held_pass(context: OperatorContext, stsp: dict[str, Any],
         update=RevisionInfo.from_template(name, update_t, spec.business),
         previous=(RevisionInfo.from_template(name, previous, spec.business)
                   if previous is not None else None))
-    pods = io.list_pods(namespace, name)
-    plan = plan_release(stsp, pods, revisions, datetime.now(UTC), context.patched, spec=spec)
+    pods = context.pods.pods(namespace, name)
+    plan = plan_release(stsp, pods, revisions, datetime.now(UTC), context.patched,
+                        context.settings.max_starts, spec=spec)
     plan.status["observedGeneration"] = status.get("observedGeneration")  # not this spec
     write_plan(context, stsp, spec, pods, plan)
     count_events(plan, pods)

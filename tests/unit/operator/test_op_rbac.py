@@ -2,8 +2,9 @@
 
 What the code uses is derived from the code, not from a list kept beside it:
 - every call ``podkit_operator.kube.client.KubeIO`` makes, read from its source (the kubernetes
-  client's method names say verb and resource: ``create_namespaced_pod`` is create on pods, a
-  ``*_custom_object*`` call is on the StatefulSetPlus, ``call_api("/metrics", "GET")`` a
+  client's method names say verb and resource: ``create_namespaced_pod`` is create on pods,
+  ``list_namespaced_pod(watch=True)`` watch on them, a ``*_custom_object*`` call is on the
+  StatefulSetPlus, ``call_api("/metrics", "GET")`` a
   non-resource URL);
 - ``update`` on ``statefulsetplus/finalizers``, because the objects the operator creates carry
   an owner reference with ``blockOwnerDeletion`` (the apiserver's
@@ -52,6 +53,8 @@ def kube_io_rights() -> set[Right]:
                 and isinstance(func.value.value, ast.Name) and func.value.value.id == "self"):
             continue  # only self.<api client>.<method>(...) reaches the apiserver
         api, method = func.value.attr, func.attr
+        if api == "pods":
+            continue  # the pod index its writes' answers go to (kube.podindex): no call
         if method == "call_api":
             path, verb = (a.value for a in call.args[:2])  # type: ignore[attr-defined]
             rights.add(("", path, verb.lower()))
@@ -59,7 +62,10 @@ def kube_io_rights() -> set[Right]:
         match = CALL_RE.match(method)
         assert match and api in GROUPS, f"KubeIO calls {api}.{method}: teach this test its right"
         resource = RESOURCES[match["what"]] + (match["sub"] or "").replace("_", "/")
-        rights.add((GROUPS[api], resource, VERBS.get(match["verb"], match["verb"])))
+        verb = VERBS.get(match["verb"], match["verb"])
+        if verb == "list" and any(k.arg == "watch" for k in call.keywords):
+            verb = "watch"  # list_*(watch=True) opens a watch
+        rights.add((GROUPS[api], resource, verb))
     return rights
 
 

@@ -102,6 +102,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: ko
         writers=ThreadPoolExecutor(max_workers=ours.writers, thread_name_prefix="pod-write"),
         pods=PodCache(KubeIO(connect("pod-watch")), index),
         leader=elector, health=health)
+    loop = asyncio.get_running_loop()  # the index changes in the watch's and writers' threads
+    index.on_change = lambda key: loop.call_soon_threadsafe(context.wake, *key)
     memo["context"] = context
     logger.info("podkit operator: %s cluster", "patched" if context.patched else "stock")
 

@@ -4,25 +4,23 @@ A release pass used to LIST its pods, and every pod event woke it for another LI
 thousands of pods that is megabytes of JSON per pass, and a pass per event. Here a thread per
 namespace LISTs the labelled pods once and then WATCHes them (bookmarks on), resuming from the
 last resourceVersion it saw when a watch ends and LISTing again only when the apiserver
-answers 410 Gone (that version is too old); the records go to a :class:`PodIndex`, and each
-change wakes the loop of the StatefulSetPlus it concerns (the ``on_change`` given to
-:meth:`PodCache.follow`, called from the thread). The operator's own writes are put into the
-index from the apiserver's answers (:class:`~podkit_operator.kube.client.KubeIO`), so a pass
-never waits for their echo.
+answers 410 Gone (that version is too old); the records go to a :class:`PodIndex`, whose
+``on_change`` wakes the loop of the StatefulSetPlus a change concerns. The operator's own
+writes are put into the index from the apiserver's answers
+(:class:`~podkit_operator.kube.client.KubeIO`), so a pass never waits for their echo.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from kubernetes.client.rest import ApiException
 
 from .client import API_ERRORS, KubeIO, describe
-from .podindex import Key, PodIndex
+from .podindex import PodIndex
 
 RETRY_S = 1.0  # after a watch or a list the apiserver refused, or a lost connection
 log = logging.getLogger(__name__)
@@ -44,8 +42,8 @@ class Resume:
     resource_version: str
 
 
-def follow(io: KubeIO, index: PodIndex, namespace: str, resource_version: str,
-           on_change: Callable[[Key], object]) -> Relist | Resume:
+def follow(io: KubeIO, index: PodIndex, namespace: str,
+           resource_version: str) -> Relist | Resume:
     """One watch of ``namespace``'s labelled pods from ``resource_version``, applied to the
     index until it ends; says how to go on."""
     try:
@@ -58,8 +56,7 @@ def follow(io: KubeIO, index: PodIndex, namespace: str, resource_version: str,
             resource_version = (obj.get("metadata") or {}).get("resourceVersion",
                                                                resource_version)
             if kind in ("ADDED", "MODIFIED", "DELETED"):
-                if (key := index.apply(kind, obj)) is not None:
-                    on_change(key)
+                index.apply(kind, obj)
     except ApiException as exc:
         if exc.status == 410:
             return Relist("410 Gone")
@@ -76,14 +73,13 @@ class PodCache:
         self._lock = threading.Lock()
         self._stop = threading.Event()
 
-    def follow(self, namespace: str, on_change: Callable[[Key], object]) -> None:
-        """Watch ``namespace`` from now on, calling ``on_change`` (from the watch's thread)
-        with the key of each change; once: later calls do nothing."""
+    def follow(self, namespace: str) -> None:
+        """Watch ``namespace`` from now on; once: later calls do nothing."""
         with self._lock:
             if namespace in self._synced:
                 return
             self._synced[namespace] = threading.Event()
-        threading.Thread(target=self._run, args=(namespace, on_change), daemon=True,
+        threading.Thread(target=self._run, args=(namespace,), daemon=True,
                          name=f"pods-{namespace}").start()
 
     def wait_synced(self, namespace: str, timeout: float) -> bool:
@@ -98,16 +94,15 @@ class PodCache:
         """The threads end after their current watch (they are daemons: an exit ends them)."""
         self._stop.set()
 
-    def _run(self, namespace: str, on_change: Callable[[Key], object]) -> None:
+    def _run(self, namespace: str) -> None:
         resume: str | None = None
         while not self._stop.is_set():
             try:
                 if resume is None:
                     listed, resume = self.io.list_labelled_pods(namespace)
-                    for key in self.index.replace(namespace, listed, resume):
-                        on_change(key)
+                    self.index.replace(namespace, listed, resume)
                     self._synced[namespace].set()
-                went = follow(self.io, self.index, namespace, resume, on_change)
+                went = follow(self.io, self.index, namespace, resume)
             except API_ERRORS as exc:  # the apiserver restarting, a partition
                 log.warning("watch of pods in %s failed: %s; again in %.0f s", namespace,
                             describe(exc), RETRY_S)

@@ -4,8 +4,10 @@ Each pod is held as a trimmed record (without ``managedFields``, which the opera
 reads), under its namespace and the StatefulSetPlus its ``podkit.io/stsp`` label names. A
 record is only ever replaced by a newer version of the pod: the answer to the operator's own
 write may come before or after the watch's event for it, and the older of the two is dropped.
-Every change reports the StatefulSetPlus whose pods changed, so only its loop is woken, and
-only for a change it has not seen (the echo of its own write is none). A pod seen deleted is
+Every change, a watch event's or an own write's, is passed to ``on_change`` with the
+StatefulSetPlus whose pods changed, so only its loop is woken, once: a write's answer wakes it
+(the pass after a write may have the next step to take, as when the echo of each write woke
+it), and the watch's echo of that write, no newer, does not. A pod seen deleted is
 remembered by UID, so the answer to a write that raced with its deletion (the pod with a
 ``deletionTimestamp``, answered after the watch said it was gone) brings back no ghost.
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..api.keys import LABEL_STSP
@@ -51,7 +53,10 @@ def newer(candidate: dict[str, Any], held: dict[str, Any] | None) -> bool:
 class PodIndex:
     """Pods by (namespace, StatefulSetPlus) and name; safe to use from several threads."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_change: Callable[[Key], object] = lambda key: None) -> None:
+        """``on_change`` is called with each changed key, from the thread that applied the
+        change, outside the index's lock."""
+        self.on_change = on_change
         self._lock = threading.Lock()
         self._pods: dict[Key, dict[str, dict[str, Any]]] = {}
         self._where: dict[tuple[str, str], Key] = {}  # (namespace, pod) -> its key
@@ -66,6 +71,11 @@ class PodIndex:
     def apply(self, kind: str, pod: dict[str, Any]) -> Key | None:
         """A watch event (``ADDED``, ``MODIFIED``, ``DELETED``) or an own write's answer
         (as ``MODIFIED``); returns the key whose pods changed, None when nothing did."""
+        if (key := self._apply(kind, pod)) is not None:
+            self.on_change(key)
+        return key
+
+    def _apply(self, kind: str, pod: dict[str, Any]) -> Key | None:
         meta = pod["metadata"]
         at = (meta.get("namespace") or "", meta["name"])
         with self._lock:
@@ -106,8 +116,10 @@ class PodIndex:
                 if pod is None or pod["metadata"].get("uid") != held["metadata"].get("uid"):
                     changed.add(self._drop(at))
         for pod in fresh.values():
-            if (key := self.apply("ADDED", pod)) is not None:
+            if (key := self._apply("ADDED", pod)) is not None:
                 changed.add(key)
+        for key in changed:
+            self.on_change(key)
         return changed
 
     def _forget(self, uid: str) -> None:

@@ -52,8 +52,7 @@ async def release_loop(namespace: str | None, name: str, memo: kopf.Memo, logger
                        stopped: kopf.DaemonStopped, **_: Any) -> None:
     context, namespace = context_of(memo), namespace_of(namespace)
     waker = context.wakers.setdefault((namespace, name), asyncio.Event())
-    loop = asyncio.get_running_loop()
-    context.pods.follow(namespace, lambda key: loop.call_soon_threadsafe(context.wake, *key))
+    context.pods.follow(namespace)
     try:
         while not stopped:
             waker.clear()

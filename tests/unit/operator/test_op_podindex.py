@@ -72,3 +72,14 @@ def test_a_relist_reports_what_differs_and_keeps_an_answer_newer_than_it() -> No
     assert index.replace("ns", [pod("web-0", 5), pod("web-1", 30), pod("api-0", 8)],
                          "50") == {("ns", "web")}  # web-9 is older than this list: gone
     assert names(index) == {"web-0": "5", "web-1": "30"}
+
+
+def test_each_change_and_no_echo_is_passed_to_on_change() -> None:
+    woken: list[tuple[str, str]] = []
+    index = PodIndex(woken.append)
+    index.apply("MODIFIED", pod("web-0", 20))  # an own write's answer: the loop's next step
+    index.apply("MODIFIED", pod("web-0", 20))  # the watch's echo of it
+    index.apply("ADDED", pod("api-0", 21, stsp="api"))
+    assert woken == [("ns", "web"), ("ns", "api")]
+    index.replace("ns", [pod("api-0", 21)], "25")  # web-0 gone, api-0 as it was
+    assert woken[2:] == [("ns", "web")]

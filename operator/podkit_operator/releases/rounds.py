@@ -222,11 +222,13 @@ class ReleasePass:
     def in_flight(self, ordinal: int, target: RevisionInfo) -> bool:
         return annotations_of(self.pods[ordinal]).get(ANN_TARGET) == target.name
 
-    def started_before(self, ordinal: int, deadline: datetime | None) -> bool:
-        """The pod's update started before the batch deadline (one started later, after a
-        pause, has its own deadline)."""
+    def out_of_time(self, ordinal: int) -> bool:
+        """The pod's own time (its start + batchDeadlineSeconds) is up too. A pod whose update
+        started after its batch did (after a pause, a scale that moved the batch boundaries,
+        a pod made again, a start held back) has that whole span, not what was left of the
+        batch's (make chaos seed 27: a 10 s soak begun 7 s before the batch deadline)."""
         started = self.started_at(ordinal)
-        return deadline is None or started is None or started <= deadline
+        return started is None or self.now > started + self.deadline_span()
 
     def record(self, round_: PodRound, ordinal: int, step: Step, *, is_start: bool,
                budget: StartBudget) -> bool:
@@ -361,7 +363,7 @@ class ReleasePass:
             if self.in_flight(ordinal, update) or isinstance(step, Done):
                 round_.converged = False
                 if isinstance(step, Failed) or (deadline_passed and not isinstance(step, Done)
-                                                and self.started_before(ordinal, deadline)):
+                                                and self.out_of_time(ordinal)):
                     reason = (step.reason if isinstance(step, Failed)
                               else "the batch deadline passed")
                     self.fail_pod(round_, ordinal, reason)

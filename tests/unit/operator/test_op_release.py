@@ -446,3 +446,21 @@ def test_a_failed_batch_after_a_scale_up_takes_back_every_pod_beyond_the_batches
     sim.run(lambda s: not any("podkit.io/target-revision" in p["metadata"]["annotations"]
                               for p in s.pods.values()))
     assert at(sim, rev(V1)) == list(range(8))
+
+
+def test_a_pod_that_joins_a_batch_late_has_its_own_deadline():
+    """make chaos seed 27: 10 pods in 2 batches, a scale to 5 while batch 1 (pods 5-9) swapped
+    moved batch 1 to the highest ordinals left (pods 2-4); they started 7 s before the batch's
+    deadline with a 10 s soak to serve, and the deadline failed them and the release. A pod
+    whose swap starts after its batch did (a scale, a pause, a pod made again) has the whole
+    batchDeadlineSeconds from its own start."""
+    sim = settled(replicas=10, batch_num=2, max_failed=0, deadline=20)
+    sim.stsp["spec"]["minReadySeconds"] = 10
+    sim.set_image(V2)
+    sim.run(lambda s: at(s, rev(V2)) == [5, 6, 7, 8, 9])  # soaked: 13 s in, 9 s left
+    sim.stsp["spec"]["replicas"] = 5  # batch 1 is now pods 3 and 4
+    sim.run(lambda s: s.bds.get("generalStatus") in ("Completed", "Failed", "RollingBack"),
+            ticks=120)
+    failed = [e.message for p in sim.plans for e in p.events if e.reason == "UpdateFailed"]
+    assert sim.bds["generalStatus"] == "Completed", failed
+    assert at(sim, rev(V2)) == [0, 1, 2, 3, 4]

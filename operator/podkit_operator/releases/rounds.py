@@ -272,12 +272,17 @@ class ReleasePass:
                     budget=budget)
         return False
 
-    def failed_after_soak(self, pod: dict[str, Any]) -> bool:
-        """The pod's update failed after it was recorded at the update revision (a crash after
-        its soak) and it is not back yet; a replaced pod (Recreate) stays where it failed."""
+    def failed_not_back(self, pod: dict[str, Any]) -> bool:
+        """The pod's update failed and it is not back yet: still recorded at the update
+        revision (a crash after its soak) or on its way back (a pod of an earlier batch, made
+        again during a later one, whose swap failed: make chaos seed 43). Such a failure
+        counts in the current batch, whichever batch the pod was in. A replaced pod
+        (Recreate) stays where it failed."""
         ann = annotations_of(pod)
-        return (not self.rules.replaces_pods and ann.get(ANN_FAILED) == self.update.name
-                and ann.get(ANN_REVISION) == self.update.name)
+        if self.rules.replaces_pods or ann.get(ANN_FAILED) != self.update.name:
+            return False
+        return (ann.get(ANN_REVISION) == self.update.name
+                or ann.get(ANN_TARGET) == self.current.name)
 
     def clear_stale_mark(self, round_: PodRound, ordinal: int, target: RevisionInfo) -> None:
         """A failure mark of another revision is from an earlier release: drop it (a mark is
@@ -338,9 +343,9 @@ class ReleasePass:
             if pod_annotations.get(ANN_FAILED) == update.name:
                 # back to the last good revision; once the release completed (current ==
                 # update) it rests where its rollback left it, untouched until a new release
-                # one that failed after its soak (still recorded at the update, on its way
-                # back) counts in the current batch, whichever batch it was in
-                round_.batch_failed += (ordinal in members or self.failed_after_soak(pod))
+                # one not back yet (see failed_not_back) counts in the current batch,
+                # whichever batch it was in
+                round_.batch_failed += (ordinal in members or self.failed_not_back(pod))
                 if (not self.rules.replaces_pods and self.releasing
                         and not self.settle(round_, ordinal, current, safety)):
                     round_.converged = False
@@ -367,14 +372,14 @@ class ReleasePass:
                     reason = (step.reason if isinstance(step, Failed)
                               else "the batch deadline passed")
                     self.fail_pod(round_, ordinal, reason)
-                    round_.batch_failed += ordinal in members
+                    round_.batch_failed += 1  # in the current batch, whichever it was in
                     continue
                 self.record(round_, ordinal, step, is_start=False, budget=budget)
             elif ordinal in started:
                 round_.converged = False
                 if isinstance(step, Failed):  # cannot even start (e.g. a pod without slots)
                     self.fail_pod(round_, ordinal, step.reason)
-                    round_.batch_failed += ordinal in members
+                    round_.batch_failed += 1
                     continue
                 self.record(round_, ordinal, step, is_start=True, budget=budget)
             elif pod_annotations.get(ANN_TARGET) is not None:
@@ -406,7 +411,7 @@ class ReleasePass:
             beyond = (ordinal not in reached
                       and pod_annotations.get(ANN_REVISION) == self.update.name)
             if (ordinal in members or pod_annotations.get(ANN_TARGET) is not None or beyond
-                    or self.failed_after_soak(pod)):  # in an earlier batch
+                    or self.failed_not_back(pod)):  # in an earlier batch
                 if self.settle(round_, ordinal, current, budget):
                     round_.rollback_done += ordinal in members
                 else:

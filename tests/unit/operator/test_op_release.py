@@ -464,3 +464,20 @@ def test_a_pod_that_joins_a_batch_late_has_its_own_deadline():
     failed = [e.message for p in sim.plans for e in p.events if e.reason == "UpdateFailed"]
     assert sim.bds["generalStatus"] == "Completed", failed
     assert at(sim, rev(V2)) == [0, 1, 2, 3, 4]
+
+
+def test_a_pod_of_an_earlier_batch_made_again_whose_swap_fails_fails_the_release():
+    """make chaos seed 43: web-5, updated in batch 1, was deleted during batch 2 and made
+    again at the last good revision; it stayed unready (unscheduled for a minute), its swap
+    failed, and as it was not one of batch 2's pods its failure counted nowhere: the release
+    ended Completed, "all pods at" the update, with web-5 back at v1. A swap that fails counts
+    in the current batch, whichever batch its pod is in, while that pod goes back."""
+    sim = settled(replicas=7, batch_num=2, pods_num=[3, "100%"], max_failed=0, deadline=40)
+    sim.set_image(V2)
+    sim.run(lambda s: s.bds.get("batchOrder") == 2)
+    del sim.pods["web-5"]
+    sim.stuck_on["web-5"] = {V1, V2}  # made again, it gets ready at neither
+    sim.run(lambda s: s.bds.get("generalStatus") in ("Completed", "Failed"), ticks=200)
+    assert sim.bds["generalStatus"] == "Failed", sim.bds
+    reasons = [e.message for p in sim.plans for e in p.events if e.reason == "UpdateFailed"]
+    assert any(m.startswith("web-5:") for m in reasons), reasons

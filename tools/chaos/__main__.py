@@ -14,6 +14,7 @@ ask). Exit status 1 when any run broke an invariant.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import queue
@@ -114,6 +115,15 @@ def main(argv: list[str]) -> int:
         pending.put(seed)
     out = OUT / args.mode
     out.mkdir(parents=True, exist_ok=True)
+    lock = open(out / ".lock", "w")  # held (by the open file) until the process ends
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        # two runs would share out/'s operator kubeconfigs and logs: one operator, restarted,
+        # would read the other's kubeconfig and drive the other cluster
+        print(f"chaos: another run of mode {args.mode} uses {out}; wait for it, or run "
+              "seeds side by side in one run with --jobs", file=sys.stderr)
+        return 2
     bed_for = kubelet_bed if args.mode == "kubelet" else kwok_bed
     began = time.monotonic()
 

@@ -4,7 +4,9 @@ A release pass used to LIST its pods, and every pod event woke it for another LI
 thousands of pods that is megabytes of JSON per pass, and a pass per event. Here a thread per
 namespace LISTs the labelled pods once and then WATCHes them (bookmarks on), resuming from the
 last resourceVersion it saw when a watch ends and LISTing again only when the apiserver
-answers 410 Gone (that version is too old); the records go to a :class:`PodIndex`, whose
+answers 410 Gone (that version is too old) or the watch broke (a lost connection, the
+apiserver restarting: the index may then be stale, and passes wait until that LIST is in,
+:meth:`PodCache.wait_synced`); the records go to a :class:`PodIndex`, whose
 ``on_change`` wakes the loop of the StatefulSetPlus a change concerns. The operator's own
 writes are put into the index from the apiserver's answers
 (:class:`~podkit_operator.kube.client.KubeIO`), so a pass never waits for their echo.
@@ -83,7 +85,8 @@ class PodCache:
                          name=f"pods-{namespace}").start()
 
     def wait_synced(self, namespace: str, timeout: float) -> bool:
-        """Whether the namespace's first LIST is in the index (waiting up to ``timeout``)."""
+        """Whether the namespace's latest LIST is in the index (waiting up to ``timeout``):
+        false from a broken watch until the LIST after it."""
         synced = self._synced.get(namespace)
         return synced is not None and synced.wait(timeout)
 
@@ -104,9 +107,14 @@ class PodCache:
                     self._synced[namespace].set()
                 went = follow(self.io, self.index, namespace, resume)
             except API_ERRORS as exc:  # the apiserver restarting, a partition
-                log.warning("watch of pods in %s failed: %s; again in %.0f s", namespace,
-                            describe(exc), RETRY_S)
+                # what the index holds may be seconds old: a pass judging a soak on it would
+                # count a pod that crashed meanwhile (make chaos seed 52), so passes wait for
+                # a fresh LIST
+                self._synced[namespace].clear()
+                log.warning("watch of pods in %s failed: %s; listing again in %.0f s",
+                            namespace, describe(exc), RETRY_S)
                 self._stop.wait(RETRY_S)
+                resume = None
                 continue
             if isinstance(went, Relist):
                 log.info("pods in %s: %s; listing again", namespace, went.reason)

@@ -34,12 +34,12 @@ from ..revisions.history import controller_revision, prune
 from ..revisions.revision import CurrentAndUpdate, RevisionInfo, with_podkit
 
 RETRY_S = 2.0  # after a pass the apiserver refused
-SYNC_WAIT_S = 30.0  # a pass waits this long for its namespace's first LIST of pods
+SYNC_WAIT_S = 30.0  # a pass waits this long for its namespace's LIST of pods
 
 
 class PodsNotListed(OSError):
-    """The pod cache has not listed the namespace yet (the apiserver down at the start): the
-    pass is retried like one the apiserver refused."""
+    """The pod cache has no LIST of the namespace in (the apiserver down at the start, or
+    since a broken watch): the pass is retried like one the apiserver refused."""
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)

@@ -5,8 +5,8 @@ thousands of pods that is megabytes of JSON per pass, and a pass per event. Here
 namespace LISTs the labelled pods once and then WATCHes them (bookmarks on), resuming from the
 last resourceVersion it saw when a watch ends and LISTing again only when the apiserver
 answers 410 Gone (that version is too old) or the watch broke (a lost connection, the
-apiserver restarting: the index may then be stale, and passes wait until that LIST is in,
-:meth:`PodCache.wait_synced`); the records go to a :class:`PodIndex`, whose
+apiserver restarting); the index may then be stale, and passes wait until that LIST is in
+(:meth:`PodCache.wait_synced`); the records go to a :class:`PodIndex`, whose
 ``on_change`` wakes the loop of the StatefulSetPlus a change concerns. The operator's own
 writes are put into the index from the apiserver's answers
 (:class:`~podkit_operator.kube.client.KubeIO`), so a pass never waits for their echo.
@@ -39,7 +39,7 @@ class Relist:
 
 @dataclass(frozen=True)
 class Resume:
-    """The watch ended (the server's timeout, a lost connection): watch again from here."""
+    """The server ended the watch (its timeout): watch again from here."""
 
     resource_version: str
 
@@ -86,7 +86,7 @@ class PodCache:
 
     def wait_synced(self, namespace: str, timeout: float) -> bool:
         """Whether the namespace's latest LIST is in the index (waiting up to ``timeout``):
-        false from a broken watch until the LIST after it."""
+        false from a broken watch or a 410 until the LIST after it."""
         synced = self._synced.get(namespace)
         return synced is not None and synced.wait(timeout)
 
@@ -102,15 +102,15 @@ class PodCache:
         while not self._stop.is_set():
             try:
                 if resume is None:
+                    # what the index holds may be seconds old (a broken watch, 410 Gone): a
+                    # pass judging a soak on it would count a pod that crashed meanwhile (make
+                    # chaos seed 52), so passes wait for this LIST
+                    self._synced[namespace].clear()
                     listed, resume = self.io.list_labelled_pods(namespace)
                     self.index.replace(namespace, listed, resume)
                     self._synced[namespace].set()
                 went = follow(self.io, self.index, namespace, resume)
             except API_ERRORS as exc:  # the apiserver restarting, a partition
-                # what the index holds may be seconds old: a pass judging a soak on it would
-                # count a pod that crashed meanwhile (make chaos seed 52), so passes wait for
-                # a fresh LIST
-                self._synced[namespace].clear()
                 log.warning("watch of pods in %s failed: %s; listing again in %.0f s",
                             namespace, describe(exc), RETRY_S)
                 self._stop.wait(RETRY_S)

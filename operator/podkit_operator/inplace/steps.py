@@ -215,6 +215,31 @@ def serving_problem(pod: dict[str, Any]) -> str | None:
     return None
 
 
+def not_started(pod: dict[str, Any]) -> str | None:
+    """Why the pod has not started yet (no node bound it, or none of its containers ever
+    ran and none fails to start), or None. An update never starts on such a pod: its
+    deadline would run while the pod waits for a node or its first images (make chaos
+    seed 43)."""
+    if terminating(pod):
+        return None
+    if not (pod.get("spec") or {}).get("nodeName"):
+        conditions = (pod.get("status") or {}).get("conditions") or []
+        scheduled: dict[str, Any] = next((c for c in conditions
+                                          if c.get("type") == "PodScheduled"), {})
+        why = ": ".join(str(scheduled[k]) for k in ("reason", "message") if scheduled.get(k))
+        return f"not scheduled yet ({why})" if why else "not scheduled yet"
+    status = pod.get("status") or {}
+    # a container that will not start by itself (an image that cannot be pulled) counts as
+    # started: waiting would keep from the pod the update that may fix it
+    ran = any("running" in (c.get("state") or {}) or c.get("restartCount")
+              or (c.get("lastState") or {}).get("terminated")
+              or ((c.get("state") or {}).get("waiting") or {}).get("reason") in FAILING_REASONS
+              for c in status.get("containerStatuses") or [])
+    if status.get("phase") == "Pending" and not ran:
+        return "its containers have not started yet"
+    return None
+
+
 # --- annotations ---------------------------------------------------------------------------
 
 def _start_annotations(pod: dict[str, Any], target: RevisionInfo,

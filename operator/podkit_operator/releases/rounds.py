@@ -26,6 +26,7 @@ from ..inplace.steps import (
     ResizePod,
     Step,
     Wait,
+    not_started,
     serving_problem,
     serving_record,
 )
@@ -381,7 +382,8 @@ class ReleasePass:
                     self.fail_pod(round_, ordinal, step.reason)
                     round_.batch_failed += 1
                     continue
-                self.record(round_, ordinal, step, is_start=True, budget=budget)
+                if not_started(pod) is None:  # else waited for (the Progressing message)
+                    self.record(round_, ordinal, step, is_start=True, budget=budget)
             elif pod_annotations.get(ANN_TARGET) is not None:
                 # a swap of an abandoned release or a rollback under way: to the last good
                 if not self.settle(round_, ordinal, current, safety):

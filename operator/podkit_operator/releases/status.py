@@ -11,7 +11,7 @@ from ..api.keys import ANN_REVISION, ANN_TARGET
 from ..api.reasons import BatchAction, ConditionReason, ConditionType, GeneralStatus
 from ..api.statefulsetplus import BatchDeployStatus, Condition, selector_string
 from ..inplace.pods import pod_name
-from ..inplace.steps import serving_problem
+from ..inplace.steps import not_started, serving_problem
 from ..kube.objects import (
     annotations_of,
     available_at,
@@ -27,6 +27,7 @@ from .rounds import PodRound, ReleasePass
 # period once more) has a kubelet that does not answer: its node is gone or cut off.
 STUCK_MARGIN = timedelta(seconds=60)
 UNHEALTHY_LISTED = 100  # unhealthyPods names at most this many
+WAITING_NAMED = 10  # the Progressing condition names at most this many pods waiting to start
 
 
 def stuck_since(release: ReleasePass) -> dict[str, datetime]:
@@ -50,6 +51,18 @@ def unhealthy_pods(release: ReleasePass) -> dict[str, str]:
         if problem := serving_problem(pod):
             out[pod_name(release.name, ordinal)] = problem
     return out
+
+
+def waiting_to_start(release: ReleasePass) -> str:
+    """The pods an update waits for because they have not started (see ``not_started``), as
+    the end of the Progressing message; "" when none."""
+    waiting = [f"{pod_name(release.name, ordinal)} ({why})" for ordinal in sorted(release.pods)
+               if (why := not_started(release.pods[ordinal]))]
+    if not waiting:
+        return ""
+    more = len(waiting) - WAITING_NAMED
+    return ("; waiting for pods to start: " + ", ".join(waiting[:WAITING_NAMED])
+            + (f" and {more} more" if more > 0 else ""))
 
 
 def percent(done: int, total: int) -> int:
@@ -132,7 +145,8 @@ def conditions(release: ReleasePass, batch: BatchDeployStatus,
         Condition(ConditionType.PROGRESSING,
                   "False" if general in (GeneralStatus.COMPLETED, GeneralStatus.FAILED)
                   else "True", general,
-                  f"batch {batch.batch_order}: {batch.progress} updated"),
+                  f"batch {batch.batch_order}: {batch.progress} updated"
+                  + ("" if general == GeneralStatus.COMPLETED else waiting_to_start(release))),
         failure,
     ]
     stuck = sorted(name for name, at in stuck_since(release).items() if at <= release.now)

@@ -239,6 +239,7 @@ class Sim:
         self.stuck: set[str] = set()
         self.bad_on: dict[str, set[str]] = {}  # pod name -> images that crash only there
         self.stuck_on: dict[str, set[str]] = {}  # pod name -> images never ready there
+        self.unscheduled: set[str] = set()  # pods no scheduler has bound: nothing runs them
         self.starts: Counter[str] = Counter()  # pod -> swaps started (target annotation set)
         self.plans: list[Plan] = []
         self.started_to: list[tuple[str, str]] = []  # (pod, target) per swap started
@@ -302,6 +303,11 @@ class Sim:
                 self.started_to.append((p.name, after))
                 self.started_uid.append((f"{p.name}#{self.uids[p.name]}", after))
         for name, pod in self.pods.items():
+            if name in self.unscheduled:
+                pod["status"] = {"phase": "Pending", "conditions": [
+                    {"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]}
+                continue
+            pod["spec"].setdefault("nodeName", "sim-node")
             kubelet(pod, self.bad | self.bad_on.get(name, set()), self.slots,
                     self.stuck | self.stuck_on.get(name, set()), self.now)
         if not write_status:

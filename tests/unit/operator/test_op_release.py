@@ -481,3 +481,28 @@ def test_a_pod_of_an_earlier_batch_made_again_whose_swap_fails_fails_the_release
     assert sim.bds["generalStatus"] == "Failed", sim.bds
     reasons = [e.message for p in sim.plans for e in p.events if e.reason == "UpdateFailed"]
     assert any(m.startswith("web-5:") for m in reasons), reasons
+
+
+def test_seed_43_a_pod_made_again_and_not_yet_scheduled_is_waited_for():
+    """make chaos seed 43 (three runs at once): web-5, updated in batch 1, was deleted during
+    batch 2 and made again at the last good revision, then stayed unscheduled for a minute;
+    its swap started on the Pending pod, outran batchDeadlineSeconds and failed the release
+    of a good version. A swap starts only on a pod that has been scheduled and started: a
+    pod of a started batch that has not is waited for, named in the Progressing condition."""
+    sim = settled(replicas=7, batch_num=2, pods_num=[3, "100%"], max_failed=0, deadline=40)
+    sim.set_image(V2)
+    sim.run(lambda s: s.bds.get("batchOrder") == 2)
+    del sim.pods["web-5"]
+    sim.unscheduled.add("web-5")
+    sim.run(lambda s: "web-5" in s.pods, ticks=5)
+    for _ in range(60):  # a minute unscheduled, longer than the batch's deadline
+        sim.tick()
+        assert "podkit.io/target-revision" not in sim.pods["web-5"]["metadata"]["annotations"]
+    progressing = next(c for c in sim.stsp["status"]["conditions"]
+                       if c["type"] == "Progressing")
+    assert "web-5 (not scheduled yet (Unschedulable))" in progressing["message"], progressing
+    sim.unscheduled.clear()
+    sim.run(lambda s: s.bds.get("generalStatus") in ("Completed", "Failed"), ticks=120)
+    failed = [e.message for p in sim.plans for e in p.events if e.reason == "UpdateFailed"]
+    assert sim.bds["generalStatus"] == "Completed", failed
+    assert at(sim, rev(V2)) == list(range(7))

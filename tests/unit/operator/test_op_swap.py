@@ -14,6 +14,7 @@ from podkit_operator.inplace.steps import (
     PatchPod,
     Wait,
     inplace_step,
+    not_started,
     recreate_step,
     swap_step,
 )
@@ -252,3 +253,27 @@ def test_an_image_that_cannot_be_pulled_fails_although_the_status_shows_the_old_
                    state={"waiting": {"reason": reason, "message": f"{V2} not present"}})
     st = swap_step(pod, R2, spec, False, T0)
     assert isinstance(st, Failed) and reason in st.reason
+
+
+def _waiting(reason: str) -> dict:
+    return {"name": "web", "state": {"waiting": {"reason": reason}}, "restartCount": 0}
+
+
+@pytest.mark.parametrize("spec, status, expected", [
+    ({}, {"phase": "Pending"}, "not scheduled yet"),
+    ({}, {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+                                              "reason": "Unschedulable",
+                                              "message": "0/3 nodes are available"}]},
+     "not scheduled yet (Unschedulable: 0/3 nodes are available)"),
+    ({"nodeName": "n"}, {"phase": "Pending"}, "its containers have not started yet"),
+    ({"nodeName": "n"}, {"phase": "Pending", "containerStatuses": [_waiting("ContainerCreating")]},
+     "its containers have not started yet"),
+    ({"nodeName": "n"}, {"phase": "Pending", "containerStatuses": [_waiting("ImagePullBackOff")]},
+     None),  # a bad image waits for no one: the update may be its fix
+    ({"nodeName": "n"}, {"phase": "Running", "containerStatuses": [
+        {"name": "web", "state": {"running": {}}, "restartCount": 0}]}, None),
+])
+def test_an_update_waits_only_for_a_pod_that_has_not_started(spec, status, expected):
+    """make chaos seed 43: a swap started on a pod no node had bound yet."""
+    assert not_started({"metadata": {"name": "web-0"}, "spec": spec, "status": status}) \
+        == expected

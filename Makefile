@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST := $(PY) -m pytest
 
-.PHONY: help venv test test-unit test-fuzz fuzz test-integration test-go test-e2e bench-handover bench-state bench-wrapped bench-probe chaos lint k8s images cluster-up cluster-down demo clean
+.PHONY: help venv test test-unit test-fuzz fuzz test-integration test-go test-e2e bench-handover bench-state bench-wrapped bench-probe bench-scale chaos lint k8s images cluster-up cluster-down demo clean
 
 help:
 	@echo "make demo            the main job: a real A/B upgrade on a local cluster beside a kubelet"
@@ -21,6 +21,7 @@ help:
 	@echo "make bench-wrapped   unmodified nginx, 20 wrapped swaps: binding its port vs inherited"
 	@echo "                     listeners, side by side (JSON: failed, sent, max_gap_ms per mode)"
 	@echo "make bench-probe     the prober's CPU per request and send lateness, per design (JSON)"
+	@echo "make bench-scale     PODS (10000) pods on kwok released in BATCHES (5): per-batch times (JSON)"
 	@echo "make chaos           RUNS seeded fault-injected releases from SEED (default 100 from 1;"
 	@echo "                     ONLY=n replays one) on API-only clusters, JOBS=1 of them side"
 	@echo "                     by side; last line JSON;"
@@ -86,6 +87,12 @@ bench-state: venv
 
 bench-wrapped: venv
 	$(PY) -m benchmarks.wrapped
+
+# PODS=200 BATCHES=5 for a quick look; the figures of docs/operator.md are of the defaults.
+PODS ?= 10000
+BATCHES ?= 5
+bench-scale: venv
+	$(PY) -m scale_bench --pods $(PODS) --batches $(BATCHES)
 
 RUNS ?= 100
 SEED ?= 1

@@ -23,7 +23,6 @@ from testbed.fixtures import operator_on_api_cluster
 from testbed.kube import Kube
 from testbed.operator_proc import OperatorProcess
 from testbed.stsp import (
-    QUICK_SOAK_S,
     batch_status,
     events,
     pods,
@@ -32,6 +31,7 @@ from testbed.stsp import (
     set_image,
     status,
 )
+from testbed.stsp import manifest as stsp
 
 pytestmark = pytest.mark.integration
 
@@ -54,20 +54,6 @@ def kube(cluster: tuple[Kube, OperatorProcess]) -> Kube:
 @pytest.fixture
 def namespace(kube: Kube) -> str:
     return kube.create_namespace(f"op-{os.urandom(4).hex()}")
-
-
-def stsp(namespace: str, replicas: int, image: str, min_ready: int = QUICK_SOAK_S,
-         **batch: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{keys.GROUP}/{keys.VERSION}", "kind": keys.KIND,
-        "metadata": {"name": "web", "namespace": namespace},
-        "spec": {"replicas": replicas, "podManagementPolicy": "Parallel",
-                 "selector": {"matchLabels": {"app": "web"}},
-                 "minReadySeconds": min_ready,
-                 "template": {"metadata": {"labels": {"app": "web"}},
-                              "spec": {"containers": [{"name": "web", "image": image}]}},
-                 "updateStrategy": {"type": "ABSwap", "batchDeployConfig": batch}},
-    }
 
 
 def at(kube: Kube, namespace: str, image: str, count: int) -> bool:

@@ -15,6 +15,22 @@ NAME = "web"
 QUICK_SOAK_S = 1
 
 
+def manifest(namespace: str, replicas: int, image: str, min_ready: int = QUICK_SOAK_S,
+             **batch: Any) -> dict[str, Any]:
+    """A StatefulSetPlus ``web`` of ``replicas`` ABSwap pods (Parallel) of one container
+    ``web`` running ``image``; ``batch``: its ``batchDeployConfig``."""
+    return {
+        "apiVersion": f"{keys.GROUP}/{keys.VERSION}", "kind": keys.KIND,
+        "metadata": {"name": NAME, "namespace": namespace},
+        "spec": {"replicas": replicas, "podManagementPolicy": "Parallel",
+                 "selector": {"matchLabels": {"app": NAME}},
+                 "minReadySeconds": min_ready,
+                 "template": {"metadata": {"labels": {"app": NAME}},
+                              "spec": {"containers": [{"name": NAME, "image": image}]}},
+                 "updateStrategy": {"type": "ABSwap", "batchDeployConfig": batch}},
+    }
+
+
 def install_crd(kube: Kube) -> None:
     """Apply the StatefulSetPlus CRD and wait until the apiserver serves it."""
     kube.apply(manifests.crd())

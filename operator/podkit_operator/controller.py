@@ -26,6 +26,7 @@ from .endpoints import handlers as _endpoints  # noqa: F401
 from .kube.client import API_ERRORS, REQUEST_TIMEOUT, KubeIO, connect, describe
 from .kube.podcache import PodCache
 from .kube.podindex import PodIndex
+from .kube.ratelimit import TokenBucket
 from .leader import LeaderElector, LeaseTimes
 from .settings import Settings, SettingsError
 from .statefulsetplus import handlers as _statefulsetplus  # noqa: F401
@@ -95,12 +96,15 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: ko
                              exc) from exc
     await elector.acquire()
     index = PodIndex()
-    io = KubeIO(connect(pool=ours.writers + POOL_SPARE), index)
+    # one rate limit for the pod writes and the pod watch; the Lease's renewals never wait
+    # behind a batch's writes
+    limit = TokenBucket(ours.qps, ours.burst)
+    io = KubeIO(connect(pool=ours.writers + POOL_SPARE, limit=limit), index)
     context = OperatorContext(
         settings=ours, io=io,
         patched=await asyncio.to_thread(detect_patched, io, ours, logger),
         writers=ThreadPoolExecutor(max_workers=ours.writers, thread_name_prefix="pod-write"),
-        pods=PodCache(KubeIO(connect("pod-watch")), index),
+        pods=PodCache(KubeIO(connect("pod-watch", limit=limit)), index),
         leader=elector, health=health)
     loop = asyncio.get_running_loop()  # the index changes in the watch's and writers' threads
     index.on_change = lambda key: loop.call_soon_threadsafe(context.wake, *key)

@@ -18,9 +18,12 @@
 - ``PODKIT_WRITERS`` -> ``writers`` (default ``16``): pod writes of one pass in flight at once
   (the controller's connection pool holds as many, and 4 more);
 - ``PODKIT_MAX_STARTS`` -> ``max_starts`` (default ``2000``): pod updates one pass may start
-  (updates under way always go on; a batch larger than this takes more passes).
+  (updates under way always go on; a batch larger than this takes more passes);
+- ``PODKIT_QPS`` -> ``qps`` (default ``1000``) and ``PODKIT_BURST`` -> ``burst`` (default
+  ``2000``): the operator's own calls (not kopf's), on average and at once after a quiet
+  spell (:mod:`.kube.ratelimit`).
 
-A value of those two that is not a whole number of at least 1 is a :class:`SettingsError`
+A value of those four that is not a whole number of at least 1 is a :class:`SettingsError`
 naming the variable. The other fields are tunables with no variable of their own.
 """
 
@@ -42,6 +45,8 @@ class Settings:
     config_poll_s: float = 0.3  # how often pods awaiting a config report are asked again
     writers: int = 16  # concurrent pod writes of one reconcile pass
     max_starts: int = 2000  # pod updates one pass may start
+    qps: int = 1000  # the operator's own API calls a second, on average
+    burst: int = 2000  # and at once
     health_port: int = 0
     lease_namespace: str = "default"
     lease_name: str = "podkit-operator"
@@ -61,7 +66,9 @@ class Settings:
                        identity=environ.get("PODKIT_OPERATOR_ID") or found.identity,
                        follow_crds=environ.get("PODKIT_FOLLOW_CRDS", "true").lower() != "false",
                        writers=count(environ, "PODKIT_WRITERS", found.writers),
-                       max_starts=count(environ, "PODKIT_MAX_STARTS", found.max_starts))
+                       max_starts=count(environ, "PODKIT_MAX_STARTS", found.max_starts),
+                       qps=count(environ, "PODKIT_QPS", found.qps),
+                       burst=count(environ, "PODKIT_BURST", found.burst))
 
 
 class SettingsError(ValueError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -103,6 +104,30 @@ def can_i(kube: Kube, *args: str, namespace: str | None = None) -> bool:
     answer = proc.stdout.strip()
     assert answer in ("yes", "no"), f"kubectl auth can-i {' '.join(args)}: {proc.stderr}"
     return answer == "yes"
+
+
+def flow_of(kube: Kube, account: str) -> tuple[str, str]:
+    """The (FlowSchema, PriorityLevel) UIDs the apiserver answered a request of ``account``
+    with (its X-Kubernetes-PF-* headers, as ``kubectl -v=8`` logs them)."""
+    proc = subprocess.run([str(kube.kubectl_path), f"--kubeconfig={kube.kubeconfig}", "get",
+                           "--raw", "/api/v1/namespaces/default/pods", f"--as={account}",
+                           "-v=8"], capture_output=True, text=True, timeout=60)
+    found = {name.lower(): uid for name, uid in re.findall(
+        r"(X-Kubernetes-Pf-(?:Flowschema|Prioritylevel)-Uid): (\S+)", proc.stderr, re.I)}
+    assert len(found) == 2, f"no priority-and-fairness headers in: {proc.stderr[-2000:]}"
+    return (found["x-kubernetes-pf-flowschema-uid"], found["x-kubernetes-pf-prioritylevel-uid"])
+
+
+def test_the_operator_requests_queue_at_a_priority_level_of_their_own(kube: Kube) -> None:
+    """flowcontrol.yaml: the apiserver classifies the operator's account (and it alone) into
+    the podkit-operator FlowSchema and PriorityLevel."""
+    schema = kube.get("flowschemas.flowcontrol.apiserver.k8s.io", "podkit-operator")
+    level = kube.get("prioritylevelconfigurations.flowcontrol.apiserver.k8s.io",
+                     "podkit-operator")
+    ours = (schema["metadata"]["uid"], level["metadata"]["uid"])
+    assert flow_of(kube, OPERATOR_ACCOUNT) == ours
+    another = "system:serviceaccount:default:default"
+    assert flow_of(kube, another)[0] != ours[0]
 
 
 def containers(spec: dict[str, Any]) -> list[dict[str, Any]]:

@@ -26,6 +26,7 @@ from ..api.keys import (
     VERSION,
 )
 from .podindex import PodIndex
+from .ratelimit import TokenBucket
 
 _FEATURE_RE = re.compile(r'^kubernetes_feature_enabled\{name="(?P<name>[^"]+)"[^}]*\} (?P<v>\S+)',
                          re.MULTILINE)
@@ -52,6 +53,9 @@ def describe(exc: BaseException) -> str:
 API_REQUESTS = Counter("podkit_operator_api_requests", "calls to the apiserver by the "
                        "operator's own clients (not kopf's watches), by client and HTTP verb",
                        ["client", "verb"])
+API_THROTTLED = Counter("podkit_operator_api_throttled_seconds", "seconds the operator's calls "
+                        "waited for the client rate limit (PODKIT_QPS, PODKIT_BURST), by client",
+                        ["client"])
 
 
 class TimeoutApiClient(client.ApiClient):
@@ -60,28 +64,31 @@ class TimeoutApiClient(client.ApiClient):
     missing ``_request_timeout`` in a single call would be enough to hang a loop."""
 
     def __init__(self, name: str, timeout: tuple[float, float] = REQUEST_TIMEOUT,
-                 pool: int | None = None) -> None:
+                 pool: int | None = None, limit: TokenBucket | None = None) -> None:
         configuration = client.Configuration.get_default_copy()
         if pool is not None:  # the client's default is 5 a core: fewer than a pass's writers
             configuration.connection_pool_maxsize = pool
         super().__init__(configuration)
-        self.name, self.timeout = name, timeout
+        self.name, self.timeout, self.limit = name, timeout, limit
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         kwargs["_request_timeout"] = kwargs.get("_request_timeout") or self.timeout
+        if self.limit is not None:
+            API_THROTTLED.labels(self.name).inc(self.limit.take())
         API_REQUESTS.labels(self.name, method).inc()
         return super().request(method, url, *args, **kwargs)
 
 
 def connect(name: str = "controller", timeout: tuple[float, float] = REQUEST_TIMEOUT,
-            pool: int | None = None) -> TimeoutApiClient:
+            pool: int | None = None, limit: TokenBucket | None = None) -> TimeoutApiClient:
     """A client (its own connection pool, of ``pool`` connections when given, counted as
-    ``name``) for the cluster the operator runs in, else for the kubeconfig's."""
+    ``name``, each call waiting for a token of ``limit`` when given) for the cluster the
+    operator runs in, else for the kubeconfig's."""
     try:
         config.load_incluster_config()
     except config.ConfigException:
         config.load_kube_config()
-    return TimeoutApiClient(name, timeout, pool)
+    return TimeoutApiClient(name, timeout, pool, limit)
 
 
 def _json(response: Any) -> Any:

@@ -29,6 +29,15 @@ def test_writers_and_starts_per_pass_default_and_can_be_set() -> None:
     assert (given.writers, given.max_starts) == (32, 500)
 
 
+def test_the_client_rate_limit_defaults_and_can_be_set() -> None:
+    found = Settings.from_environ({})
+    assert (found.qps, found.burst) == (1000, 2000)
+    given = Settings.from_environ({"PODKIT_QPS": "50", "PODKIT_BURST": "100"})
+    assert (given.qps, given.burst) == (50, 100)
+    with pytest.raises(SettingsError, match=r"^PODKIT_QPS='0': set a whole number"):
+        Settings.from_environ({"PODKIT_QPS": "0"})
+
+
 @pytest.mark.parametrize("value", ["0", "-3", "many", "2.5"])
 def test_a_count_that_is_not_a_whole_number_of_at_least_1_says_what_to_set(
         value: str) -> None:

@@ -63,7 +63,10 @@ class Injector:
             node = pod["spec"].get("nodeName")
             if not node:
                 return f"{pod['metadata']['name']} has no node yet"
-            self.kube.run("delete", "node", node, "--wait=false")
+            # a pod stuck on a node an earlier fault deleted still names it
+            if not self.kube.run("delete", "node", node, "--ignore-not-found",
+                                 "--wait=false").strip():
+                return f"{node} (of {name}) was gone already"
             self.api.create_nodes(1, first=self.next_node)  # the capacity comes back
             self.next_node += 1
             return str(node)

@@ -70,16 +70,19 @@ def swaps(pod: dict[str, Any]) -> float:
 
 
 def stalled(kube: Kube, namespace: str, log: Path) -> Callable[[], str]:
-    """What a release that stopped short shows: its batch status, the pods not serving the
-    target with their podkit annotations, the operator's last lines (issue 24: this test
-    timed out once under load, and passed on every rerun)."""
+    """What a release that stopped short shows: its batch status, why pods failed (their
+    UpdateFailed events), the pods not serving the target with their podkit annotations, the
+    operator's last lines (issue 24: this test timed out once under load, and passed on every
+    rerun; again in session 11's precheck CI, the release Failed in batch 4)."""
     def explain() -> str:
         behind = [f"{p['metadata']['name']}: {keys_of(p)} {containers_of(p)}"
                   for p in sorted(pods(kube, namespace), key=ordinal, reverse=True)
                   if serving_image(p) != V2][:10]  # the highest first: the batch under way
         lines = [line for line in log.read_text(errors="replace").splitlines()
                  if "urllib3" not in line][-30:]
-        return "\n".join([f"batch status: {batch_status(kube, namespace)}", *behind, *lines])
+        failures = [f"UpdateFailed: {m}" for m in events(kube, namespace, "UpdateFailed")][:10]
+        return "\n".join([f"batch status: {batch_status(kube, namespace)}", *failures, *behind,
+                          *lines])
     return explain
 
 

@@ -82,6 +82,7 @@ class PodRound:
     rollback_total: int = 0
     rollback_done: int = 0
     more_to_start: bool = False  # a start was held back by the per-call bound: look again soon
+    waiting: dict[int, str] = field(default_factory=dict)  # starts held: the pod has not started
     deadlines: list[datetime] = field(default_factory=list)  # of the updates under way
 
     def patch(self, ordinal: int, patch: dict[str, Any] | None, reason: str) -> None:
@@ -382,8 +383,10 @@ class ReleasePass:
                     self.fail_pod(round_, ordinal, step.reason)
                     round_.batch_failed += 1
                     continue
-                if not_started(pod) is None:  # else waited for (the Progressing message)
-                    self.record(round_, ordinal, step, is_start=True, budget=budget)
+                if (why := not_started(pod)) is not None:  # waited for: see Progressing
+                    round_.waiting[ordinal] = why
+                    continue
+                self.record(round_, ordinal, step, is_start=True, budget=budget)
             elif pod_annotations.get(ANN_TARGET) is not None:
                 # a swap of an abandoned release or a rollback under way: to the last good
                 if not self.settle(round_, ordinal, current, safety):

@@ -11,7 +11,7 @@ from ..api.keys import ANN_REVISION, ANN_TARGET
 from ..api.reasons import BatchAction, ConditionReason, ConditionType, GeneralStatus
 from ..api.statefulsetplus import BatchDeployStatus, Condition, selector_string
 from ..inplace.pods import pod_name
-from ..inplace.steps import not_started, serving_problem
+from ..inplace.steps import serving_problem
 from ..kube.objects import (
     annotations_of,
     available_at,
@@ -53,11 +53,11 @@ def unhealthy_pods(release: ReleasePass) -> dict[str, str]:
     return out
 
 
-def waiting_to_start(release: ReleasePass) -> str:
-    """The pods an update waits for because they have not started (see ``not_started``), as
-    the end of the Progressing message; "" when none."""
-    waiting = [f"{pod_name(release.name, ordinal)} ({why})" for ordinal in sorted(release.pods)
-               if (why := not_started(release.pods[ordinal]))]
+def waiting_to_start(release: ReleasePass, held: Mapping[int, str]) -> str:
+    """The pods whose update start the round held because they have not started
+    (``PodRound.waiting``), as the end of the Progressing message; "" when none."""
+    waiting = [f"{pod_name(release.name, ordinal)} ({why})"
+               for ordinal, why in sorted(held.items())]
     if not waiting:
         return ""
     more = len(waiting) - WAITING_NAMED
@@ -123,8 +123,8 @@ def rollback_status(release: ReleasePass, round_: PodRound) -> BatchDeployStatus
     )
 
 
-def conditions(release: ReleasePass, batch: BatchDeployStatus,
-               rollback: bool) -> list[dict[str, Any]]:
+def conditions(release: ReleasePass, batch: BatchDeployStatus, rollback: bool,
+               waiting: Mapping[int, str]) -> list[dict[str, Any]]:
     """The conditions; each keeps its transition time while its status stays the same."""
     general = batch.general
     failed = general == GeneralStatus.FAILED or (general == GeneralStatus.ROLLING_BACK
@@ -146,7 +146,7 @@ def conditions(release: ReleasePass, batch: BatchDeployStatus,
                   "False" if general in (GeneralStatus.COMPLETED, GeneralStatus.FAILED)
                   else "True", general,
                   f"batch {batch.batch_order}: {batch.progress} updated"
-                  + ("" if general == GeneralStatus.COMPLETED else waiting_to_start(release))),
+                  + waiting_to_start(release, waiting)),
         failure,
     ]
     stuck = sorted(name for name, at in stuck_since(release).items() if at <= release.now)
@@ -182,8 +182,8 @@ def conditions(release: ReleasePass, batch: BatchDeployStatus,
 
 
 def status(release: ReleasePass, batch: BatchDeployStatus, current: str, update: str,
-           rollback: bool) -> dict[str, Any]:
-    """The whole ``status`` of the object."""
+           rollback: bool, waiting: Mapping[int, str]) -> dict[str, Any]:
+    """The whole ``status`` of the object; ``waiting``: the round's held starts."""
     live = list(release.pods.values())
     unhealthy = unhealthy_pods(release)
     at_update = sum(1 for ordinal, pod in release.pods.items() if ordinal in release.ordinals
@@ -211,7 +211,7 @@ def status(release: ReleasePass, batch: BatchDeployStatus, current: str, update:
         out["rollbackRevision"] = rollback_to
     if release.spec.config_maps and release.patched:
         out["configMaps"] = config_status(release, current, update)
-    out["conditions"] = conditions(release, batch, rollback)
+    out["conditions"] = conditions(release, batch, rollback, waiting)
     return out
 
 

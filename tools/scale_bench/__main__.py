@@ -157,14 +157,11 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def wait(what: str, check: Any, timeout: float, explain: Any = lambda: "") -> float:
-    """Poll ``check`` until true; the time it took. Too long raises with ``what``."""
+def timed(kube: Kube, what: str, check: Any, timeout: float,
+          explain: Any = None) -> float:
+    """``Kube.wait_for`` polling every 0.05 s; the seconds it took."""
     began = time.monotonic()
-    while not check():
-        if time.monotonic() - began > timeout:
-            raise TestbedError(f"bench-scale: {what} not reached within {timeout:.0f} s"
-                               f"{explain()}")
-        time.sleep(0.05)
+    kube.wait_for(what, check, timeout=timeout, interval=0.05, explain=explain)
     return time.monotonic() - began
 
 
@@ -180,16 +177,17 @@ def idle_status_lag(kube: Kube, namespace: str, watch: PodWatch, sampler: Sample
     """No release: delete pod 0 and time its successor's Ready (as the watch saw it) to the
     status counting every pod ready."""
     gone = f"{NAME}-0"
-    before = {uid for uid in watch.ready_old}
+    with watch.lock:
+        before = set(watch.ready_old)
     kube.run("delete", "pod", gone, "-n", namespace, "--wait=false")
 
     def successor_ready() -> bool:
         with watch.lock:
             return len(watch.ready_old) == pods and set(watch.ready_old) != before
-    wait(f"{gone} made again and Ready", successor_ready, timeout)
+    timed(kube, f"{gone} made again and Ready", successor_ready, timeout)
     with watch.lock:
         ready_at = max(watch.ready_old.values())
-    wait("the status to count it ready", lambda: any(
+    timed(kube, "the status to count it ready", lambda: any(
         at >= ready_at and n == pods for at, n in sampler.ready), timeout)
     shown = next(at for at, n in sampler.ready if at >= ready_at and n == pods)
     return round(shown - ready_at, 3)
@@ -216,16 +214,17 @@ def run(pods: int, batches: int, out: Path, timeout: float) -> dict[str, Any]:
             kube.apply(manifest(namespace, pods, V1, min_ready=0, batchNum=batches,
                                 batchDeadlineSeconds=600))
             print(f"bench-scale: creating {pods} pods", file=sys.stderr)
-            create_s = wait(f"{pods} pods Ready at v1", lambda: len(watch.ready_old) == pods,
-                            timeout, lambda: f" ({len(watch.ready_old)} are)")
+            create_s = timed(kube, f"{pods} pods Ready at v1",
+                             lambda: len(watch.ready_old) == pods, timeout,
+                             lambda: f"{len(watch.ready_old)} are")
             idle_lag = idle_status_lag(kube, namespace, watch, sampler, pods, timeout)
             cpu_before = cpu_s(pid)
             release_at = time.monotonic()
             print("bench-scale: releasing v2", file=sys.stderr)
             set_image(kube, namespace, V2)
-            release_s = wait("every pod at v2 and the release Completed", lambda: (
+            release_s = timed(kube, "every pod at v2 and the release Completed", lambda: (
                 len(watch.done) == pods and sampler.general == "Completed"), timeout,
-                lambda: f" ({len(watch.done)} at v2, status {sampler.general})")
+                lambda: f"{len(watch.done)} at v2, status {sampler.general}")
             release_cpu = cpu_s(pid) - cpu_before
             with watch.lock:
                 started, done = dict(watch.started), dict(watch.done)

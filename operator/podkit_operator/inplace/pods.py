@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import json
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
 from podkit.sidecar import TOKEN_ENV as SIDECAR_TOKEN_ENV
@@ -231,10 +232,24 @@ def _base_pod(stsp_obj: dict[str, Any], spec: StsPlusSpec, ordinal: int, revisio
     }
 
 
-def swap_containers(spec: StsPlusSpec, template: dict[str, Any], patched: bool,
-                    pod: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The containers (slot a active, slot b idle, the others, the sidecar) and the volumes
-    (with its claims') of swap pod ``pod`` of ``template``: what it runs at that revision."""
+@dataclass(frozen=True)
+class SwapLayout:
+    """What every swap pod of one revision runs, built once per pass and shared by its pods
+    (read-only): the containers (slot a active, slot b idle, the others, the sidecar) and the
+    volumes before each pod's own claims. At 2,000 pods, building them again per pod was a
+    third of a planner pass."""
+
+    containers: list[dict[str, Any]]
+    volumes: list[dict[str, Any]]
+
+    def of_pod(self, spec: StsPlusSpec, pod: str
+               ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The containers and the volumes (with its claims') of swap pod ``pod``."""
+        return self.containers, with_claims(self.volumes, spec, pod)
+
+
+def swap_layout(spec: StsPlusSpec, template: dict[str, Any], patched: bool) -> SwapLayout:
+    """The swap pods' layout at the revision whose template is ``template``."""
     containers = template["spec"]["containers"]
     business = next(c for c in containers if c["name"] == spec.business)
     version = version_of(template, spec.business)
@@ -248,16 +263,16 @@ def swap_containers(spec: StsPlusSpec, template: dict[str, Any], patched: bool,
                if v.get("name") not in RESERVED_VOLUMES]
     volumes += [{"name": "podkit", "emptyDir": {}},
                 {"name": "podkit-shm", "emptyDir": {"medium": "Memory"}}]
-    volumes = with_claims(volumes, spec, pod)
-    return [slot_a, slot_b, *others, build_sidecar(spec, business, pod_context)], volumes
+    return SwapLayout([slot_a, slot_b, *others, build_sidecar(spec, business, pod_context)],
+                      volumes)
 
 
 def build_pod(stsp_obj: dict[str, Any], spec: StsPlusSpec, ordinal: int, revision: str,
               template: dict[str, Any], patched: bool) -> dict[str, Any]:
     """A swap pod at ``revision`` (whose template is ``template``): slot a active."""
     pod = _base_pod(stsp_obj, spec, ordinal, revision, template)
-    pod["spec"]["containers"], pod["spec"]["volumes"] = swap_containers(
-        spec, template, patched, pod["metadata"]["name"])
+    pod["spec"]["containers"], pod["spec"]["volumes"] = swap_layout(
+        spec, template, patched).of_pod(spec, pod["metadata"]["name"])
     pod["spec"]["containers"][-1]["env"].append(
         {"name": SIDECAR_TOKEN_ENV, "value": secrets.token_urlsafe(32)})
     ann = pod["metadata"]["annotations"]

@@ -31,6 +31,7 @@ business version starts with its new config.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -63,8 +64,15 @@ from ..revisions.revision import RevisionInfo
 from .claims import with_claims
 from .config import Applied, HookFailed, config_key, verdict, volume_sources
 from .patches import container_patch, fields_patch, pod_patch
-from .pods import slot_names, swap_containers
-from .specdiff import IN_PLACE_CONTAINER_FIELDS, SpecDiff, classify, same_resources
+from .pods import SwapLayout, slot_names, swap_layout
+from .specdiff import (
+    IN_PLACE_CONTAINER_FIELDS,
+    DiffMemo,
+    SpecDiff,
+    classify,
+    compared,
+    same_resources,
+)
 
 # Reasons a container waits and will not start by itself. While an image cannot be pulled, the
 # kubelet still reports the previous image in the status: those reasons concern the spec's image.
@@ -331,14 +339,17 @@ def _soak_failed(pod: dict[str, Any], target: RevisionInfo) -> Failed | None:
 
 def swap_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec, patched: bool,
               now: datetime, previous: RevisionInfo | None = None,
-              sidecar_state: dict[str, Any] | None = None, soak_s: int = 0) -> Step:
+              sidecar_state: dict[str, Any] | None = None, soak_s: int = 0,
+              layout: SwapLayout | None = None, diffs: DiffMemo | None = None) -> Step:
     """The next step of an A/B swap of ``pod`` to ``target``.
 
     ``previous`` only helps to tell the active slot when the pod lacks the active-slot
     annotation; rolling back is a swap whose target is the previous revision.
     ``sidecar_state``: the pod's sidecar ``/state``, read when the pod awaits a config report.
     ``soak_s``: how long the slot that took over must serve, unrestarted and ready, before
-    the pod is at the target (:func:`_soak`).
+    the pod is at the target (:func:`_soak`). ``layout``: the target's
+    :func:`~.pods.swap_layout` when the caller built it already (once for all its pods);
+    ``diffs``: the release loop's memo of comparisons (:class:`~.specdiff.DiffMemo`).
 
     Every field of the target is compared with what the pod has (:mod:`.specdiff`): a
     difference that cannot be made in place deletes the pod (the planner creates it at the
@@ -353,12 +364,14 @@ def swap_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec, patc
     if not (container_spec(pod, a) and container_spec(pod, b)):
         return Failed(f"the pod has no slot containers {a} and {b} (business container renamed "
                       "or strategy changed): it cannot swap; delete it to recreate it")
-    want_containers, want_volumes = swap_containers(spec, target.template, patched,
-                                                    pod["metadata"]["name"])
+    layout = layout or swap_layout(spec, target.template, patched)
+    want_containers, want_volumes = layout.of_pod(spec, pod["metadata"]["name"])
     want = {c["name"]: c for c in want_containers}
     img = {s: container_spec(pod, s).get("image") for s in (a, b)}
     is_pause = {s: same_image(img[s], spec.pause_image) for s in (a, b)}
-    fields_ok = {s: not patched or _fields_match(container_spec(pod, s), want[s])
+    fields_ok = {s: not patched or not compared(
+        diffs, pod, ("fields", s, target.name),
+        functools.partial(_fields_diff, container_spec(pod, s), want[s]))
                  for s in (a, b)}
     is_target = {s: same_image(img[s], target.image) and fields_ok[s] for s in (a, b)}
     watched = [s for s in (a, b) if is_pause[s] or is_target[s]]
@@ -368,11 +381,12 @@ def swap_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec, patc
     if patched and spec.config_volumes:
         if (config := config_step(pod, target, spec, start, sidecar_state)) is not None:
             return config
-    diff = classify(pod.get("spec") or {}, {**target.template["spec"],
-                                            "containers": want_containers,
-                                            "volumes": want_volumes}, patched,
-                    ignore={s: (*IN_PLACE_CONTAINER_FIELDS, "image") if patched else ("image",)
-                            for s in (a, b)})
+    diff = compared(diffs, pod, ("swap", target.name), functools.partial(
+        classify, pod.get("spec") or {}, {**target.template["spec"],
+                                          "containers": want_containers,
+                                          "volumes": want_volumes}, patched,
+        ignore={s: (*IN_PLACE_CONTAINER_FIELDS, "image") if patched else ("image",)
+                for s in (a, b)}))
     if diff.needs_recreate and not _built_at(pod, target):
         return DeletePod(f"recreated at {target.name}: {diff.recreate_reason()}")
     if (early := _resize_and_rest(pod, diff, want_containers, want_volumes, start,
@@ -433,10 +447,11 @@ def _built_at(pod: dict[str, Any], target: RevisionInfo) -> bool:
     return annotations_of(pod).get(ANN_REVISION) == target.name
 
 
-def _fields_match(have: dict[str, Any], want: dict[str, Any]) -> bool:
-    """The container has ``want``'s env, envFrom and volumeMounts (as the API returns them)."""
-    return not classify({"containers": [have]}, {"containers": [want]}, True,
-                        ignore={want["name"]: ("image",)}).in_place
+def _fields_diff(have: dict[str, Any], want: dict[str, Any]) -> tuple[str, ...]:
+    """Which of ``want``'s env, envFrom and volumeMounts the container lacks (as the API
+    returns them): none when it has them all."""
+    return classify({"containers": [have]}, {"containers": [want]}, True,
+                    ignore={want["name"]: ("image",)}).in_place
 
 
 def _resize_and_rest(pod: dict[str, Any], diff: SpecDiff, want_containers: list[dict[str, Any]],
@@ -532,7 +547,7 @@ def _converged(pod: dict[str, Any], serving: str, idle: str) -> bool:
 
 
 def inplace_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec, patched: bool,
-                 now: datetime, soak_s: int = 0) -> Step:
+                 now: datetime, soak_s: int = 0, diffs: DiffMemo | None = None) -> Step:
     """InPlace: patch the containers to the target (images everywhere; env, envFrom, mounts
     and volumes on a patched cluster; cpu/memory by ``pods/resize``); the kubelet restarts
     what changed in place. What cannot change in place deletes the pod."""
@@ -549,7 +564,8 @@ def inplace_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec, p
     if spec.claim_templates:
         want = {**want, "volumes": with_claims(want.get("volumes") or [], spec,
                                                pod["metadata"]["name"])}
-    diff = classify(pod.get("spec") or {}, want, patched)
+    diff = compared(diffs, pod, ("in-place", target.name),
+                    functools.partial(classify, pod.get("spec") or {}, want, patched))
     if diff.needs_recreate and not _built_at(pod, target):
         return DeletePod(f"recreated at {target.name}: {diff.recreate_reason()}")
     if (early := _resize_and_rest(pod, diff, want["containers"], want.get("volumes") or [],

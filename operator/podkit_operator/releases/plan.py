@@ -40,6 +40,7 @@ from ..api.keys import (
 from ..api.reasons import BatchAction, ConditionType, EventReason, GeneralStatus
 from ..api.statefulsetplus import BatchDeployStatus, StsPlusSpec, condition_status, parse_spec
 from ..inplace.pods import pod_name
+from ..inplace.specdiff import DiffMemo
 from ..kube.objects import annotations_of, parse_time, rfc3339
 from ..revisions.revision import CurrentAndUpdate, RevisionInfo, revision_spec
 from .actions import Event, Plan, PodCreate, PodDelete, PodPatch
@@ -74,7 +75,7 @@ def plan_release(stsp_obj: dict[str, Any], pods: list[dict[str, Any]],
                  revisions: CurrentAndUpdate, now: datetime, patched: bool,
                  max_concurrent: int = DEFAULT_MAX_CONCURRENT,
                  sidecar_states: Mapping[str, dict[str, Any]] | None = None,
-                 spec: StsPlusSpec | None = None) -> Plan:
+                 spec: StsPlusSpec | None = None, diffs: DiffMemo | None = None) -> Plan:
     """The next actions for a StatefulSetPlus; raises SpecError for an unusable spec.
 
     ``pods``: the pods the object owns (any order). ``patched``: the apiserver patch is on (the
@@ -82,10 +83,12 @@ def plan_release(stsp_obj: dict[str, Any], pods: list[dict[str, Any]],
     ``max_concurrent``: at most this many pod updates *start* per call; updates under way always
     continue. ``sidecar_states``: by pod name, the sidecar's ``/state`` of pods that await a
     config report (:func:`podkit_operator.inplace.config.verdict`). ``spec``: the object's spec
-    as the caller parsed it already (parsed here when not given).
+    as the caller parsed it already (parsed here when not given). ``diffs``: the caller's
+    memo of comparisons, kept from one call to the next (:class:`DiffMemo`; a release loop
+    keeps one), so a pod unchanged since the last call is not compared again.
     """
     release = ReleasePass(stsp_obj, spec or parse_spec(stsp_obj["spec"]), pods, revisions, now,
-                          patched, max_concurrent, sidecar_states or {})
+                          patched, max_concurrent, sidecar_states or {}, diffs)
     if release.stsp_annotations.get(ANN_ROLLBACK) == "true":
         outcome = _plan_rollback(release)
     elif (release.prior_status.get("updateRevision") == revisions.update.name

@@ -16,8 +16,8 @@ from ..api.keys import ANN_FAILED, ANN_REVISION, ANN_STARTED, ANN_TARGET
 from ..api.reasons import EventReason
 from ..api.statefulsetplus import Strategy, StsPlusSpec, scaled_count
 from ..inplace.patches import merge_patches
-from ..inplace.pods import ordinal_of, pod_name, slot_names
-from ..inplace.specdiff import classify
+from ..inplace.pods import SwapLayout, ordinal_of, pod_name, slot_names
+from ..inplace.specdiff import DiffMemo, classify
 from ..inplace.steps import (
     DeletePod,
     Done,
@@ -100,7 +100,8 @@ class ReleasePass:
 
     def __init__(self, stsp: dict[str, Any], spec: StsPlusSpec, pods: list[dict[str, Any]],
                  revisions: CurrentAndUpdate, now: datetime, patched: bool,
-                 max_concurrent: int, sidecar_states: Mapping[str, dict[str, Any]]) -> None:
+                 max_concurrent: int, sidecar_states: Mapping[str, dict[str, Any]],
+                 diffs: DiffMemo | None = None) -> None:
         self.stsp = stsp
         self.name: str = stsp["metadata"]["name"]
         self.stsp_annotations = annotations_of(stsp)
@@ -126,7 +127,11 @@ class ReleasePass:
         else:
             self.targets = batch_targets(self.replicas, spec.batch_num, spec.pods_num_to_update)
         self._steps: dict[tuple[int, str], Step] = {}
+        self._targets: dict[str, tuple[StsPlusSpec, SwapLayout | None]] = {}
         self._update_recreates: bool | None = None
+        self.diffs = diffs
+        if diffs is not None:
+            diffs.begin((repr(spec), patched))
 
     @property
     def current(self) -> RevisionInfo:
@@ -198,17 +203,28 @@ class ReleasePass:
 
     # --- per pod ---------------------------------------------------------------------------
 
+    def target_spec(self, target: RevisionInfo) -> tuple[StsPlusSpec, SwapLayout | None]:
+        """What ``target``'s pods run (:func:`revision_spec`) and their layout, when the
+        strategy has one: built once per pass, for all its pods."""
+        if target.name not in self._targets:
+            spec = revision_spec(self.spec, target.template)
+            layout = (self.rules.layout(spec, target.template, self.patched)
+                      if self.rules.layout is not None else None)
+            self._targets[target.name] = spec, layout
+        return self._targets[target.name]
+
     def step(self, ordinal: int, target: RevisionInfo) -> Step:
         """The pod's next step toward ``target`` (computed once per pass)."""
         key = (ordinal, target.name)
         if key not in self._steps:
             # a way back to the current revision is not soaked: it ran there before
             forward = target.name != self.current.name
+            spec, layout = self.target_spec(target)
             self._steps[key] = self.rules.step(PodUpdate(
-                self.pods[ordinal], target, revision_spec(self.spec, target.template), self.now,
+                self.pods[ordinal], target, spec, self.now,
                 self.patched, self.current if forward else None,
                 self.sidecar_states.get(pod_name(self.name, ordinal)),
-                self.spec.min_ready_s if forward else 0))
+                self.spec.min_ready_s if forward else 0, layout, self.diffs))
         return self._steps[key]
 
     def live(self, ordinal: int) -> dict[str, Any] | None:

@@ -24,6 +24,7 @@ from ..claims.handlers import sync_claims
 from ..configreleases.handlers import collect_garbage, released_template
 from ..context import OperatorContext, context_of, namespace_of
 from ..inplace.sidecar import awaiting_report, sidecar_states
+from ..inplace.specdiff import DiffMemo
 from ..kube.client import API_ERRORS, KubeIO, describe
 from ..kube.objects import annotations_of, terminating
 from ..releases import metrics
@@ -53,11 +54,13 @@ async def release_loop(namespace: str | None, name: str, memo: kopf.Memo, logger
     context, namespace = context_of(memo), namespace_of(namespace)
     waker = context.wakers.setdefault((namespace, name), asyncio.Event())
     context.pods.follow(namespace)
+    diffs = DiffMemo()  # this object's comparisons, from one pass to the next
     try:
         while not stopped:
             waker.clear()
             try:
-                requeue = await asyncio.to_thread(reconcile, context, namespace, name, logger)
+                requeue = await asyncio.to_thread(reconcile, context, namespace, name, logger,
+                                               diffs)
             except API_ERRORS as exc:  # a refusal, or a timeout of the client
                 logger.warning("reconcile of %s/%s failed: %s; retrying", namespace, name,
                                describe(exc))
@@ -74,8 +77,10 @@ async def release_loop(namespace: str | None, name: str, memo: kopf.Memo, logger
 # --- one pass ------------------------------------------------------------------------------
 
 def reconcile(context: OperatorContext, namespace: str, name: str,
-              logger: kopf.Logger) -> float | None:
+              logger: kopf.Logger, diffs: DiffMemo | None = None) -> float | None:
     """Read, plan, write; return when to look again without an event (seconds).
+    ``diffs``: the loop's memo of comparisons (a pod unchanged since the last pass is not
+    compared with its target again).
 
     A spec the operator cannot act on (:class:`SpecError`) is an event, and the release under
     way goes on with the last spec that worked (:func:`held_pass`): its deadlines, failures and
@@ -100,12 +105,12 @@ def reconcile(context: OperatorContext, namespace: str, name: str,
                       if context.patched and spec.config_volumes else {})
             plan = plan_release(stsp, pods, revisions, datetime.now(UTC),
                                 context.patched, context.settings.max_starts,
-                                sidecar_states=states, spec=spec)
+                                sidecar_states=states, spec=spec, diffs=diffs)
         except SpecError as exc:
             kopf.warn(stsp, reason=EventReason.INVALID_SPEC,  # type: ignore[arg-type]
                       message=str(exc))  # kopf reads the raw object as its Body
             logger.warning("%s/%s: %s", namespace, name, exc)
-            return held_pass(context, stsp, logger)
+            return held_pass(context, stsp, logger, diffs)
         context.last_good_specs[(namespace, name)] = spec
         write_plan(context, stsp, spec, pods, plan)
         count_events(plan, pods)
@@ -129,7 +134,7 @@ def write_plan(context: OperatorContext, stsp: dict[str, Any], spec: StsPlusSpec
 
 
 def held_pass(context: OperatorContext, stsp: dict[str, Any],
-              logger: kopf.Logger) -> float | None:
+              logger: kopf.Logger, diffs: DiffMemo | None = None) -> float | None:
     """A pass while the spec is unusable: the release that ``status`` names (its current and
     update revisions, from the history) goes on with the last spec that parsed, so deadlines,
     failures and rollbacks still act. After an operator restart that spec is the object's
@@ -159,7 +164,7 @@ def held_pass(context: OperatorContext, stsp: dict[str, Any],
                   if previous is not None else None))
     pods = context.pods.pods(namespace, name)
     plan = plan_release(stsp, pods, revisions, datetime.now(UTC), context.patched,
-                        context.settings.max_starts, spec=spec)
+                        context.settings.max_starts, spec=spec, diffs=diffs)
     plan.status["observedGeneration"] = status.get("observedGeneration")  # not this spec
     write_plan(context, stsp, spec, pods, plan)
     count_events(plan, pods)

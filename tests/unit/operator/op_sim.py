@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import json
 import re
 import uuid
 from collections import Counter
@@ -15,6 +16,7 @@ from typing import Any
 from podkit_operator.api.keys import ANN_TARGET
 from podkit_operator.api.statefulsetplus import DEFAULT_PAUSE_IMAGE, parse_spec
 from podkit_operator.images import normalize_image, same_image
+from podkit_operator.inplace.specdiff import DiffMemo
 from podkit_operator.kube.objects import parse_time, rfc3339
 from podkit_operator.releases.actions import Plan
 from podkit_operator.releases.plan import choose_revisions, plan_release
@@ -224,6 +226,17 @@ def kubelet(pod: dict[str, Any], bad: set[str] = frozenset(), slots: bool = True
     status.setdefault("podIP", f"10.200.0.{sum(map(ord, pod['metadata']['name'])) % 250}")
 
 
+def _stamp(pod: dict[str, Any], uid: str) -> None:
+    """A uid and a resourceVersion as the API gives them: the version changes with any
+    change of the pod (here: a digest of its content), so the planner's memo of comparisons
+    is exercised as against the API."""
+    meta = pod["metadata"]
+    meta["uid"] = uid
+    meta.pop("resourceVersion", None)
+    content = json.dumps(pod, sort_keys=True, default=str).encode()
+    meta["resourceVersion"] = hashlib.sha256(content).hexdigest()[:16]
+
+
 class Sim:
     """A controller loop over plain dicts: resolves revisions like the controller, applies plans
     (creates, deletes, patches, status, annotations) and runs the fake kubelet."""
@@ -245,6 +258,7 @@ class Sim:
         self.started_to: list[tuple[str, str]] = []  # (pod, target) per swap started
         self.uids: Counter[str] = Counter()  # pod name -> pods created under that name
         self.started_uid: list[tuple[str, str]] = []  # ("<pod>#<n>", target)
+        self.diffs = DiffMemo()  # as a release loop keeps one
 
     @property
     def slots(self) -> bool:
@@ -268,8 +282,11 @@ class Sim:
                                 previous=by_name[prev] if prev else None)
 
     def plan(self) -> Plan:
+        for name, pod in self.pods.items():
+            _stamp(pod, f"{name}#{self.uids[name]}")
         return plan_release(copy.deepcopy(self.stsp), copy.deepcopy(list(self.pods.values())),
-                            self.revisions(), self.now, self.patched, self.max_concurrent)
+                            self.revisions(), self.now, self.patched, self.max_concurrent,
+                            diffs=self.diffs)
 
     def tick(self, seconds: float = 1.0) -> Plan:
         self.now += timedelta(seconds=seconds)

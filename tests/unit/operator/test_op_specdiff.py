@@ -8,7 +8,7 @@ import pytest
 from op_sim import T0, V1, V2, apply_patch, kubelet, make_stsp, template
 from podkit_operator.api.statefulsetplus import parse_spec
 from podkit_operator.inplace.pods import build_pod
-from podkit_operator.inplace.specdiff import classify, covers
+from podkit_operator.inplace.specdiff import DiffMemo, classify, covers
 from podkit_operator.inplace.steps import DeletePod, Done, PatchPod, ResizePod, Wait, swap_step
 from podkit_operator.revisions.revision import RevisionInfo
 
@@ -312,3 +312,41 @@ def test_init_containers_with_the_token_mount_match():
     init = {"name": "init", "image": "busybox"}
     have = _spec([_c()]) | {"initContainers": [{**init, "volumeMounts": [token]}]}
     assert classify(have, _spec([_c()]) | {"initContainers": [init]}, patched=True).empty
+
+
+def _versioned(uid, version):
+    return {"metadata": {"uid": uid, "resourceVersion": version}}
+
+
+def test_a_memo_compares_a_pod_again_only_once_it_changed():
+    memo, calls = DiffMemo(), []
+
+    def compare(answer):
+        return lambda: calls.append(answer) or answer
+
+    memo.begin("scope")
+    assert memo.diff(_versioned("u1", "1"), "t", compare("first")) == "first"
+    assert memo.diff(_versioned("u1", "1"), "t", compare("again")) == "first"
+    memo.begin("scope")  # the next pass: an unchanged pod keeps its answer
+    assert memo.diff(_versioned("u1", "1"), "t", compare("again")) == "first"
+    assert memo.diff(_versioned("u1", "2"), "t", compare("changed")) == "changed"
+    assert memo.diff(_versioned("u1", "2"), "other", compare("other")) == "other"
+    assert memo.diff({"metadata": {}}, "t", compare("unversioned")) == "unversioned"
+    assert memo.diff({"metadata": {}}, "t", compare("unversioned")) == "unversioned"
+    assert calls == ["first", "changed", "other", "unversioned", "unversioned"]
+
+
+def test_a_memo_forgets_another_scope_and_the_pass_before_the_last():
+    memo, calls = DiffMemo(), []
+
+    def compare(answer):
+        return lambda: calls.append(answer) or answer
+
+    memo.begin("spec-1")
+    memo.diff(_versioned("u1", "1"), "t", compare("a"))
+    memo.begin("spec-2")  # another spec: what was wanted of the pod changed
+    assert memo.diff(_versioned("u1", "1"), "t", compare("b")) == "b"
+    memo.begin("spec-2")
+    memo.begin("spec-2")  # a pass that did not look at the pod: its answer is gone
+    assert memo.diff(_versioned("u1", "1"), "t", compare("c")) == "c"
+    assert calls == ["a", "b", "c"]

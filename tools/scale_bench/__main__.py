@@ -134,7 +134,8 @@ class Sampler(threading.Thread):
             now = time.monotonic()
             if status.get("updateRevision"):
                 self.samples.append(StatusSample(now, int(status.get("updatedReplicas") or 0),
-                                                 int(batch.get("batchOrder") or 0)))
+                                                 int(batch.get("batchOrder") or 0),
+                                                 str(status["updateRevision"])))
                 self.ready.append((now, int(status.get("readyReplicas") or 0)))
                 self.general = str(batch.get("generalStatus") or "")
             time.sleep(SAMPLE_S)

@@ -21,6 +21,7 @@ class StatusSample:
     at: float
     updated: int
     batch: int
+    revision: str  # status.updateRevision: which release the sample is of
 
 
 def _first(samples: Sequence[StatusSample], after: float, ok: Any) -> float | None:
@@ -33,8 +34,11 @@ def batch_figures(pods: int, batches: int, release_at: float, started: Mapping[i
     """Per batch: ``processing_s`` (its first pod write to its last), ``batch_s`` (its start,
     as the status first names it, the release's start for batch 1, to every pod of it
     updated) and ``status_lag_s`` (its last pod updated to the status counting every pod of
-    batches 1..k). A figure not observed is None (a pod never seen updated, a status never
-    seen)."""
+    batches 1..k). Only samples of the release count (the update revision of the last one):
+    the status of the release before it names its last batch too. A figure not observed is
+    None (a pod never seen updated, a status never seen)."""
+    release = samples[-1].revision if samples else None
+    samples = [s for s in samples if s.revision == release]
     out = []
     order, targets = update_order(range(pods)), batch_targets(pods, batches)
     for batch in range(1, batches + 1):

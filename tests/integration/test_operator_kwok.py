@@ -131,7 +131,7 @@ def test_two_hundred_pods_released_batch_by_batch(cluster: tuple[Kube, OperatorP
 
     kube.wait_for("the release of 200 pods", watch_batches, timeout=300, interval=0.2,
                   explain=stalled(kube, namespace, operator.log))
-    # The status is written after the pods, so it may say Completed a pass later.
+    # Completed is written by the pass that reads every pod finished, a pass after the last.
     kube.wait_for("the release to be recorded completed", lambda: batch_status(
         kube, namespace).get("generalStatus") == "Completed", timeout=60,
         explain=stalled(kube, namespace, operator.log))

@@ -236,10 +236,14 @@ def _release(kube: Kube, namespace: str, watch: PodWatch, replicas: int,
     kube.wait_for("the pods", lambda: status(kube, namespace).get(
         "availableReplicas") == replicas, timeout=60)
     start = len(watch.events)
+    before = status(kube, namespace)["updateRevision"]
     set_image(kube, namespace, V2)
-    kube.wait_for("the release", lambda: batch_status(kube, namespace).get(
-        "generalStatus") == "Completed" and status(kube, namespace).get(
-        "updatedReplicas") == replicas, timeout=120)
+    # the status of the creation says Completed with every pod updated too: until the
+    # operator's first pass of the release, it named the revision before
+    kube.wait_for("the release", lambda: (found := status(kube, namespace)).get(
+        "updateRevision") != before and found["batchDeployStatus"].get(
+        "generalStatus") == "Completed" and found.get("updatedReplicas") == replicas,
+        timeout=120)
     names = [f"web-{o}" for o in range(replicas)]
     updating = unready = 0
     for _, _, seen in watch.states(after=start):

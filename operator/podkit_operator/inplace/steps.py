@@ -381,10 +381,9 @@ def swap_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec, patc
     if patched and spec.config_volumes:
         if (config := config_step(pod, target, spec, start, sidecar_state)) is not None:
             return config
-    diff = compared(diffs, pod, ("swap", target.name), functools.partial(
-        classify, pod.get("spec") or {}, {**target.template["spec"],
-                                          "containers": want_containers,
-                                          "volumes": want_volumes}, patched,
+    diff = compared(diffs, pod, ("swap", target.name), lambda: classify(  # built on a miss only
+        pod.get("spec") or {}, {**target.template["spec"], "containers": want_containers,
+                                "volumes": want_volumes}, patched,
         ignore={s: (*IN_PLACE_CONTAINER_FIELDS, "image") if patched else ("image",)
                 for s in (a, b)}))
     if diff.needs_recreate and not _built_at(pod, target):

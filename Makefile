@@ -22,6 +22,7 @@ help:
 	@echo "                     listeners, side by side (JSON: failed, sent, max_gap_ms per mode)"
 	@echo "make bench-probe     the prober's CPU per request and send lateness, per design (JSON)"
 	@echo "make bench-scale     PODS (10000) pods on kwok released in BATCHES (5): per-batch times (JSON)"
+	@echo "                     PEER=kruise: then OpenKruise's CloneSet of the same pods, and the ratios"
 	@echo "make chaos           RUNS seeded fault-injected releases from SEED (default 100 from 1;"
 	@echo "                     ONLY=n replays one) on API-only clusters, JOBS=1 of them side"
 	@echo "                     by side; last line JSON;"
@@ -88,11 +89,12 @@ bench-state: venv
 bench-wrapped: venv
 	$(PY) -m benchmarks.wrapped
 
-# PODS=200 BATCHES=5 for a quick look; the figures of docs/operator.md are of the defaults.
+# PODS=200 BATCHES=5 for a quick look; what it prints: docs/operator.md, "Many pods".
 PODS ?= 10000
 BATCHES ?= 5
+PEER ?=
 bench-scale: venv
-	$(PY) -m scale_bench --pods $(PODS) --batches $(BATCHES)
+	$(PY) -m scale_bench --pods $(PODS) --batches $(BATCHES) $(if $(PEER),--peer $(PEER))
 
 RUNS ?= 100
 SEED ?= 1

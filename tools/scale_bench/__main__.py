@@ -7,10 +7,18 @@ reads the operator's RSS and CPU time from /proc. Figures (see :mod:`.figures`):
 per batch ``processing_s``, ``batch_s``, ``status_lag_s``; the operator's peak ``rss_mb``
 and ``cpu_s`` (over the release); ``create_s`` (every pod created and Ready);
 ``idle_status_lag_s`` (no release: a pod deleted and made again, from Ready to the status
-counting it ready). The last stdout line is one JSON object; before it, the batches as a
-table beside TKEx's figures; ``out/bench-scale/release.png`` plots the pods updated over time.
+counting it ready); over the release, the writes the apiserver answered (``release_writes``,
+``writes_per_s``: the operator's pod patches and kwok's status patches, mostly) and where the
+machine's CPU went (``release_cpu``: seconds per process, and ``busy``, the share of every
+core they used together), which tell whether the operator or the machine bounds a batch.
+The last stdout line is one JSON object; before it, the batches as a table beside TKEx's
+figures; ``out/bench-scale/release.png`` plots the pods updated over time.
 
-    python -m scale_bench [--pods 10000] [--batches 5] [--out out/bench-scale]
+    python -m scale_bench [--pods 10000] [--batches 5] [--out out/bench-scale] [--peer kruise]
+
+``--peer kruise`` then runs :mod:`.peer_kruise` (OpenKruise's CloneSet, the same pods, a
+cluster of its own) and adds its figures (``peer``) and the ratios, OpenKruise's over
+podkit's, per batch (``ratio_kruise_over_podkit``).
 """
 
 from __future__ import annotations
@@ -36,21 +44,26 @@ from testbed.kube import Kube
 from testbed.operator_proc import OperatorProcess
 from testbed.stsp import NAME, install_crd, manifest, serving_image, set_image
 
-from .figures import StatusSample, batch_figures, table
+from . import peer_kruise
+from .figures import StatusSample, batch_figures, cpu_share, table, write_requests
 from .plot import plot_release
-
-V1, V2 = "podkit.local/podkit-demo:v1", "podkit.local/podkit-demo:v2"
-PODS_PER_NODE = 1000  # the fake nodes' room (testbed.apicluster)
-SAMPLE_S = 0.1  # the status poll and the operator's RSS sample
+from .procs import (
+    PODS_PER_NODE,
+    SAMPLE_S,
+    V1,
+    V2,
+    add_size_arguments,
+    cpu_used,
+    is_ready,
+    parse_sizes,
+    processes,
+    rss_kb,
+    timed,
+)
 
 
 def ordinal_of(pod: dict[str, Any]) -> int:
     return int(pod["metadata"]["name"].rsplit("-", 1)[1])
-
-
-def is_ready(pod: dict[str, Any]) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in (pod.get("status") or {}).get("conditions") or [])
 
 
 class PodWatch(threading.Thread):
@@ -141,31 +154,6 @@ class Sampler(threading.Thread):
             time.sleep(SAMPLE_S)
 
 
-def rss_kb(pid: int) -> int:
-    """The process's resident set now (kB), 0 once it is gone."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def cpu_s(pid: int) -> float:
-    """The process's user + system CPU time so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def timed(kube: Kube, what: str, check: Any, timeout: float,
-          explain: Any = None) -> float:
-    """``Kube.wait_for`` polling every 0.05 s; the seconds it took."""
-    began = time.monotonic()
-    kube.wait_for(what, check, timeout=timeout, interval=0.05, explain=explain)
-    return time.monotonic() - began
-
-
 def kube_io(kubeconfig: Path, writers: int) -> KubeIO:
     configuration = client.Configuration()
     config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
@@ -219,14 +207,17 @@ def run(pods: int, batches: int, out: Path, timeout: float) -> dict[str, Any]:
                              lambda: len(watch.ready_old) == pods, timeout,
                              lambda: f"{len(watch.ready_old)} are")
             idle_lag = idle_status_lag(kube, namespace, watch, sampler, pods, timeout)
-            cpu_before = cpu_s(pid)
+            pids = processes(cluster, pid)
+            cpu_before = cpu_used(pids, {})
+            writes_before = write_requests(kube.run("get", "--raw", "/metrics"))
             release_at = time.monotonic()
             print("bench-scale: releasing v2", file=sys.stderr)
             set_image(kube, namespace, V2)
             release_s = timed(kube, "every pod at v2 and the release Completed", lambda: (
                 len(watch.done) == pods and sampler.general == "Completed"), timeout,
                 lambda: f"{len(watch.done)} at v2, status {sampler.general}")
-            release_cpu = cpu_s(pid) - cpu_before
+            used = cpu_used(pids, cpu_before)
+            writes = write_requests(kube.run("get", "--raw", "/metrics")) - writes_before
             with watch.lock:
                 started, done = dict(watch.started), dict(watch.done)
             samples = list(sampler.samples)
@@ -237,7 +228,9 @@ def run(pods: int, batches: int, out: Path, timeout: float) -> dict[str, Any]:
                 "pods": pods, "batches": figures, "create_s": round(create_s, 3),
                 "release_s": round(release_s, 3), "idle_status_lag_s": idle_lag,
                 "rss_mb": round(sampler.peak_rss_kb / 1024, 1),
-                "cpu_s": round(release_cpu, 2), "pod_events_seen": watch.events,
+                "cpu_s": round(used["operator"], 2), "pod_events_seen": watch.events,
+                "release_writes": writes, "writes_per_s": round(writes / release_s, 1),
+                "release_cpu": cpu_share(used, release_s, os.cpu_count() or 1),
                 "operator_log": str(out / "operator.log"), "plot": str(plot),
             }
     finally:
@@ -246,20 +239,21 @@ def run(pods: int, batches: int, out: Path, timeout: float) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="bench-scale", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pods", type=int, default=10000)
-    parser.add_argument("--batches", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=Path("out/bench-scale"))
-    parser.add_argument("--timeout", type=float, default=1800,
-                        help="seconds each phase (creation, release) may take")
-    args = parser.parse_args()
-    if args.pods < args.batches or args.batches < 1:
-        parser.error("--pods must be at least --batches, and --batches at least 1")
+    add_size_arguments(parser, Path("out/bench-scale"), "creation, release")
+    parser.add_argument("--peer", choices=("kruise",),
+                        help="then the same release by OpenKruise (a CloneSet of the same pods "
+                             "on a cluster of its own): its figures and the ratios")
+    args = parse_sizes(parser)
     try:
         result = run(args.pods, args.batches, args.out, args.timeout)
+        if args.peer == "kruise":
+            result["peer"] = peer_kruise.run_in_own_cluster(
+                args.pods, args.batches, args.timeout, args.out / "kruise")
+            result["ratio_kruise_over_podkit"] = peer_kruise.ratios(result["peer"], result)
     except TestbedError as err:
         print(err, file=sys.stderr)
         return 1
-    print(table(result["batches"]))
+    print(table(result["batches"], result.get("peer", {}).get("batches", ())))
     print(json.dumps(result))
     return 0
 

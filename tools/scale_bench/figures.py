@@ -9,6 +9,7 @@ revision (the finish annotations, no update under way). The status is seen as a 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -72,17 +73,44 @@ def _round(seconds: float) -> float:
 TKEX = {"processing_s": 30.0, "batch_s": 70.0, "status_lag_s": 10.0}  # published, per batch
 
 
-def table(figures: Sequence[Mapping[str, Any]]) -> str:
+def table(figures: Sequence[Mapping[str, Any]],
+          peer: Sequence[Mapping[str, Any]] = ()) -> str:
     """The batches beside TKEx's published figures (one 10,000-pod StatefulSetPlus in 5
-    batches of 2,000)."""
+    batches of 2,000), and a peer's batches (OpenKruise's, rows ``kr1``, ``kr2``, ...)."""
     head = f"{'batch':>5} {'pods':>6} {'processing_s':>13} {'batch_s':>9} {'status_lag_s':>13}"
     rows = [head, f"{'TKEx':>5} {2000:>6} {TKEX['processing_s']:>13} {TKEX['batch_s']:>9} "
                   f"{TKEX['status_lag_s']:>13}"]
-    for f in figures:
-        rows.append(f"{f['batch']:>5} {f['pods']:>6} {_cell(f['processing_s']):>13} "
+    for label, f in [(str(f["batch"]), f) for f in figures] + [
+            (f"kr{f['batch']}", f) for f in peer]:
+        rows.append(f"{label:>5} {f['pods']:>6} {_cell(f['processing_s']):>13} "
                     f"{_cell(f['batch_s']):>9} {_cell(f['status_lag_s']):>13}")
     return "\n".join(rows)
 
 
 def _cell(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
+
+
+_REQUEST_TOTAL = re.compile(r'^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$',
+                            re.MULTILINE)
+WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE", "APPLY"})
+
+
+def write_requests(metrics: str) -> int:
+    """The writes the apiserver answered so far, by its ``/metrics`` text: the sum of
+    ``apiserver_request_total`` over the verbs that write (``POST``, ``PUT``, ``PATCH``,
+    ``DELETE``, ``APPLY``), any resource, any code."""
+    total = 0.0
+    for match in _REQUEST_TOTAL.finditer(metrics):
+        verb = re.search(r'(?:^|,)verb="([^"]*)"', match["labels"])
+        if verb and verb[1] in WRITE_VERBS:
+            total += float(match["value"])
+    return int(total)
+
+
+def cpu_share(used: Mapping[str, float], seconds: float, cores: int) -> dict[str, Any]:
+    """Where the machine's CPU went over ``seconds``: each process's CPU seconds and
+    ``busy``, the share of all ``cores`` they used together (1.0: every core the whole
+    time)."""
+    return {"by_process_s": {name: round(s, 1) for name, s in used.items()},
+            "busy": round(sum(used.values()) / (seconds * cores), 2) if seconds > 0 else None}

@@ -1,0 +1,79 @@
+"""What the scale benchmark and its peer share: the images released, the fake nodes' room,
+the command line's sizes, and reading a process's memory and CPU from /proc."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from testbed.apicluster import COMPONENTS, ApiCluster
+from testbed.kube import Kube
+
+V1, V2 = "podkit.local/podkit-demo:v1", "podkit.local/podkit-demo:v2"
+PODS_PER_NODE = 1000  # the fake nodes' room (testbed.apicluster)
+SAMPLE_S = 0.1  # the status poll and the RSS sample
+
+
+def add_size_arguments(parser: argparse.ArgumentParser, out: Path, phases: str) -> None:
+    """``--pods``, ``--batches``, ``--out`` (default ``out``) and ``--timeout`` (the seconds
+    each of ``phases`` may take)."""
+    parser.add_argument("--pods", type=int, default=10000)
+    parser.add_argument("--batches", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=out)
+    parser.add_argument("--timeout", type=float, default=1800,
+                        help=f"seconds each phase ({phases}) may take")
+
+
+def parse_sizes(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """The arguments, the sizes checked (exits with the parser's usage line when wrong)."""
+    args = parser.parse_args()
+    if args.pods < args.batches or args.batches < 1:
+        parser.error("--pods must be at least --batches, and --batches at least 1")
+    return args
+
+
+def is_ready(pod: dict[str, Any]) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (pod.get("status") or {}).get("conditions") or [])
+
+
+def rss_kb(pid: int) -> int:
+    """The process's resident set now (kB), 0 once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def cpu_s(pid: int) -> float:
+    """The process's user + system CPU time so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(kube: Kube, what: str, check: Any, timeout: float,
+          explain: Any = None) -> float:
+    """``Kube.wait_for`` polling every 0.05 s; the seconds it took."""
+    began = time.monotonic()
+    kube.wait_for(what, check, timeout=timeout, interval=0.05, explain=explain)
+    return time.monotonic() - began
+
+
+def processes(cluster: ApiCluster, controller_pid: int) -> dict[str, int]:
+    """What shares the machine during a release: the cluster's components, the controller
+    released with (named ``operator``: podkit's, or the peer's) and this benchmark (its
+    watchers)."""
+    found = {name: cluster.proc(name).pid() for name in COMPONENTS}
+    return {**{name: pid for name, pid in found.items() if pid is not None},
+            "operator": controller_pid, "bench": os.getpid()}
+
+
+def cpu_used(pids: dict[str, int], before: dict[str, float]) -> dict[str, float]:
+    """Each process's CPU seconds since ``before`` (its :func:`cpu_s` then)."""
+    return {name: cpu_s(pid) - before.get(name, 0.0) for name, pid in pids.items()}

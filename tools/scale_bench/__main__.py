@@ -26,18 +26,17 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from urllib3.exceptions import HTTPError
 
 from podkit_operator.kube.client import KubeIO
+from podkit_operator.kube.objects import pod_ready
 from testbed.apicluster import ApiCluster
 from testbed.errors import TestbedError
 from testbed.kube import Kube
@@ -45,18 +44,17 @@ from testbed.operator_proc import OperatorProcess
 from testbed.stsp import NAME, install_crd, manifest, serving_image, set_image
 
 from . import peer_kruise
-from .figures import StatusSample, batch_figures, cpu_share, table, write_requests
+from .figures import StatusSample, batch_figures, table
 from .plot import plot_release
 from .procs import (
     PODS_PER_NODE,
     SAMPLE_S,
     V1,
     V2,
+    ReleaseMeter,
     add_size_arguments,
-    cpu_used,
-    is_ready,
+    api_client,
     parse_sizes,
-    processes,
     rss_kb,
     timed,
 )
@@ -116,9 +114,9 @@ class PodWatch(threading.Thread):
             self.events += 1
             if self.new in images:
                 self.started.setdefault(ordinal, now)
-            if serving == self.new and is_ready(pod):
+            if serving == self.new and pod_ready(pod):
                 self.done.setdefault(ordinal, now)
-            if not deleted and serving == self.old and is_ready(pod):
+            if not deleted and serving == self.old and pod_ready(pod):
                 self.ready_old.setdefault(uid, now)
             else:
                 self.ready_old.pop(uid, None)
@@ -152,13 +150,6 @@ class Sampler(threading.Thread):
                 self.ready.append((now, int(status.get("readyReplicas") or 0)))
                 self.general = str(batch.get("generalStatus") or "")
             time.sleep(SAMPLE_S)
-
-
-def kube_io(kubeconfig: Path, writers: int) -> KubeIO:
-    configuration = client.Configuration()
-    config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
-    configuration.connection_pool_maxsize = writers
-    return KubeIO(client.ApiClient(configuration))
 
 
 def idle_status_lag(kube: Kube, namespace: str, watch: PodWatch, sampler: Sampler,
@@ -195,7 +186,7 @@ def run(pods: int, batches: int, out: Path, timeout: float) -> dict[str, Any]:
         with OperatorProcess(kube.kubeconfig, out / "operator.log", namespace) as operator:
             assert operator.proc is not None
             pid = operator.proc.pid
-            io = kube_io(kube.kubeconfig, 4)
+            io = KubeIO(api_client(kube.kubeconfig, 4))
             watch = PodWatch(io, namespace, V1, V2)
             watch.start()
             sampler = Sampler(io, namespace, pid)
@@ -207,17 +198,15 @@ def run(pods: int, batches: int, out: Path, timeout: float) -> dict[str, Any]:
                              lambda: len(watch.ready_old) == pods, timeout,
                              lambda: f"{len(watch.ready_old)} are")
             idle_lag = idle_status_lag(kube, namespace, watch, sampler, pods, timeout)
-            pids = processes(cluster, pid)
-            cpu_before = cpu_used(pids, {})
-            writes_before = write_requests(kube.run("get", "--raw", "/metrics"))
+            meter = ReleaseMeter(cluster, kube, pid)
+            meter.start()
             release_at = time.monotonic()
             print("bench-scale: releasing v2", file=sys.stderr)
             set_image(kube, namespace, V2)
             release_s = timed(kube, "every pod at v2 and the release Completed", lambda: (
                 len(watch.done) == pods and sampler.general == "Completed"), timeout,
                 lambda: f"{len(watch.done)} at v2, status {sampler.general}")
-            used = cpu_used(pids, cpu_before)
-            writes = write_requests(kube.run("get", "--raw", "/metrics")) - writes_before
+            cost = meter.figures(release_s)
             with watch.lock:
                 started, done = dict(watch.started), dict(watch.done)
             samples = list(sampler.samples)
@@ -228,9 +217,7 @@ def run(pods: int, batches: int, out: Path, timeout: float) -> dict[str, Any]:
                 "pods": pods, "batches": figures, "create_s": round(create_s, 3),
                 "release_s": round(release_s, 3), "idle_status_lag_s": idle_lag,
                 "rss_mb": round(sampler.peak_rss_kb / 1024, 1),
-                "cpu_s": round(used["operator"], 2), "pod_events_seen": watch.events,
-                "release_writes": writes, "writes_per_s": round(writes / release_s, 1),
-                "release_cpu": cpu_share(used, release_s, os.cpu_count() or 1),
+                **cost, "pod_events_seen": watch.events,
                 "operator_log": str(out / "operator.log"), "plot": str(plot),
             }
     finally:

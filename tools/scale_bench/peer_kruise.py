@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import threading
 import time
@@ -44,29 +43,29 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.rest import ApiException
 from urllib3.exceptions import HTTPError
 
 from podkit_operator.api.statefulsetplus import parse_spec
 from podkit_operator.inplace.pods import swap_layout
+from podkit_operator.kube.objects import pod_ready
 from podkit_operator.releases.batches import batch_targets
+from podkit_operator.settings import Settings
 from testbed.apicluster import ApiCluster
 from testbed.errors import TestbedError
 from testbed.kruise import KruiseManager
 from testbed.stsp import manifest
 
-from .figures import cpu_share, write_requests
 from .procs import (
     PODS_PER_NODE,
     SAMPLE_S,
     V1,
     V2,
+    ReleaseMeter,
     add_size_arguments,
-    cpu_used,
-    is_ready,
+    api_client,
     parse_sizes,
-    processes,
     rss_kb,
     timed,
 )
@@ -75,7 +74,7 @@ NAME = "web"
 NAMESPACE = "kruise-peer"
 GROUP, VERSION, PLURAL = "apps.kruise.io", "v1alpha1", "clonesets"
 INPLACE_READY = "InPlaceUpdateReady"  # kruise's readiness gate of in-place updates
-PODKIT_QPS, PODKIT_BURST = 1000, 2000  # podkit operator's defaults (its settings.py)
+PODKIT = Settings()  # the operator's defaults: kruise gets its client rate
 WATCH_S = 300
 
 
@@ -101,13 +100,6 @@ def cloneset(replicas: int, template: dict[str, Any]) -> dict[str, Any]:
                      "template": template, "minReadySeconds": 0,
                      "updateStrategy": {"type": "InPlaceIfPossible", "partition": replicas,
                                         "maxUnavailable": "100%"}}}
-
-
-def api_client(kubeconfig: Path) -> client.ApiClient:
-    configuration = client.Configuration()
-    config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
-    configuration.connection_pool_maxsize = 4
-    return client.ApiClient(configuration)
 
 
 def image_of(containers: list[dict[str, Any]] | None, name: str) -> str | None:
@@ -180,7 +172,7 @@ class PodWatch(threading.Thread):
         name = pod["metadata"]["name"]
         wanted = image_of(pod["spec"].get("containers"), self.container)
         running = image_of((pod.get("status") or {}).get("containerStatuses"), self.container)
-        settled = not deleted and is_ready(pod) and inplace_settled(pod)
+        settled = not deleted and pod_ready(pod) and inplace_settled(pod)
         with self.lock:
             self.events += 1
             self.names.add(name)
@@ -257,15 +249,14 @@ def run_kruise_peer(cluster: ApiCluster, pods: int, batches: int, timeout: float
     v1, release v2 in ``batches`` partition steps; the figures (see the module's doc)."""
     out.mkdir(parents=True, exist_ok=True)
     kube = cluster.kube()
-    kubeconfig = cluster.kubeconfig
     template, container = pod_template(shape)
     index = next(i for i, c in enumerate(template["spec"]["containers"])
                  if c["name"] == container)
     targets = batch_targets(pods, batches)
-    with KruiseManager(kube, out, qps=PODKIT_QPS, burst=PODKIT_BURST) as kruise:
+    with KruiseManager(kube, out, qps=PODKIT.qps, burst=PODKIT.burst) as kruise:
         pid = kruise.pid
         kube.create_namespace(NAMESPACE)
-        api = api_client(kubeconfig)
+        api = api_client(cluster.kubeconfig, 4)
         watch = PodWatch(api, container)
         watch.start()
         sampler = Sampler(api, pid)
@@ -277,9 +268,8 @@ def run_kruise_peer(cluster: ApiCluster, pods: int, batches: int, timeout: float
                              lambda: len(watch.ready_v1) == pods and any(
                                  available >= pods for _, _, available in sampler.samples[-3:]),
                              timeout, lambda: f"{len(watch.ready_v1)} are")
-            pids = processes(cluster, pid)
-            cpu_before = cpu_used(pids, {})
-            writes_before = write_requests(kube.run("get", "--raw", "/metrics"))
+            meter = ReleaseMeter(cluster, kube, pid)
+            meter.start()
             writes: list[float] = []
             for k, target in enumerate(targets):
                 patch = [{"op": "replace", "path": "/spec/updateStrategy/partition",
@@ -296,8 +286,7 @@ def run_kruise_peer(cluster: ApiCluster, pods: int, batches: int, timeout: float
             timed(kube, "the status to count every pod updated and ready",
                   lambda: any(ready >= pods for _, ready, _ in sampler.samples[-3:]), timeout)
             release_s = time.monotonic() - writes[0]
-            used = cpu_used(pids, cpu_before)
-            api_writes = write_requests(kube.run("get", "--raw", "/metrics")) - writes_before
+            cost = meter.figures(release_s)
             with watch.lock:
                 started, done = dict(watch.started), dict(watch.done)
                 recreated = len(watch.names) - pods
@@ -311,11 +300,8 @@ def run_kruise_peer(cluster: ApiCluster, pods: int, batches: int, timeout: float
                 "pods": pods, "batches": figures, "create_s": round(create_s, 3),
                 "release_s": round(release_s, 3),
                 "rss_mb": round(sampler.peak_rss_kb / 1024, 1),
-                "cpu_s": round(used["operator"], 2), "pods_recreated": recreated,
-                "release_writes": api_writes,
-                "writes_per_s": round(api_writes / release_s, 1),
-                "release_cpu": cpu_share(used, release_s, os.cpu_count() or 1),
-                "pod_events_seen": watch.events, "kruise_qps": PODKIT_QPS,
+                **cost, "pods_recreated": recreated,
+                "pod_events_seen": watch.events, "kruise_qps": PODKIT.qps,
                 "reconcile_errors": reconcile_errors(kruise.proc.log_file),
                 "kruise_log": str(kruise.proc.log_file),
             }

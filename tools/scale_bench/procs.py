@@ -9,8 +9,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kubernetes import client, config
+
 from testbed.apicluster import COMPONENTS, ApiCluster
 from testbed.kube import Kube
+
+from .figures import cpu_share, write_requests
 
 V1, V2 = "podkit.local/podkit-demo:v1", "podkit.local/podkit-demo:v2"
 PODS_PER_NODE = 1000  # the fake nodes' room (testbed.apicluster)
@@ -33,11 +37,6 @@ def parse_sizes(parser: argparse.ArgumentParser) -> argparse.Namespace:
     if args.pods < args.batches or args.batches < 1:
         parser.error("--pods must be at least --batches, and --batches at least 1")
     return args
-
-
-def is_ready(pod: dict[str, Any]) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in (pod.get("status") or {}).get("conditions") or [])
 
 
 def rss_kb(pid: int) -> int:
@@ -65,15 +64,40 @@ def timed(kube: Kube, what: str, check: Any, timeout: float,
     return time.monotonic() - began
 
 
-def processes(cluster: ApiCluster, controller_pid: int) -> dict[str, int]:
-    """What shares the machine during a release: the cluster's components, the controller
-    released with (named ``operator``: podkit's, or the peer's) and this benchmark (its
-    watchers)."""
-    found = {name: cluster.proc(name).pid() for name in COMPONENTS}
-    return {**{name: pid for name, pid in found.items() if pid is not None},
-            "operator": controller_pid, "bench": os.getpid()}
+def api_client(kubeconfig: Path, pool: int) -> client.ApiClient:
+    """A client of the cluster as admin, ``pool`` connections kept."""
+    configuration = client.Configuration()
+    config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
+    configuration.connection_pool_maxsize = pool
+    return client.ApiClient(configuration)
 
 
-def cpu_used(pids: dict[str, int], before: dict[str, float]) -> dict[str, float]:
-    """Each process's CPU seconds since ``before`` (its :func:`cpu_s` then)."""
-    return {name: cpu_s(pid) - before.get(name, 0.0) for name, pid in pids.items()}
+class ReleaseMeter:
+    """What a release costs the machine, from :meth:`start` to :meth:`figures`: each
+    process's CPU seconds (the cluster's components, the controller released with, named
+    ``operator``: podkit's or the peer's, and this benchmark's watchers) and the writes the
+    apiserver answered."""
+
+    def __init__(self, cluster: ApiCluster, kube: Kube, controller_pid: int) -> None:
+        found = {name: cluster.proc(name).pid() for name in COMPONENTS}
+        self.pids = {**{name: pid for name, pid in found.items() if pid is not None},
+                     "operator": controller_pid, "bench": os.getpid()}
+        self.kube = kube
+        self.cpu_before: dict[str, float] = {}
+        self.writes_before = 0
+
+    def _writes(self) -> int:
+        return write_requests(self.kube.run("get", "--raw", "/metrics"))
+
+    def start(self) -> None:
+        self.cpu_before = {name: cpu_s(pid) for name, pid in self.pids.items()}
+        self.writes_before = self._writes()
+
+    def figures(self, release_s: float) -> dict[str, Any]:
+        """``cpu_s`` (the controller's), ``release_writes``, ``writes_per_s`` and
+        ``release_cpu`` (:func:`~.figures.cpu_share`) since :meth:`start`."""
+        used = {name: cpu_s(pid) - self.cpu_before[name] for name, pid in self.pids.items()}
+        writes = self._writes() - self.writes_before
+        return {"cpu_s": round(used["operator"], 2), "release_writes": writes,
+                "writes_per_s": round(writes / release_s, 1),
+                "release_cpu": cpu_share(used, release_s, os.cpu_count() or 1)}

@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from testbed.apicluster import ApiCluster, free_ports
+from testbed.apicluster import free_ports
 from testbed.components import http_ok
 from testbed.daemons import Proc, wait_until
 from testbed.errors import TestbedError
@@ -116,18 +116,13 @@ class KruiseManager:
     are 30/50). The scale peer gives it podkit operator's defaults (PODKIT_QPS 1000,
     PODKIT_BURST 2000), so neither is held back by a client limit the other lacks."""
 
-    def __init__(self, kube: Kube, run_dir: Path, qps: int = 30, burst: int = 50,
-                 extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(self, kube: Kube, run_dir: Path, qps: int = 30, burst: int = 50) -> None:
         self.kube, self.run_dir = kube, run_dir
-        self.qps, self.burst, self.extra_args = qps, burst, extra_args
+        self.qps, self.burst = qps, burst
         self.proc = Proc("kruise-manager", run_dir)
         self.entry: Path | None = None
         self.health_port = self.metrics_port = self.webhook_port = 0
         self.log_offset = 0  # where this start's output begins in the (appended) log
-
-    @classmethod
-    def for_cluster(cls, cluster: ApiCluster, **kwargs: Any) -> KruiseManager:
-        return cls(cluster.kube(), cluster.layout.state / "kruise", **kwargs)
 
     @property
     def pid(self) -> int:
@@ -176,7 +171,7 @@ class KruiseManager:
                 f"--health-probe-addr=127.0.0.1:{self.health_port}",
                 f"--protection-log-path={protection}",
                 f"--rest-config-qps={self.qps}", f"--rest-config-burst={self.burst}",
-                "--feature-gates=KruiseDaemon=false", *self.extra_args]
+                "--feature-gates=KruiseDaemon=false"]
         self.log_offset = self.proc.log_file.stat().st_size if self.proc.log_file.exists() else 0
         self.proc.start(argv, env=env)
         wait_until(lambda: http_ok(f"http://127.0.0.1:{self.health_port}/readyz"),

@@ -6,6 +6,7 @@ PODKIT_VERSION, so a reply shows which container, with which environment, is ser
 
 from __future__ import annotations
 
+import json
 import urllib.request
 from typing import Any
 
@@ -171,3 +172,33 @@ def test_pod_without_opt_in_rejects_env_change_as_upstream(kube: Kube, namespace
         raise AssertionError("the apiserver accepted an env change on a pod without opt-in")
     env = kube.get("pod", "plain", namespace)["spec"]["containers"][0]["env"]
     assert env[0] == {"name": "PODKIT_VERSION", "value": "v1"}
+
+
+def test_a_container_given_back_an_image_it_ran_restarts_without_back_off(
+        kube: Kube, namespace: str, podkit_images) -> None:
+    """Patch 0006: a container the kubelet replaces because its spec changed starts at once,
+    also when it gets back an image it ran seconds ago (an A/B slot on every second swap).
+    Upstream's kubelet keys its restart back-off by name and image, so the fourth change here
+    (v1 again, three seconds after v1's last exit) would wait out 10 s in CrashLoopBackOff."""
+    images = [podkit_images.demo_v1, podkit_images.demo_v2]
+    kube.apply(pod("flip", namespace, [server_container("app", images[0], "v1")]))
+    wait_ready(kube, "flip", namespace)
+    held: list[str] = []  # every status seen with the container held back
+    for n in range(1, 7):
+        image = images[n % 2]
+        kube.patch("pod", "flip", [{"op": "replace", "path": "/spec/containers/0/image",
+                                    "value": image}], namespace=namespace)
+
+        def restarted(count: int = n, image: str = image) -> bool:
+            app = statuses(kube.get("pod", "flip", namespace))["app"]
+            waiting = (app.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") == "CrashLoopBackOff":
+                held.append(f"change {count}: {waiting.get('message')}")
+            return bool(app["restartCount"] == count and app.get("ready")
+                        and "running" in (app.get("state") or {}))
+        kube.wait_for(f"change {n}: the container restarted on {image}", restarted,
+                      timeout=90, interval=0.2)
+    backoffs = [e["message"] for e in json.loads(kube.run(
+        "get", "events", "-n", namespace, "-o", "json"))["items"]
+        if e["reason"] == "BackOff" and e["involvedObject"].get("name") == "flip"]
+    assert held == [] and backoffs == []

@@ -4,7 +4,7 @@ each figure from the right events, and None where nothing was seen."""
 from __future__ import annotations
 
 from scale_bench import peer_kruise
-from scale_bench.figures import StatusSample, batch_figures, cpu_share, table, write_requests
+from scale_bench.figures import StatusSample, batch_figures, cpu_share, request_counts, table
 
 
 def test_each_batch_is_timed_from_its_own_pods_and_status():
@@ -35,7 +35,7 @@ def test_a_batch_not_seen_complete_has_no_figures():
     assert table(figures).splitlines()[2].split() == ["1", "2", "-", "-", "-"]
 
 
-def test_writes_are_the_request_counts_of_the_verbs_that_write():
+def test_the_request_counts_are_the_writes_and_the_lists_and_watches_of_pods():
     metrics = "\n".join([
         "# TYPE apiserver_request_total counter",
         'apiserver_request_total{code="200",component="apiserver",group="",resource="pods",'
@@ -50,8 +50,9 @@ def test_writes_are_the_request_counts_of_the_verbs_that_write():
         'scope="namespace",subresource="",verb="WATCH",version="v1"} 7',
         'apiserver_request_duration_seconds_count{verb="PATCH"} 99',
     ])
-    assert write_requests(metrics) == 8001 + 2001 + 3
-    assert write_requests("") == 0
+    assert request_counts(metrics) == {"writes": 8001 + 2001 + 3, "pod_lists": 40,
+                                       "pod_watches": 7}
+    assert request_counts("") == {"writes": 0, "pod_lists": 0, "pod_watches": 0}
 
 
 def test_the_cpu_share_is_of_every_core_over_the_time():

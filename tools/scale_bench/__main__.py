@@ -8,7 +8,8 @@ per batch ``processing_s``, ``batch_s``, ``status_lag_s``; the operator's peak `
 and ``cpu_s`` (over the release); ``create_s`` (every pod created and Ready);
 ``idle_status_lag_s`` (no release: a pod deleted and made again, from Ready to the status
 counting it ready); over the release, the writes the apiserver answered (``release_writes``,
-``writes_per_s``: the operator's pod patches and kwok's status patches, mostly) and where the
+``writes_per_s``: the operator's pod patches and kwok's status patches, mostly), every
+client's LISTs and WATCHes of pods (``release_pod_lists``, ``release_pod_watches``) and where the
 machine's CPU went (``release_cpu``: seconds per process, and ``busy``, the share of every
 core they used together), which tell whether the operator or the machine bounds a batch.
 The last stdout line is one JSON object; before it, the batches as a table beside TKEx's

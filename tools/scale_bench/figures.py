@@ -93,19 +93,28 @@ def _cell(value: float | None) -> str:
 
 _REQUEST_TOTAL = re.compile(r'^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$',
                             re.MULTILINE)
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
 WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE", "APPLY"})
 
 
-def write_requests(metrics: str) -> int:
-    """The writes the apiserver answered so far, by its ``/metrics`` text: the sum of
-    ``apiserver_request_total`` over the verbs that write (``POST``, ``PUT``, ``PATCH``,
-    ``DELETE``, ``APPLY``), any resource, any code."""
-    total = 0.0
+def request_counts(metrics: str) -> dict[str, int]:
+    """The requests the apiserver answered so far, by its ``/metrics`` text
+    (``apiserver_request_total``, any code): ``writes``, over the verbs that write (``POST``,
+    ``PUT``, ``PATCH``, ``DELETE``, ``APPLY``) and any resource; ``pod_lists`` and
+    ``pod_watches``, the LISTs and WATCHes of pods (a client whose watch broke lists every pod
+    again)."""
+    counts = {"writes": 0.0, "pod_lists": 0.0, "pod_watches": 0.0}
     for match in _REQUEST_TOTAL.finditer(metrics):
-        verb = re.search(r'(?:^|,)verb="([^"]*)"', match["labels"])
-        if verb and verb[1] in WRITE_VERBS:
-            total += float(match["value"])
-    return int(total)
+        labels = dict(_LABEL.findall(match["labels"]))
+        verb, value = labels.get("verb"), float(match["value"])
+        if verb in WRITE_VERBS:
+            counts["writes"] += value
+        elif labels.get("resource") == "pods" and not labels.get("subresource"):
+            if verb == "LIST":
+                counts["pod_lists"] += value
+            elif verb == "WATCH":
+                counts["pod_watches"] += value
+    return {name: int(n) for name, n in counts.items()}
 
 
 def cpu_share(used: Mapping[str, float], seconds: float, cores: int) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from kubernetes import client, config
 from testbed.apicluster import COMPONENTS, ApiCluster
 from testbed.kube import Kube
 
-from .figures import cpu_share, write_requests
+from .figures import cpu_share, request_counts
 
 V1, V2 = "podkit.local/podkit-demo:v1", "podkit.local/podkit-demo:v2"
 PODS_PER_NODE = 1000  # the fake nodes' room (testbed.apicluster)
@@ -84,20 +84,24 @@ class ReleaseMeter:
                      "operator": controller_pid, "bench": os.getpid()}
         self.kube = kube
         self.cpu_before: dict[str, float] = {}
-        self.writes_before = 0
+        self.requests_before: dict[str, int] = {}
 
-    def _writes(self) -> int:
-        return write_requests(self.kube.run("get", "--raw", "/metrics"))
+    def _requests(self) -> dict[str, int]:
+        return request_counts(self.kube.run("get", "--raw", "/metrics"))
 
     def start(self) -> None:
         self.cpu_before = {name: cpu_s(pid) for name, pid in self.pids.items()}
-        self.writes_before = self._writes()
+        self.requests_before = self._requests()
 
     def figures(self, release_s: float) -> dict[str, Any]:
-        """``cpu_s`` (the controller's), ``release_writes``, ``writes_per_s`` and
-        ``release_cpu`` (:func:`~.figures.cpu_share`) since :meth:`start`."""
+        """``cpu_s`` (the controller's), ``release_writes``, ``writes_per_s``,
+        ``release_pod_lists`` and ``release_pod_watches`` (every client's) and ``release_cpu``
+        (:func:`~.figures.cpu_share`) since :meth:`start`."""
         used = {name: cpu_s(pid) - self.cpu_before[name] for name, pid in self.pids.items()}
-        writes = self._writes() - self.writes_before
-        return {"cpu_s": round(used["operator"], 2), "release_writes": writes,
-                "writes_per_s": round(writes / release_s, 1),
+        after = self._requests()
+        done = {name: n - self.requests_before[name] for name, n in after.items()}
+        return {"cpu_s": round(used["operator"], 2), "release_writes": done["writes"],
+                "writes_per_s": round(done["writes"] / release_s, 1),
+                "release_pod_lists": done["pod_lists"],
+                "release_pod_watches": done["pod_watches"],
                 "release_cpu": cpu_share(used, release_s, os.cpu_count() or 1)}

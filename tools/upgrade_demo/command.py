@@ -39,9 +39,10 @@ NAMESPACE_PREFIX = "podkit-demo-"
 
 
 class Progress:
-    """``demo [n/6] what`` lines on stderr, each closed with the time it took."""
+    """``<prefix> [n/steps] what`` lines on stderr, each closed with the time it took."""
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: str = "demo", steps: int = STEPS) -> None:
+        self.prefix, self.steps = prefix, steps
         self.step = 0
         self.started = time.monotonic()
 
@@ -49,12 +50,13 @@ class Progress:
         self.close()
         self.step += 1
         self.started = time.monotonic()
-        print(f"demo [{self.step}/{STEPS}] {what} ...", file=sys.stderr, flush=True)
+        print(f"{self.prefix} [{self.step}/{self.steps}] {what} ...", file=sys.stderr,
+              flush=True)
 
     def close(self) -> None:
         if self.step:
-            print(f"demo [{self.step}/{STEPS}] done in {time.monotonic() - self.started:.1f}s",
-                  file=sys.stderr, flush=True)
+            print(f"{self.prefix} [{self.step}/{self.steps}] done in "
+                  f"{time.monotonic() - self.started:.1f}s", file=sys.stderr, flush=True)
 
 
 def remove_kept_namespaces(kube: Kube, timeout: float = 180) -> None:
@@ -99,24 +101,48 @@ def save_streams(runs: list[MethodRun], path: Path) -> None:
         json.dump(body, out)
 
 
-def run(methods: list[Method], out: Path, keep: bool, rate_hz: float) -> int:
-    progress = Progress()
+def start_cluster(progress: Progress) -> Testbed:
+    """The patched Kubernetes built (cached) and the local cluster up: two steps."""
     host.require_root()
     progress("the patched Kubernetes (cached after the first build, ~10 min cold)")
     kubebin.bin_dir()
     progress("the local cluster: etcd, apiserver, controllers, kubelet, containerd")
     bed = Testbed()
     bed.up()
+    return bed
+
+
+def install_podkit(kube: Kube, progress: Progress) -> None:
+    """podkit's images in the cluster and its operator deployed as a user deploys it, with
+    what an earlier ``KEEP=1`` run left removed: two steps."""
+    progress("podkit's images (cached), imported into the cluster's containerd")
+    host.ensure_packages(["docker.io", "debootstrap"])
+    images.load_into_testbed(images.build_all())
+    progress("the operator, deployed with kubectl apply -k operator/deploy")
+    deploy_operator(kube)
+    wait_crd_established(kube)
+    remove_kept_namespaces(kube)
+
+
+def tear_down(bed: Testbed, kube: Kube, namespace: str, keep: bool) -> None:
+    """Stop the cluster (and what ran on it), or say what was kept and how to reach it."""
+    if keep:
+        print(f"kept: the cluster, the operator and namespace {namespace} "
+              f"(export KUBECONFIG={bed.kubeconfig}; make cluster-down stops it)",
+              file=sys.stderr)
+        return
+    kube.run("delete", "namespace", namespace, "--ignore-not-found", "--wait=false")
+    remove_operator(kube)
+    bed.down()
+
+
+def run(methods: list[Method], out: Path, keep: bool, rate_hz: float) -> int:
+    progress = Progress()
+    bed = start_cluster(progress)
     kube = bed.kube()
     namespace = f"{NAMESPACE_PREFIX}{uuid.uuid4().hex[:6]}"
     try:
-        progress("podkit's images (cached), imported into the cluster's containerd")
-        host.ensure_packages(["docker.io", "debootstrap"])
-        images.load_into_testbed(images.build_all())
-        progress("the operator, deployed with kubectl apply -k operator/deploy")
-        deploy_operator(kube)
-        wait_crd_established(kube)
-        remove_kept_namespaces(kube)
+        install_podkit(kube, progress)
         imgs = images.tags()
         progress(f"the demo service three ways, in namespace {namespace}")
         deploy_workloads(kube, namespace, methods, imgs)
@@ -136,14 +162,7 @@ def run(methods: list[Method], out: Path, keep: bool, rate_hz: float) -> int:
         print(table(rows))
         print(f"\nreport: {out / 'report.json'}  plot: {out / 'jitter.png'}")
     finally:
-        if keep:
-            print(f"kept: the cluster, the operator and namespace {namespace} "
-                  f"(export KUBECONFIG={bed.kubeconfig}; make cluster-down stops it)",
-                  file=sys.stderr)
-        else:
-            kube.run("delete", "namespace", namespace, "--ignore-not-found", "--wait=false")
-            remove_operator(kube)
-            bed.down()
+        tear_down(bed, kube, namespace, keep)
     return 0
 
 

@@ -18,7 +18,7 @@ from testbed.fixtures import (  # noqa: F401
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    build_kubernetes_first(session)
+    build_kubernetes_first(session, full_testbed=True)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

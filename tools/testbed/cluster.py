@@ -1,10 +1,11 @@
 """A real one-node Kubernetes cluster as local processes: `python -m testbed up|down|...`.
 
 `up` installs what is missing, makes the PKI and configs, starts etcd, the patched control
-plane, containerd, the kubelet and kube-proxy, and returns once the node is Ready and the
-`kubernetes` Service answers on its cluster IP. It is idempotent: running components are
-left alone, except that Kubernetes' own are restarted when build.sh names another bin dir
-(the patches changed). `down` stops every recorded PID and removes containers, mounts, network
+plane, containerd, the kubelet, kube-proxy and metrics-server, and returns once the node is
+Ready, the `kubernetes` Service answers on its cluster IP and the metrics API serves the node.
+It is idempotent: running components are left alone, except that Kubernetes' own are restarted
+when build.sh names another bin dir (the patches changed), and metrics-server when its build
+does. `down` stops every recorded PID and removes containers, mounts, network
 state, cgroups and the state directory.
 """
 
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from testbed import components as comp
 from testbed import host, kubebin, network, sandbox_image
+from testbed import metrics_server as ms
 from testbed.components import Component, Layout, Ports
 from testbed.daemons import Proc, wait_until
 from testbed.errors import TestbedError
@@ -32,8 +34,8 @@ CACHE = Path(os.environ.get("PODKIT_CACHE", Path.home() / ".cache" / "podkit"))
 LAYOUT = Layout(state=Path(os.environ.get("PODKIT_TESTBED_STATE", "/var/lib/podkit-testbed")),
                 run=Path(os.environ.get("PODKIT_TESTBED_RUN", "/run/podkit-testbed")))
 # Stopped in this order by `down` (the reverse of their start, the kubelet before containerd).
-COMPONENTS = ("podkit-provisioner", "kube-proxy", "kube-scheduler", "kube-controller-manager",
-              "kubelet", "containerd", "kube-apiserver", "etcd")
+COMPONENTS = (ms.NAME, "podkit-provisioner", "kube-proxy", "kube-scheduler",
+              "kube-controller-manager", "kubelet", "containerd", "kube-apiserver", "etcd")
 KUBERNETES_COMPONENTS = ("kube-proxy", "kube-scheduler", "kube-controller-manager", "kubelet",
                          "kube-apiserver")
 PROBE_POD = "podkit-testbed-probe"
@@ -107,6 +109,7 @@ class Testbed:
     def _up(self) -> None:
         host.ensure_packages()
         bins = kubebin.bin_dir()
+        metrics_entry = ms.entry_dir()
         if self.bin_dir not in (None, bins):
             for name in KUBERNETES_COMPONENTS:
                 self.proc(name).stop()
@@ -145,6 +148,7 @@ class Testbed:
         self.kube().apply(storage_class())
         if started:
             self._run_probe_pod()
+        self._start_metrics_server(metrics_entry, certs)
 
     def _wait_node_ready(self) -> None:
         kube = self.kube()
@@ -187,6 +191,27 @@ class Testbed:
         wait_until(running, timeout=60, proc=self.proc("kubelet"),
                    what="running a probe pod (containerd, runc, CNI)", interval=0.5)
         kube.delete("pod", PROBE_POD)
+
+    def _start_metrics_server(self, entry: Path, certs: comp.Certs) -> None:
+        """RBAC first (the process reads the front proxy's settings at its start), then the
+        process, then the APIService, and wait until the metrics API serves the node."""
+        kube, proc = self.kube(), self.proc(ms.NAME)
+        kube.apply(ms.as_list(ms.rbac(entry)))
+        recorded = self.layout.state / "metrics-server-bin-dir"
+        bins = entry / "bin"
+        if recorded.exists() and recorded.read_text().strip() != str(bins):
+            proc.stop()
+        recorded.write_text(f"{bins}\n")
+        c = comp.metrics_server(bins, self.addr, self.ports, certs)
+        if not proc.alive():
+            proc.start(c.argv, env=_component_env())
+        wait_until(c.ready, timeout=c.timeout, proc=proc, what="ready (two scrapes stored)")
+        kube.apply(ms.as_list([*ms.routing(self.addr.node_ip, self.ports.metrics_server),
+                               ms.api_service(entry, certs.ca)]))
+        wait_until(lambda: ms.api_available(kube), timeout=60, proc=proc,
+                   what=f"reached through the APIService {ms.API_SERVICE}", interval=0.5)
+        wait_until(lambda: ms.node_metrics(kube, comp.NODE_NAME), timeout=60, proc=proc,
+                   what=f"serving metrics of node {comp.NODE_NAME}", interval=0.5)
 
     # ---- down --------------------------------------------------------------------------
     def down(self) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from testbed import metrics_server as ms
 from testbed.host import run
 from testbed.network import BRIDGE, Addresses
 from testbed.pki import PKI, CertPair, kubeconfig
@@ -34,6 +35,7 @@ class Ports:
     kubelet_healthz: int = 10248
     proxy_healthz: int = 10256
     proxy_metrics: int = 10249
+    metrics_server: int = 4443
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,12 @@ class Certs:
             "kubelet-serving", f"system:node:{NODE_NAME}", orgs=("system:nodes",),
             client=False, server_names=(addr.node_ip, NODE_NAME, "127.0.0.1"))
         self.admin = self.pki.issue("admin", "podkit-admin", orgs=("system:masters",))
+        # The aggregator's identity towards metrics-server (--proxy-client-cert-file), whose
+        # CN --requestheader-allowed-names names; signed by the one CA, as every cert here.
+        self.front_proxy_client = self.pki.issue("front-proxy-client", "front-proxy-client")
+        self.metrics_server_serving = self.pki.issue(
+            "metrics-server-serving", ms.SERVING_NAME, client=False,
+            server_names=(ms.SERVING_NAME, addr.node_ip))
 
         def user_kubeconfig(stem: str, cn: str, orgs: tuple[str, ...] = ()) -> Path:
             pair = self.pki.issue(stem, cn, orgs=orgs)
@@ -158,6 +166,7 @@ class Certs:
         self.kubelet = user_kubeconfig("kubelet", f"system:node:{NODE_NAME}",
                                        ("system:nodes",))
         self.proxy = user_kubeconfig("kube-proxy", "system:kube-proxy")
+        self.metrics_server = user_kubeconfig("metrics-server", ms.USER)
 
 
 def etcd(layout: Layout, ports: Ports, executable: str = "etcd") -> Component:
@@ -184,13 +193,18 @@ def apiserver(bins: Path, layout: Layout, addr: Addresses, ports: Ports,
          f"--secure-port={ports.apiserver}",
          f"--service-cluster-ip-range={addr.service_cidr}",
          f"--client-ca-file={certs.ca}",
-         # Front-proxy settings the controllers read (no aggregated API uses them here);
-         # without them they log a missing CA bundle on every sync.
+         # The front proxy: how the aggregator authenticates to metrics-server (which reads
+         # these from the extension-apiserver-authentication ConfigMap) and presents the user.
          f"--requestheader-client-ca-file={certs.ca}",
          "--requestheader-allowed-names=front-proxy-client",
          "--requestheader-username-headers=X-Remote-User",
          "--requestheader-group-headers=X-Remote-Group",
          "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+         f"--proxy-client-cert-file={certs.front_proxy_client.cert}",
+         f"--proxy-client-key-file={certs.front_proxy_client.key}",
+         # Aggregated APIs are reached at their Service's endpoint (metrics-server: the node's
+         # address), not through the cluster IP and kube-proxy's rules.
+         "--enable-aggregator-routing=true",
          f"--tls-cert-file={certs.apiserver.cert}",
          f"--tls-private-key-file={certs.apiserver.key}",
          f"--kubelet-client-certificate={certs.apiserver_kubelet_client.cert}",
@@ -382,3 +396,26 @@ def kube_proxy(bins: Path, layout: Layout, addr: Addresses, ports: Ports,
         "kube-proxy",
         [str(bins / "kube-proxy"), f"--config={config}"],
         ready=lambda: http_ok(f"http://127.0.0.1:{ports.proxy_healthz}/healthz"))
+
+
+def metrics_server(bins: Path, addr: Addresses, ports: Ports, certs: Certs) -> Component:
+    """metrics-server (``bins``: its build's bin dir) on the node's address, scraping the
+    kubelet with its serving certificate checked against the testbed's CA."""
+    kc = str(certs.metrics_server)
+    return Component(
+        ms.NAME,
+        [str(bins / ms.NAME),
+         f"--kubeconfig={kc}", f"--authentication-kubeconfig={kc}",
+         f"--authorization-kubeconfig={kc}",
+         f"--bind-address={addr.node_ip}", f"--secure-port={ports.metrics_server}",
+         f"--tls-cert-file={certs.metrics_server_serving.cert}",
+         f"--tls-private-key-file={certs.metrics_server_serving.key}",
+         f"--kubelet-certificate-authority={certs.ca}",
+         "--kubelet-preferred-address-types=InternalIP", "--kubelet-use-node-status-port",
+         f"--metric-resolution={ms.METRIC_RESOLUTION}",
+         f"--kubelet-request-timeout={ms.KUBELET_REQUEST_TIMEOUT}",
+         "--profiling=false"],
+        # /readyz passes once two scrapes are stored: the node's metrics exist from then on
+        ready=lambda: https_ok(f"https://{addr.node_ip}:{ports.metrics_server}/readyz",
+                               ca=certs.ca, client=certs.admin),
+        timeout=90)

@@ -14,7 +14,7 @@
   testcontainers.
 
 `build_kubernetes_first` is for a conftest's ``pytest_sessionstart``: the patched Kubernetes
-is built (or found cached) before any test starts.
+(and, for the full cluster, metrics-server) is built (or found cached) before any test starts.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from contextlib import ExitStack, contextmanager
 
 import pytest
 
-from testbed import docker, images, kubebin
+from testbed import docker, images, kubebin, metrics_server
 from testbed.apicluster import ApiCluster
 from testbed.cluster import Testbed
 from testbed.errors import TestbedError
@@ -38,14 +38,17 @@ from testbed.operator_proc import OperatorProcess
 from testbed.stsp import install_crd
 
 
-def build_kubernetes_first(session: pytest.Session) -> None:
+def build_kubernetes_first(session: pytest.Session, *, full_testbed: bool = False) -> None:
     """Build the patched Kubernetes (or find it cached) before any test starts: a cold build
     (10-15 minutes on 2 cores) takes longer than one test's time limit, and a build killed
-    with its test leaves every later test without binaries."""
+    with its test leaves every later test without binaries. ``full_testbed``: metrics-server
+    too (a few minutes cold), which only the full cluster runs."""
     if session.config.option.collectonly:
         return
     try:
         kubebin.bin_dir()
+        if full_testbed:
+            metrics_server.entry_dir()
     except TestbedError as err:
         pytest.exit(f"{session.name}: {err}", returncode=1)
 

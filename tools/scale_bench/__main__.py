@@ -42,6 +42,7 @@ from testbed.apicluster import ApiCluster
 from testbed.errors import TestbedError
 from testbed.kube import Kube
 from testbed.operator_proc import OperatorProcess
+from testbed.podwatch import follow_pods
 from testbed.stsp import NAME, install_crd, manifest, serving_image, set_image
 
 from . import peer_kruise
@@ -82,29 +83,13 @@ class PodWatch(threading.Thread):
         self.stopping = threading.Event()
 
     def run(self) -> None:
-        while True:
-            try:
-                listed, version = self.io.list_labelled_pods(self.namespace)
-                with self.lock:
-                    self.ready_old.clear()
-                for pod in listed:
-                    self._saw(pod, False)
-                for event in self._follow(version):
-                    self._saw(event["object"], event["type"] == "DELETED")
-            except (ApiException, HTTPError, OSError) as err:
-                if self.stopping.is_set():
-                    return  # the cluster is going down
-                print(f"bench-scale: pod watch: {err}; listing again", file=sys.stderr)
-                time.sleep(1)
+        follow_pods(lambda: self.io.list_labelled_pods(self.namespace),
+                    lambda version: self.io.watch_labelled_pods(self.namespace, version),
+                    self._saw, self.stopping, "bench-scale", relisted=self._relisted)
 
-    def _follow(self, version: str) -> Any:
-        while True:
-            for event in self.io.watch_labelled_pods(self.namespace, version):
-                if event["type"] == "ERROR":
-                    return
-                version = event["object"]["metadata"]["resourceVersion"]
-                if event["type"] != "BOOKMARK":
-                    yield event
+    def _relisted(self) -> None:
+        with self.lock:
+            self.ready_old.clear()
 
     def _saw(self, pod: dict[str, Any], deleted: bool) -> None:
         now = time.monotonic()

@@ -55,6 +55,7 @@ from podkit_operator.settings import Settings
 from testbed.apicluster import ApiCluster
 from testbed.errors import TestbedError
 from testbed.kruise import KruiseManager
+from testbed.podwatch import follow_pods
 from testbed.stsp import manifest
 
 from .procs import (
@@ -134,38 +135,24 @@ class PodWatch(threading.Thread):
         self.stopping = threading.Event()
 
     def run(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                listed = json.loads(self.core.list_namespaced_pod(
-                    NAMESPACE, _preload_content=False, _request_timeout=(10, 60)).data)
-                for pod in listed["items"]:
-                    self._saw(pod, False)
-                for event in self._follow(listed["metadata"]["resourceVersion"]):
-                    self._saw(event["object"], event["type"] == "DELETED")
-            except (ApiException, HTTPError, OSError, ValueError) as err:
-                if self.stopping.is_set():
-                    return
-                print(f"peer-kruise: pod watch: {err}; listing again", file=sys.stderr)
-                time.sleep(1)
+        follow_pods(self._list, self._watch, self._saw, self.stopping, "peer-kruise")
 
-    def _follow(self, version: str) -> Iterator[dict[str, Any]]:
-        while not self.stopping.is_set():
-            response = self.core.list_namespaced_pod(
-                NAMESPACE, watch=True, allow_watch_bookmarks=True, resource_version=version,
-                timeout_seconds=WATCH_S, _preload_content=False,
-                _request_timeout=(10, WATCH_S + 30))
-            try:
-                for line in response:  # urllib3 yields the stream line by line
-                    if not line.strip():
-                        continue
-                    event = json.loads(line)
-                    if event["type"] == "ERROR":
-                        return  # 410 Gone: list again
-                    version = event["object"]["metadata"]["resourceVersion"]
-                    if event["type"] != "BOOKMARK":
-                        yield event
-            finally:
-                response.release_conn()
+    def _list(self) -> tuple[list[dict[str, Any]], str]:
+        listed = json.loads(self.core.list_namespaced_pod(
+            NAMESPACE, _preload_content=False, _request_timeout=(10, 60)).data)
+        return listed["items"], listed["metadata"]["resourceVersion"]
+
+    def _watch(self, version: str) -> Iterator[dict[str, Any]]:
+        response = self.core.list_namespaced_pod(
+            NAMESPACE, watch=True, allow_watch_bookmarks=True, resource_version=version,
+            timeout_seconds=WATCH_S, _preload_content=False,
+            _request_timeout=(10, WATCH_S + 30))
+        try:
+            for line in response:  # urllib3 yields the stream line by line
+                if line.strip():
+                    yield json.loads(line)
+        finally:
+            response.release_conn()
 
     def _saw(self, pod: dict[str, Any], deleted: bool) -> None:
         now = time.monotonic()

@@ -24,7 +24,6 @@ from typing import Any
 
 from kubernetes import config
 from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import HTTPError
 
 from podkit.errors import PodkitError
 from podkit_operator.api.keys import GROUP, PLURAL, VERSION
@@ -32,6 +31,7 @@ from podkit_operator.kube.client import KubeIO
 from testbed import images
 from testbed.errors import TestbedError
 from testbed.kube import Kube
+from testbed.podwatch import follow_pods
 from upgrade_demo.command import (
     NAMESPACE_PREFIX,
     Progress,
@@ -49,8 +49,8 @@ METHOD = method_named("abswap")
 
 
 class PodEvents(threading.Thread):
-    """Every version of pod ``name`` the watch returns, with the monotonic time it arrived
-    (listing again, and recording what the list gives, whenever the watch cannot resume)."""
+    """Every version of pod ``name`` the lists and watches return
+    (:func:`testbed.podwatch.follow_pods`), with the monotonic time it arrived."""
 
     def __init__(self, io: KubeIO, namespace: str, name: str) -> None:
         super().__init__(daemon=True)
@@ -60,25 +60,12 @@ class PodEvents(threading.Thread):
         self.stopping = threading.Event()
 
     def run(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                listed, version = self.io.list_labelled_pods(self.namespace)
-                for pod in listed:
-                    self._saw(pod)
-                while not self.stopping.is_set():
-                    for event in self.io.watch_labelled_pods(self.namespace, version):
-                        if event["type"] == "ERROR":
-                            raise HTTPError(f"watch ended: {event['object']}")
-                        version = event["object"]["metadata"]["resourceVersion"]
-                        if event["type"] in ("ADDED", "MODIFIED"):
-                            self._saw(event["object"])
-            except (ApiException, HTTPError, OSError) as err:
-                if not self.stopping.is_set():
-                    print(f"bench-swap: pod watch: {err}; listing again", file=sys.stderr)
-                    time.sleep(0.5)
+        follow_pods(lambda: self.io.list_labelled_pods(self.namespace),
+                    lambda version: self.io.watch_labelled_pods(self.namespace, version),
+                    self._saw, self.stopping, "bench-swap")
 
-    def _saw(self, pod: dict[str, Any]) -> None:
-        if pod["metadata"]["name"] == self.name:
+    def _saw(self, pod: dict[str, Any], deleted: bool) -> None:
+        if not deleted and pod["metadata"]["name"] == self.name:
             with self.lock:
                 self.seen.append((time.monotonic(), pod))
 

@@ -39,6 +39,7 @@ COMPONENTS = (ms.NAME, "podkit-provisioner", "kube-proxy", "kube-scheduler",
 KUBERNETES_COMPONENTS = ("kube-proxy", "kube-scheduler", "kube-controller-manager", "kubelet",
                          "kube-apiserver")
 PROBE_POD = "podkit-testbed-probe"
+BIN_DIR_RECORD = "bin-dir"  # the state file naming the Kubernetes bin dir of the last `up`
 # Set by network.setup, and by the kubelet itself (its "kernel tunables"): `down` restores them.
 TOUCHED_SYSCTLS = (*network.SYSCTLS, "vm.overcommit_memory", "vm.panic_on_oom",
                    "kernel.panic", "kernel.panic_on_oops", "kernel.keys.root_maxkeys",
@@ -63,7 +64,7 @@ class Testbed:
     @property
     def bin_dir(self) -> Path | None:
         """The Kubernetes bin directory recorded by the last `up`."""
-        path = self.layout.state / "bin-dir"
+        path = self.layout.state / BIN_DIR_RECORD
         return Path(path.read_text().strip()) if path.exists() else None
 
     def certs(self) -> comp.Certs:
@@ -110,12 +111,9 @@ class Testbed:
         host.ensure_packages()
         bins = kubebin.bin_dir()
         metrics_entry = ms.entry_dir()
-        if self.bin_dir not in (None, bins):
-            for name in KUBERNETES_COMPONENTS:
-                self.proc(name).stop()
         for d in (self.layout.state, self.layout.run, self.layout.procs, self.layout.config):
             d.mkdir(parents=True, exist_ok=True)
-        (self.layout.state / "bin-dir").write_text(f"{bins}\n")
+        self._record_build(BIN_DIR_RECORD, bins, KUBERNETES_COMPONENTS)
         host.save_sysctls(TOUCHED_SYSCTLS, self.layout.sysctl_state)
         network.setup(self.addr)
         certs = self.certs()
@@ -192,16 +190,23 @@ class Testbed:
                    what="running a probe pod (containerd, runc, CNI)", interval=0.5)
         kube.delete("pod", PROBE_POD)
 
+    def _record_build(self, record: str, bins: Path, names: tuple[str, ...]) -> None:
+        """Record in the state file ``record`` the bin directory ``names`` run from; when the
+        last `up` recorded another (a new build), stop them first, so they start again from
+        this one."""
+        path = self.layout.state / record
+        if path.exists() and path.read_text().strip() != str(bins):
+            for name in names:
+                self.proc(name).stop()
+        path.write_text(f"{bins}\n")
+
     def _start_metrics_server(self, entry: Path, certs: comp.Certs) -> None:
         """RBAC first (the process reads the front proxy's settings at its start), then the
         process, then the APIService, and wait until the metrics API serves the node."""
         kube, proc = self.kube(), self.proc(ms.NAME)
         kube.apply(ms.as_list(ms.rbac(entry)))
-        recorded = self.layout.state / "metrics-server-bin-dir"
         bins = entry / "bin"
-        if recorded.exists() and recorded.read_text().strip() != str(bins):
-            proc.stop()
-        recorded.write_text(f"{bins}\n")
+        self._record_build("metrics-server-bin-dir", bins, (ms.NAME,))
         c = comp.metrics_server(bins, self.addr, self.ports, certs)
         if not proc.alive():
             proc.start(c.argv, env=_component_env())

@@ -17,15 +17,24 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from test_operator_release import DEMO_PORT, stsp
-
 from podkit_demo.protocol import get_request
 from podkit_operator.api import keys
 from testbed.components import NODE_NAME
 from testbed.fixtures import Images
 from testbed.kube import Kube
 from testbed.metrics_server import node_metrics
-from testbed.stsp import NAME, pods, status
+from testbed.stsp import (
+    DEMO_PORT,
+    NAME,
+    batch_status,
+    demo_manifest,
+    events,
+    pods,
+    pods_named,
+    serving_image,
+    set_image,
+    status,
+)
 
 # The business container's request: each swap pod reserves it twice (both slots) plus the
 # sidecar's 20m, 120m in all; a flood of requests takes far more, an idle demo far less.
@@ -66,16 +75,17 @@ def test_metrics_api_serves_the_node_and_a_new_pod(cluster, kube: Kube, namespac
     assert "idle" in kube.run("top", "pod", "-n", namespace, "--no-headers")
 
 
-def hpa(namespace: str) -> dict[str, Any]:
-    """CPU utilisation of the StatefulSetPlus's pods, 1 to MAX_REPLICAS; scale-down without
-    its 5-minute stabilization window, so the test sees it within a minute or two."""
+def hpa(namespace: str, min_replicas: int = 1) -> dict[str, Any]:
+    """CPU utilisation of the StatefulSetPlus's pods, ``min_replicas`` to MAX_REPLICAS;
+    scale-down without its 5-minute stabilization window, so the test sees it within a minute
+    or two."""
     return {
         "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
         "metadata": {"name": NAME, "namespace": namespace},
         "spec": {
             "scaleTargetRef": {"apiVersion": f"{keys.GROUP}/{keys.VERSION}",
                                "kind": keys.KIND, "name": NAME},
-            "minReplicas": 1, "maxReplicas": MAX_REPLICAS,
+            "minReplicas": min_replicas, "maxReplicas": MAX_REPLICAS,
             "metrics": [{"type": "Resource", "resource": {
                 "name": "cpu",
                 "target": {"type": "Utilization", "averageUtilization": TARGET_UTILIZATION}}}],
@@ -130,27 +140,37 @@ def flood(ip: str) -> Iterator[list[int]]:
             thread.join(timeout=15)
 
 
-def test_hpa_scales_a_statefulsetplus_up_under_load_and_back_down(
-        operator, kube: Kube, namespace: str, podkit_images: Images) -> None:
-    obj = stsp(namespace, podkit_images, podkit_images.demo_v1, 1)
-    obj["spec"]["replicas"] = 1
+def deploy(kube: Kube, namespace: str, images: Images, replicas: int, batches: int,
+           **batch: Any) -> None:
+    """The demo's StatefulSetPlus, its business container requesting BUSINESS_CPU, ready."""
+    obj = demo_manifest(namespace, images, images.demo_v1, batches, **batch)
+    obj["spec"]["replicas"] = replicas
     obj["spec"]["template"]["spec"]["containers"][0]["resources"] = {
         "requests": {"cpu": BUSINESS_CPU}}
     kube.apply(obj)
-    kube.wait_for("web-0 ready", lambda: status(kube, namespace).get("readyReplicas") == 1,
+    kube.wait_for(f"{replicas} pods ready",
+                  lambda: status(kube, namespace).get("readyReplicas") == replicas,
                   timeout=180, explain=lambda: kube.why_pods_wait(namespace))
-    kube.apply(hpa(namespace))
+
+
+def autoscale(kube: Kube, namespace: str, min_replicas: int = 1) -> None:
+    """An HPA on web, once it reads the pods' CPU utilisation."""
+    kube.apply(hpa(namespace, min_replicas))
     kube.wait_for("the HPA to read the pods' CPU utilisation", lambda: any(
         c["type"] == "ScalingActive" and c["status"] == "True"
         for c in (kube.get("hpa", NAME, namespace).get("status") or {}).get("conditions")
         or []), timeout=120, explain=lambda: hpa_state(kube, namespace))
 
+
+def scale_up_under_load(kube: Kube, namespace: str, replicas: int) -> None:
+    """Load web-0 until the HPA scales web above ``replicas`` and the new pods are ready."""
     web_0 = next(p for p in pods(kube, namespace) if p["metadata"]["name"] == "web-0")
     started = time.monotonic()
     with flood(web_0["status"]["podIP"]) as replies:
         kube.wait_for("the HPA to scale web up under load, and the new pods to be ready",
-                      lambda: kube.get(keys.PLURAL, NAME, namespace)["spec"]["replicas"] > 1
-                      and (status(kube, namespace).get("readyReplicas") or 0) > 1,
+                      lambda: kube.get(keys.PLURAL, NAME, namespace)["spec"]["replicas"]
+                      > replicas
+                      and (status(kube, namespace).get("readyReplicas") or 0) > replicas,
                       timeout=240, interval=2,
                       explain=lambda: f"replies so far {replies}\n" + hpa_state(kube, namespace))
         print(f"scaled up to {kube.get(keys.PLURAL, NAME, namespace)['spec']['replicas']} "
@@ -158,9 +178,48 @@ def test_hpa_scales_a_statefulsetplus_up_under_load_and_back_down(
               "replies)")
     assert all(replies), f"a load connection got no reply: replies per connection {replies}"
 
+
+def test_hpa_scales_a_statefulsetplus_up_under_load_and_back_down(
+        operator, kube: Kube, namespace: str, podkit_images: Images) -> None:
+    deploy(kube, namespace, podkit_images, 1, 1)
+    autoscale(kube, namespace)
+    scale_up_under_load(kube, namespace, 1)
+
     stopped = time.monotonic()
     kube.wait_for("the HPA to scale web back down to 1 once the load stopped",
                   lambda: kube.get(keys.PLURAL, NAME, namespace)["spec"]["replicas"] == 1
                   and len(pods(kube, namespace)) == 1,
                   timeout=300, interval=2, explain=lambda: hpa_state(kube, namespace))
     print(f"back to 1 replica {time.monotonic() - stopped:.1f}s after the load stopped")
+
+
+def test_an_hpa_scale_up_while_a_batch_waits_to_be_confirmed_gets_the_last_good_revision(
+        operator, kube: Kube, namespace: str, podkit_images: Images) -> None:
+    """Batch 1 (web-1) released and waiting to be confirmed; the HPA adds web-2, which stays
+    at the last good revision until batch 2 is confirmed (it was swapped at once while
+    batches were by ordinal: web-2 fell into batch 1)."""
+    v1, v2 = podkit_images.demo_v1, podkit_images.demo_v2
+    deploy(kube, namespace, podkit_images, 2, 2, batchAuto=False, podsNumToUpdate=[1, "100%"])
+    set_image(kube, namespace, v2)
+    kube.wait_for("batch 1 (web-1) at v2, waiting to be confirmed", lambda: batch_status(
+        kube, namespace).get("action") == "WaitToConfirm" and serving(kube, namespace) == {
+        "web-0": v1, "web-1": v2}, timeout=180, explain=lambda: kube.why_pods_wait(namespace))
+    autoscale(kube, namespace, min_replicas=2)
+    scale_up_under_load(kube, namespace, 2)
+    assert serving(kube, namespace) == {"web-0": v1, "web-1": v2, "web-2": v1}
+    found = batch_status(kube, namespace)
+    assert (found.get("action"), found.get("batchOrder"), found.get("batchOrdinal")) == (
+        "WaitToConfirm", 1, 1), found
+    assert "web-2" not in pods_named(events(kube, namespace, "UpdateStarted"))
+
+    kube.run("delete", "hpa", NAME, "-n", namespace)
+    kube.run("annotate", keys.PLURAL, NAME, "-n", namespace, "podkit.io/confirm-batch=2")
+    kube.wait_for("batch 2 to take every pod to v2", lambda: batch_status(kube, namespace).get(
+        "generalStatus") == "Completed" and set(serving(kube, namespace).values()) == {v2},
+        timeout=240, explain=lambda: f"{serving(kube, namespace)}\n"
+        + kube.why_pods_wait(namespace))
+
+
+def serving(kube: Kube, namespace: str) -> dict[str, str | None]:
+    """What each pod serves (None while an update is under way), by name."""
+    return {p["metadata"]["name"]: serving_image(p) for p in pods(kube, namespace)}

@@ -11,18 +11,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from test_operator_release import DEMO_PORT, stsp
-
 from podkit_demo.client import tcp_get
 from podkit_operator.api import keys
 from testbed.fixtures import Images
 from testbed.kube import Kube
-from testbed.stsp import pods, status
+from testbed.stsp import DEMO_PORT, demo_manifest, pods, status
 
 
 def web(namespace: str, images: Images, env: list[dict[str, str]]) -> dict[str, Any]:
     """Two pods of the demo at v1 with ``env``, released in two batches."""
-    obj = stsp(namespace, images, images.demo_v1, 2)
+    obj = demo_manifest(namespace, images, images.demo_v1, 2)
     obj["spec"]["replicas"] = 2
     obj["spec"]["template"]["spec"]["containers"][0]["env"] = env
     return obj

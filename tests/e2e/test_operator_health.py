@@ -14,12 +14,22 @@ import socket
 import time
 from typing import Any
 
-from test_operator_release import DEMO_PORT, completed_at, stsp
+from test_operator_release import completed_at
 
 from podkit_operator.api import keys
 from testbed.fixtures import Images
 from testbed.kube import Kube
-from testbed.stsp import batch_status, events, pods, pods_named, serving_image, set_image, status
+from testbed.stsp import (
+    DEMO_PORT,
+    batch_status,
+    demo_manifest,
+    events,
+    pods,
+    pods_named,
+    serving_image,
+    set_image,
+    status,
+)
 
 
 def business(obj: dict[str, Any]) -> dict[str, Any]:
@@ -29,8 +39,8 @@ def business(obj: dict[str, Any]) -> dict[str, Any]:
 
 def test_a_version_that_crashes_after_taking_over_fails_batch_1_and_goes_no_further(
         operator, kube: Kube, namespace: str, podkit_images: Images) -> None:
-    obj = stsp(namespace, podkit_images, podkit_images.demo_v1, 3, batchAuto=True,
-               batchIntervalSeconds=20, maxFailedPercent=0)
+    obj = demo_manifest(namespace, podkit_images, podkit_images.demo_v1, 3, batchAuto=True,
+                        batchIntervalSeconds=20, maxFailedPercent=0)
     obj["spec"]["minReadySeconds"] = 10  # the default soak, longer than the 8 s to the crash
     business(obj)["env"] = [{"name": "PODKIT_DEMO_CRASH_AFTER_S", "value": "8"},
                             {"name": "PODKIT_DEMO_CRASH_VERSION", "value": "v2"}]
@@ -77,7 +87,7 @@ def endpoint_ready(kube: Kube, namespace: str, pod_name: str) -> bool | None:
 
 def test_a_hung_business_is_caught_by_its_own_readiness_probe(
         operator, kube: Kube, namespace: str, podkit_images: Images) -> None:
-    obj = stsp(namespace, podkit_images, podkit_images.demo_v1, 1)
+    obj = demo_manifest(namespace, podkit_images, podkit_images.demo_v1, 1)
     obj["spec"]["replicas"] = 1
     business(obj)["env"] = [{"name": "PODKIT_DEMO_HANG_COMMAND", "value": "1"}]
     business(obj)["readinessProbe"] = {"httpGet": {"path": "/healthz", "port": DEMO_PORT},

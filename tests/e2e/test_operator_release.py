@@ -16,8 +16,9 @@ from testbed.fixtures import Images
 from testbed.kube import Kube
 from testbed.operator_proc import OperatorProcess
 from testbed.stsp import (
-    QUICK_SOAK_S,
+    DEMO_PORT,
     batch_status,
+    demo_manifest,
     events,
     pods,
     pods_named,
@@ -25,27 +26,6 @@ from testbed.stsp import (
     set_image,
     status,
 )
-
-DEMO_PORT = 7000
-
-
-def stsp(namespace: str, images: Images, image: str, batches: int, **batch: Any) -> dict:
-    return {
-        "apiVersion": f"{keys.GROUP}/{keys.VERSION}", "kind": keys.KIND,
-        "metadata": {"name": "web", "namespace": namespace},
-        "spec": {
-            "replicas": 3, "podManagementPolicy": "Parallel",
-            "selector": {"matchLabels": {"app": "web"}}, "serviceName": "web",
-            "minReadySeconds": QUICK_SOAK_S,
-            "template": {"metadata": {"labels": {"app": "web"}},
-                         "spec": {"terminationGracePeriodSeconds": 5,
-                                  "containers": [{"name": "web", "image": image,
-                                                  "imagePullPolicy": "Never"}]}},
-            "podkit": {"pauseImage": images.pause, "sidecarImage": images.sidecar},
-            "updateStrategy": {"type": "ABSwap",
-                               "batchDeployConfig": {"batchNum": batches, **batch}},
-        },
-    }
 
 
 def completed_at(kube: Kube, namespace: str, revision_image: str) -> Callable[[], bool]:
@@ -84,7 +64,7 @@ def assert_swapped_in_place(before: dict, after: dict, version: str) -> None:
 
 def test_release_in_three_batches_then_one_key_rollback(operator, kube: Kube, namespace: str,
                                                         podkit_images: Images) -> None:
-    kube.apply(stsp(namespace, podkit_images, podkit_images.demo_v1, 3, batchAuto=True))
+    kube.apply(demo_manifest(namespace, podkit_images, podkit_images.demo_v1, 3, batchAuto=True))
     kube.wait_for("3 pods of web at v1", completed_at(kube, namespace, podkit_images.demo_v1),
                   timeout=180)
     v1 = snapshot(kube, namespace)
@@ -116,8 +96,8 @@ def updated_pods(kube: Kube, namespace: str, image: str) -> int:
 
 def test_manual_batches_wait_for_confirmation_and_pause_holds(
         operator, kube: Kube, namespace: str, podkit_images: Images) -> None:
-    kube.apply(stsp(namespace, podkit_images, podkit_images.demo_v1, 2, batchAuto=False,
-                    podsNumToUpdate=[1, "100%"]))
+    kube.apply(demo_manifest(namespace, podkit_images, podkit_images.demo_v1, 2, batchAuto=False,
+                             podsNumToUpdate=[1, "100%"]))
     kube.wait_for("3 pods of web at v1", completed_at(kube, namespace, podkit_images.demo_v1),
                   timeout=180)
     set_image(kube, namespace, podkit_images.demo_v2)
@@ -146,7 +126,7 @@ def test_manual_batches_wait_for_confirmation_and_pause_holds(
 def test_operator_killed_mid_release_continues_without_repeating_a_swap(
         operator: OperatorProcess, kube: Kube, namespace: str,
         podkit_images: Images) -> None:
-    kube.apply(stsp(namespace, podkit_images, podkit_images.demo_v1, 3, batchAuto=True))
+    kube.apply(demo_manifest(namespace, podkit_images, podkit_images.demo_v1, 3, batchAuto=True))
     kube.wait_for("3 pods of web at v1", completed_at(kube, namespace, podkit_images.demo_v1),
                   timeout=180)
     before = snapshot(kube, namespace)
@@ -164,8 +144,8 @@ def test_operator_killed_mid_release_continues_without_repeating_a_swap(
 
 def test_an_image_that_cannot_start_fails_its_batch_and_swaps_back(
         operator, kube: Kube, namespace: str, podkit_images: Images) -> None:
-    kube.apply(stsp(namespace, podkit_images, podkit_images.demo_v1, 3, batchAuto=True,
-                    maxFailedPercent=0))
+    kube.apply(demo_manifest(namespace, podkit_images, podkit_images.demo_v1, 3, batchAuto=True,
+                             maxFailedPercent=0))
     kube.wait_for("3 pods of web at v1", completed_at(kube, namespace, podkit_images.demo_v1),
                   timeout=180)
     before = snapshot(kube, namespace)

@@ -7,9 +7,11 @@ from typing import Any
 
 from podkit_operator import manifests
 from podkit_operator.api import keys
+from testbed.images import Tags
 from testbed.kube import Kube
 
 NAME = "web"
+DEMO_PORT = 7000  # the demo service's TCP port (podkit_demo.service.DEFAULT_LISTEN)
 # minReadySeconds of the tests that do not test the soak itself: a short soak keeps every
 # release step (a pod counts updated only after serving this long) while the suites stay quick
 QUICK_SOAK_S = 1
@@ -29,6 +31,20 @@ def manifest(namespace: str, replicas: int, image: str, min_ready: int = QUICK_S
                               "spec": {"containers": [{"name": NAME, "image": image}]}},
                  "updateStrategy": {"type": "ABSwap", "batchDeployConfig": batch}},
     }
+
+
+def demo_manifest(namespace: str, images: Tags, image: str, batches: int,
+                  **batch: Any) -> dict[str, Any]:
+    """A StatefulSetPlus ``web`` of 3 ABSwap pods (Parallel) of the demo service ``image``
+    with podkit's pause and sidecar images, in ``batches`` batches (``batch``: the rest of
+    its ``batchDeployConfig``), as the e2e tests of the operator release it."""
+    obj = manifest(namespace, 3, image, batchNum=batches, **batch)
+    obj["spec"]["serviceName"] = NAME
+    obj["spec"]["podkit"] = {"pauseImage": images.pause, "sidecarImage": images.sidecar}
+    pod = obj["spec"]["template"]["spec"]
+    pod["terminationGracePeriodSeconds"] = 5
+    pod["containers"][0]["imagePullPolicy"] = "Never"
+    return obj
 
 
 def install_crd(kube: Kube) -> None:

@@ -102,6 +102,7 @@ class Wait:
 
     reason: str
     until: datetime | None = None  # look again then even without an event (a soak's end)
+    held: bool = False  # the kubelet holds it (a resize Deferred): the status names the pod
 
 
 @dataclass(frozen=True)
@@ -469,8 +470,8 @@ def _resize_and_rest(pod: dict[str, Any], diff: SpecDiff, want_containers: list[
                                                   in sorted(diff.resize.items())]}},
                          "resize " + ", ".join(f"{n} to {r}" for n, r
                                                in sorted(diff.resize.items())))
-    if resizing := resize_pending(pod):
-        return Wait(resizing)
+    if (resizing := resize_step(pod)) is not None:
+        return resizing
     if rest or volumes:
         body = pod_patch([fields_patch(container_spec(pod, c["name"]), c, c["image"])
                           if patched else {"name": c["name"], "image": c["image"]}
@@ -483,18 +484,32 @@ def _resize_and_rest(pod: dict[str, Any], diff: SpecDiff, want_containers: list[
     return None
 
 
-def resize_pending(pod: dict[str, Any]) -> str | None:
-    """Why a resize the API accepted does not run yet: a ``PodResizePending`` or
-    ``PodResizeInProgress`` condition, or a container whose reported resources differ from its
-    spec (a kubelet that reports them)."""
+def resize_step(pod: dict[str, Any]) -> Wait | Failed | None:
+    """A resize the API accepted that does not run yet, from the kubelet's conditions
+    (``PodResizePending``, ``PodResizeInProgress``; one of an older pod generation than the
+    spec's is about an earlier resize and does not count) or a container whose reported
+    resources differ from its spec; None when it runs.
+
+    ``Infeasible`` (more than the node has at all) fails the update: it never fits. ``Deferred``
+    (more than the node has free now) and a resize the kubelet could not apply (``Error``, e.g.
+    a memory limit below the container's usage) are waited for, named in the status, until the
+    deadline fails them."""
+    generation = (pod.get("metadata") or {}).get("generation")
     for c in (pod.get("status") or {}).get("conditions") or []:
-        if c.get("type") in ("PodResizePending", "PodResizeInProgress") \
-                and c.get("status") == "True":
-            return f"resize: {c['type']} {c.get('reason') or ''} {c.get('message') or ''}".strip()
+        if c.get("type") not in ("PodResizePending", "PodResizeInProgress") \
+                or c.get("status") != "True":
+            continue
+        seen = c.get("observedGeneration")
+        if seen is not None and generation is not None and seen < generation:
+            continue
+        why = f"resize {c.get('reason') or c['type']}: {c.get('message') or ''}".rstrip(": ")
+        if c.get("reason") == "Infeasible":
+            return Failed(why)
+        return Wait(why, held=c.get("reason") in ("Deferred", "Error"))
     for c in (pod.get("spec") or {}).get("containers") or []:
         reported = container_status(pod, c["name"]).get("resources")
         if reported is not None and not same_resources(reported, c.get("resources")):
-            return f"resize: container {c['name']} does not run its new resources yet"
+            return Wait(f"resize: container {c['name']} does not run its new resources yet")
     return None
 
 

@@ -1,7 +1,11 @@
 """Batch arithmetic: how many pods each batch of a release covers, and which ones.
 
 Targets are cumulative (batch k covers the first ``targets[k-1]`` pods of the update order),
-like TKEx's ``podsNumToUpdate`` and a StatefulSet's partition moving down.
+like TKEx's ``podsNumToUpdate`` and a StatefulSet's partition moving down. A batch counts
+pods: the pods the release has reached come first in the order (:func:`update_order`), so a
+scale during a release moves no pod out of a batch it is in, and a pod the scale adds joins a
+batch only when that batch's count calls for one more (as OpenKruise's CloneSet counts its
+partition).
 
 Decisions:
 - a percentage is of the current replicas, rounded up (``"50%"`` of 5 is 3), so a small
@@ -20,7 +24,7 @@ Decisions:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 from ..api.statefulsetplus import parse_pods_num
 
@@ -50,9 +54,16 @@ def batch_targets(replicas: int, batch_num: int,
     return targets
 
 
-def update_order(ordinals: Sequence[int]) -> list[int]:
-    """The order pods are updated in: highest ordinal first (a partition moving down)."""
-    return sorted(set(ordinals), reverse=True)
+def update_order(ordinals: Iterable[int], reached: Collection[int] = (),
+                 absent: Collection[int] = ()) -> list[int]:
+    """The order pods are updated in: highest ordinal first (a partition moving down), but
+    the ``reached`` ordinals (pods at, on their way to, or failed at the update revision) before
+    all others, and the ``absent`` ones (no pod: one a ``Recreate`` deleted is made again at
+    the update revision when its batch still counts it) before the pods not reached yet."""
+    def key(ordinal: int) -> tuple[int, int]:
+        rank = 0 if ordinal in reached else 1 if ordinal in absent else 2
+        return rank, -ordinal
+    return sorted(set(ordinals), key=key)
 
 
 def batch_members(order: Sequence[int], targets: Sequence[int], k: int) -> list[int]:

@@ -103,7 +103,7 @@ def plan_release(stsp_obj: dict[str, Any], pods: list[dict[str, Any]],
             and condition_status(release.prior_status, ConditionType.CONFIG_GRAYSCALE) != "False"):
         plan.events.append(Event(EventReason.CONFIG_GRAYSCALE_REFUSED, CONFIG_REFUSED, "Warning"))
     plan.status = status(release, outcome.batch, outcome.current_revision,
-                         outcome.update_revision, outcome.rollback, outcome.round.waiting)
+                         outcome.update_revision, outcome.rollback, outcome.round)
     plan.events += _health_events(release, plan.status)
     plan.requeue_after = requeue_after(release, outcome.round, outcome.batch)
     return plan

@@ -83,6 +83,7 @@ class PodRound:
     rollback_done: int = 0
     more_to_start: bool = False  # a start was held back by the per-call bound: look again soon
     waiting: dict[int, str] = field(default_factory=dict)  # starts held: the pod has not started
+    held: dict[int, str] = field(default_factory=dict)  # updates the kubelet holds (a resize)
     deadlines: list[datetime] = field(default_factory=list)  # of the updates under way
 
     def patch(self, ordinal: int, patch: dict[str, Any] | None, reason: str) -> None:
@@ -121,14 +122,18 @@ class ReleasePass:
                 self.pods[ordinal] = pod
         self.replicas = spec.replicas
         self.ordinals = spec.ordinals
-        self.order = update_order(self.ordinals)
-        if spec.strategy is Strategy.ROLLING_UPDATE:  # one batch: the ordinals >= the partition
-            self.targets = [self.replicas - min(spec.partition, self.replicas)]
-        else:
-            self.targets = batch_targets(self.replicas, spec.batch_num, spec.pods_num_to_update)
         self._steps: dict[tuple[int, str], Step] = {}
         self._targets: dict[str, tuple[StsPlusSpec, SwapLayout | None]] = {}
         self._update_recreates: bool | None = None
+        if spec.strategy is Strategy.ROLLING_UPDATE:  # one batch: the ordinals >= the partition
+            self.order = update_order(self.ordinals)
+            self.targets = [self.replicas - min(spec.partition, self.replicas)]
+        else:
+            replaced = self.rules.replaces_pods or self.update_recreates
+            self.order = update_order(self.ordinals, self.reached(),
+                                      [o for o in self.ordinals if o not in self.pods]
+                                      if replaced else ())
+            self.targets = batch_targets(self.replicas, spec.batch_num, spec.pods_num_to_update)
         self.diffs = diffs
         if diffs is not None:
             diffs.begin((repr(spec), patched))
@@ -170,6 +175,14 @@ class ReleasePass:
                                                   ignore={s: ("image",) for s in slots}
                                                   ).needs_recreate
         return self._update_recreates
+
+    def reached(self) -> set[int]:
+        """Ordinals whose pod the release has reached: recorded at the update revision, on its
+        way there, or failed there (terminating pods too: one a ``Recreate`` is replacing)."""
+        update = self.update.name
+        return {o for o, pod in self.pods.items()
+                if update in (annotations_of(pod).get(k)
+                              for k in (ANN_REVISION, ANN_TARGET, ANN_FAILED))}
 
     def members(self, batch: int) -> list[int]:
         """The ordinals of batch ``batch`` (1-based)."""
@@ -267,8 +280,11 @@ class ReleasePass:
                                        pod=name))
         elif isinstance(step, DeletePod):
             round_.deletes[ordinal] = step.reason
-        elif isinstance(step, Wait) and step.until is not None:
-            round_.deadlines.append(step.until)
+        elif isinstance(step, Wait):
+            if step.until is not None:
+                round_.deadlines.append(step.until)
+            if step.held:
+                round_.held[ordinal] = step.reason
         elif isinstance(step, ResizePod):
             round_.resizes[ordinal] = step
         if (started := self.started_at(ordinal)) is not None:

@@ -20,6 +20,7 @@ from ..kube.objects import (
     pod_ready,
     rfc3339,
 )
+from .batches import started_members
 from .config_status import config_condition, config_status
 from .rounds import PodRound, ReleasePass
 
@@ -27,7 +28,7 @@ from .rounds import PodRound, ReleasePass
 # period once more) has a kubelet that does not answer: its node is gone or cut off.
 STUCK_MARGIN = timedelta(seconds=60)
 UNHEALTHY_LISTED = 100  # unhealthyPods names at most this many
-WAITING_NAMED = 10  # the Progressing condition names at most this many pods waiting to start
+WAITING_NAMED = 10  # the Progressing condition names at most this many pods of each kind
 
 
 def stuck_since(release: ReleasePass) -> dict[str, datetime]:
@@ -53,15 +54,16 @@ def unhealthy_pods(release: ReleasePass) -> dict[str, str]:
     return out
 
 
-def waiting_to_start(release: ReleasePass, held: Mapping[int, str]) -> str:
-    """The pods whose update start the round held because they have not started
-    (``PodRound.waiting``), as the end of the Progressing message; "" when none."""
-    waiting = [f"{pod_name(release.name, ordinal)} ({why})"
-               for ordinal, why in sorted(held.items())]
+def pods_waiting(release: ReleasePass, what: str, why: Mapping[int, str]) -> str:
+    """Pods the round waits for (``PodRound.waiting``: their update start is held because they
+    have not started; ``PodRound.held``: the kubelet holds their update, a resize), as the end
+    of the Progressing message, introduced by ``what``; "" when none."""
+    waiting = [f"{pod_name(release.name, ordinal)} ({reason})"
+               for ordinal, reason in sorted(why.items())]
     if not waiting:
         return ""
     more = len(waiting) - WAITING_NAMED
-    return ("; waiting for pods to start: " + ", ".join(waiting[:WAITING_NAMED])
+    return (f"; {what}: " + ", ".join(waiting[:WAITING_NAMED])
             + (f" and {more} more" if more > 0 else ""))
 
 
@@ -77,8 +79,8 @@ def batch_position(release: ReleasePass, batch: int, action: BatchAction, genera
     return BatchDeployStatus(
         action=action,
         batch_order=batch,
-        batch_ordinal=(release.spec.ordinals_start + release.replicas
-                       - release.targets[batch - 1] if release.targets else 0),
+        batch_ordinal=min(started_members(release.order, release.targets, batch),
+                          default=release.spec.ordinals_start + release.replicas),
         batch_replicas=total,
         deadline_time=rfc3339(deadline) if deadline else None,
         complete=complete,
@@ -124,7 +126,7 @@ def rollback_status(release: ReleasePass, round_: PodRound) -> BatchDeployStatus
 
 
 def conditions(release: ReleasePass, batch: BatchDeployStatus, rollback: bool,
-               waiting: Mapping[int, str]) -> list[dict[str, Any]]:
+               round_: PodRound) -> list[dict[str, Any]]:
     """The conditions; each keeps its transition time while its status stays the same."""
     general = batch.general
     failed = general == GeneralStatus.FAILED or (general == GeneralStatus.ROLLING_BACK
@@ -146,7 +148,8 @@ def conditions(release: ReleasePass, batch: BatchDeployStatus, rollback: bool,
                   "False" if general in (GeneralStatus.COMPLETED, GeneralStatus.FAILED)
                   else "True", general,
                   f"batch {batch.batch_order}: {batch.progress} updated"
-                  + waiting_to_start(release, waiting)),
+                  + pods_waiting(release, "waiting for pods to start", round_.waiting)
+                  + pods_waiting(release, "held by the kubelet", round_.held)),
         failure,
     ]
     stuck = sorted(name for name, at in stuck_since(release).items() if at <= release.now)
@@ -182,8 +185,9 @@ def conditions(release: ReleasePass, batch: BatchDeployStatus, rollback: bool,
 
 
 def status(release: ReleasePass, batch: BatchDeployStatus, current: str, update: str,
-           rollback: bool, waiting: Mapping[int, str]) -> dict[str, Any]:
-    """The whole ``status`` of the object; ``waiting``: the round's held starts."""
+           rollback: bool, round_: PodRound) -> dict[str, Any]:
+    """The whole ``status`` of the object; ``round_``: the round it reports (what it waits
+    for)."""
     live = list(release.pods.values())
     unhealthy = unhealthy_pods(release)
     at_update = sum(1 for ordinal, pod in release.pods.items() if ordinal in release.ordinals
@@ -211,7 +215,7 @@ def status(release: ReleasePass, batch: BatchDeployStatus, current: str, update:
         out["rollbackRevision"] = rollback_to
     if release.spec.config_maps and release.patched:
         out["configMaps"] = config_status(release, current, update)
-    out["conditions"] = conditions(release, batch, rollback, waiting)
+    out["conditions"] = conditions(release, batch, rollback, round_)
     return out
 
 

@@ -90,3 +90,14 @@ def test_order_and_members():
     assert batch_members(order, targets, 4) == []
     assert started_members(order, targets, 2) == [5, 4, 3]
     assert started_members(order, targets, 0) == []
+
+
+def test_the_pods_a_release_reached_come_first_then_those_without_a_pod():
+    # web-1 updated before a scale to 6; web-4 has no pod
+    order = update_order(range(6), reached={1}, absent={4})
+    assert order == [1, 4, 5, 3, 2, 0]
+    targets = batch_targets(6, 2, [1, "100%"])
+    assert started_members(order, targets, 1) == [1]
+    assert batch_members(order, targets, 2) == [4, 5, 3, 2, 0]
+    # ordinals outside the range are not pods of the order, reached or not
+    assert update_order(range(2), reached={7}) == [1, 0]

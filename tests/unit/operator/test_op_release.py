@@ -259,6 +259,41 @@ def test_scale_up_during_a_release_gets_the_last_good_revision():
     assert at(sim, rev(V2)) == list(range(6))
 
 
+def test_a_scale_up_while_a_release_waits_to_confirm_leaves_the_confirmed_batch_as_it_was():
+    """The full testbed, an HPA scaling 2 -> 3 while batch 1 (web-1) waited to be confirmed:
+    web-2 was made at v1 and swapped to v2 at once, because batch 1 was the highest ordinal.
+    A batch counts pods, and the pod already at the update counts first."""
+    sim = settled(replicas=2, batch_num=2, pods_num=[1, "100%"], auto=False)
+    sim.set_image(V2)
+    sim.run(lambda s: s.bds.get("action") == "WaitToConfirm")
+    assert at(sim, rev(V2)) == [1]
+    sim.stsp["spec"]["replicas"] = 3
+    for _ in range(20):
+        sim.tick()
+    assert at(sim, rev(V1)) == [0, 2] and at(sim, rev(V2)) == [1]
+    assert sim.bds["action"] == "WaitToConfirm" and sim.bds["batchOrdinal"] == 1
+    assert not [p for p in sim.plans[-20:] for p in p.patches]
+    sim.annotate(CONFIRM, "2")
+    sim.run(lambda s: s.bds.get("generalStatus") == "Completed")
+    assert at(sim, rev(V2)) == [0, 1, 2]
+
+
+def test_a_scale_up_under_recreate_makes_the_new_pod_at_the_last_good_revision():
+    """Recreate: a pod deleted for the update comes back at the update revision while its
+    batch counts it, a pod added by a scale-up comes at the last good one."""
+    sim = settled(replicas=2, batch_num=2, pods_num=[1, "100%"], auto=False,
+                  strategy="Recreate")
+    sim.set_image(V2)
+    sim.run(lambda s: s.bds.get("action") == "WaitToConfirm")
+    assert at(sim, rev(V2)) == [1]
+    sim.stsp["spec"]["replicas"] = 3
+    plan = sim.tick()
+    assert [(c.ordinal, c.revision) for c in plan.create] == [(2, rev(V1))]
+    for _ in range(20):
+        sim.tick()
+    assert at(sim, rev(V1)) == [0, 2] and sim.bds["action"] == "WaitToConfirm"
+
+
 def test_scale_down_from_the_highest_ordinal():
     sim = settled(replicas=5)
     sim.stsp["spec"]["replicas"] = 2
@@ -432,9 +467,9 @@ def test_strategy_change_that_cannot_swap_fails_instead_of_hanging():
 
 def test_a_failed_batch_after_a_scale_up_takes_back_every_pod_beyond_the_batches():
     """make chaos seed 20: 5 pods in 3 batches, pod 4 updated in batch 1, then a scale to 8
-    moved batch 1 to pods 6 and 7; when that batch failed, pod 4 (beyond the batches so far)
-    kept the failed version. Every pod at the update revision beyond the batches started
-    goes back with the batch."""
+    moved batch 1 to pods 6 and 7 (batches were by ordinal then; now batch 1 counts 2 pods,
+    4 and 7); when that batch failed, pod 4 kept the failed version. Every pod of the batches
+    started goes back with the batch."""
     sim = settled(replicas=5, batch_num=3, max_failed=0, deadline=20)
     sim.set_image(V2)
     sim.run(lambda s: at(s, rev(V2)) == [4])

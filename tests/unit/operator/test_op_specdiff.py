@@ -9,7 +9,15 @@ from op_sim import T0, V1, V2, apply_patch, kubelet, make_stsp, template
 from podkit_operator.api.statefulsetplus import parse_spec
 from podkit_operator.inplace.pods import build_pod
 from podkit_operator.inplace.specdiff import DiffMemo, classify, covers
-from podkit_operator.inplace.steps import DeletePod, Done, PatchPod, ResizePod, Wait, swap_step
+from podkit_operator.inplace.steps import (
+    DeletePod,
+    Done,
+    Failed,
+    PatchPod,
+    ResizePod,
+    Wait,
+    swap_step,
+)
 from podkit_operator.revisions.revision import RevisionInfo
 
 
@@ -200,6 +208,47 @@ def test_cpu_change_marks_then_resizes_then_waits_for_the_kubelet():
         if status["name"] in ("web-a", "web-b"):
             status["resources"] = {"requests": {"cpu": "300m"}}
     assert isinstance(swap_step(pod, r2, spec, True, T0), Done)  # no swap: nothing else changed
+
+
+def _resized_pod(condition: dict) -> tuple:
+    """A pod whose cpu resize to 300m was sent, and the kubelet's ``condition`` about it."""
+    t1 = template(V1)
+    t1["spec"]["containers"][0]["resources"] = {"requests": {"cpu": "100m"}}
+    t2 = copy.deepcopy(t1)
+    t2["spec"]["containers"][0]["resources"] = {"requests": {"cpu": "300m"}}
+    spec, pod = _pod_and_spec(t1)
+    r2 = RevisionInfo.from_template("web", t2)
+    apply_patch(pod, swap_step(pod, r2, spec, True, T0).patch)  # the mark
+    apply_patch(pod, swap_step(pod, r2, spec, True, T0).patch)  # the resize
+    pod["metadata"]["generation"] = 2
+    pod["status"].setdefault("conditions", []).append(
+        {"status": "True", "observedGeneration": 2, **condition})
+    return spec, pod, r2
+
+
+def test_a_resize_the_node_can_never_fit_fails_the_update():
+    spec, pod, r2 = _resized_pod({
+        "type": "PodResizePending", "reason": "Infeasible",
+        "message": "Node didn't have enough capacity: cpu, requested: 500000, capacity: 2000"})
+    step = swap_step(pod, r2, spec, True, T0)
+    assert isinstance(step, Failed)
+    assert step.reason == ("resize Infeasible: Node didn't have enough capacity: cpu, "
+                           "requested: 500000, capacity: 2000")
+
+
+def test_a_deferred_or_refused_resize_is_waited_for_and_held_in_the_status():
+    for reason, kind in (("Deferred", "PodResizePending"), ("Error", "PodResizeInProgress")):
+        spec, pod, r2 = _resized_pod({"type": kind, "reason": reason, "message": "no room"})
+        step = swap_step(pod, r2, spec, True, T0)
+        assert isinstance(step, Wait) and step.held and step.reason == f"resize {reason}: no room"
+
+
+def test_a_resize_condition_of_an_earlier_generation_does_not_count():
+    """The condition of the resize a rollback undoes stays until the kubelet looks again."""
+    spec, pod, r2 = _resized_pod({"type": "PodResizePending", "reason": "Infeasible",
+                                  "message": "no room"})
+    pod["metadata"]["generation"] = 3
+    assert isinstance(swap_step(pod, r2, spec, True, T0), Done)
 
 
 # --- spec.podkit is part of the revision -------------------------------------------------------

@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST := $(PY) -m pytest
 
-.PHONY: help venv test test-unit test-fuzz fuzz test-integration test-go test-e2e bench-handover bench-state bench-wrapped bench-probe bench-scale bench-swap chaos lint k8s images cluster-up cluster-down demo clean
+.PHONY: help venv test test-unit test-fuzz fuzz test-integration test-go test-e2e bench-handover bench-state bench-wrapped bench-probe bench-scale bench-swap bench-resources chaos lint k8s images cluster-up cluster-down demo clean
 
 help:
 	@echo "make demo            the main job: a real A/B upgrade on a local cluster beside a kubelet"
@@ -22,8 +22,10 @@ help:
 	@echo "                     listeners, side by side (JSON: failed, sent, max_gap_ms per mode)"
 	@echo "make bench-probe     the prober's CPU per request and send lateness, per design (JSON)"
 	@echo "make bench-scale     PODS (10000) pods on kwok released in BATCHES (5): per-batch times (JSON)"
-	@echo "make bench-swap      SWAPS (6) A/B swaps of the demo pod on the real kubelet, step by step (JSON)"
 	@echo "                     PEER=kruise: then OpenKruise's CloneSet of the same pods, and the ratios"
+	@echo "make bench-swap      SWAPS (6) A/B swaps of the demo pod on the real kubelet, step by step (JSON)"
+	@echo "make bench-resources the serving slot while the other burns CPU: pod-level resources"
+	@echo "                     vs podkit's per-slot requests, ROUNDS (2) each (JSON)"
 	@echo "make chaos           RUNS seeded fault-injected releases from SEED (default 100 from 1;"
 	@echo "                     ONLY=n replays one) on API-only clusters, JOBS=1 of them side"
 	@echo "                     by side; last line JSON;"
@@ -101,6 +103,10 @@ bench-scale: venv
 SWAPS ?= 6
 bench-swap: venv
 	KEEP=$(KEEP) $(PY) -m upgrade_demo.swap_steps --swaps $(SWAPS)
+
+ROUNDS ?= 2
+bench-resources: venv
+	KEEP=$(KEEP) $(PY) -m upgrade_demo.slot_resources --rounds $(ROUNDS)
 
 RUNS ?= 100
 SEED ?= 1

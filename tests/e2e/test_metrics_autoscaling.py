@@ -36,8 +36,9 @@ from testbed.stsp import (
     status,
 )
 
-# The business container's request: each swap pod reserves it twice (both slots) plus the
-# sidecar's 20m, 120m in all; a flood of requests takes far more, an idle demo far less.
+# The business container's request: each swap pod reserves it once (the serving slot; the other
+# requests 1m) plus the sidecar's 20m, 71m in all, against which the HPA reads utilisation; a
+# flood of requests takes far more, an idle demo far less.
 BUSINESS_CPU = "50m"
 TARGET_UTILIZATION = 50
 MAX_REPLICAS = 3

@@ -1,6 +1,8 @@
-"""In-place vertical scaling on the full cluster: a release of the business container's cpu
-and memory reaches the pods through ``pods/resize``, batch by batch, with no container
-restarted; a resize the node can never fit fails its batch and is resized back.
+"""Resources of swap pods on the full cluster: one reservation per pod (the serving slot
+requests the business's cpu and memory, the other slot the least, and a swap moves them);
+in-place vertical scaling (a release of the business container's cpu and memory reaches the
+pods through ``pods/resize``, batch by batch, with no container restarted; a resize the node
+can never fit fails its batch and is resized back).
 
 The operator runs as a local process (``kopf run``) against the testbed, watching the test's
 namespace only.
@@ -8,25 +10,29 @@ namespace only.
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import Any
 
 from podkit_operator.api import keys
+from podkit_operator.inplace.specdiff import quantity
 from testbed.fixtures import Images
 from testbed.kube import Kube
-from testbed.stsp import NAME, batch_status, demo_manifest, events, pods, status
+from testbed.stsp import NAME, batch_status, demo_manifest, events, pods, set_image, status
 
 BEFORE = {"requests": {"cpu": "50m", "memory": "64Mi"},
           "limits": {"cpu": "100m", "memory": "128Mi"}}
 AFTER = {"requests": {"cpu": "80m", "memory": "96Mi"},
          "limits": {"cpu": "150m", "memory": "160Mi"}}
 SLOTS = (f"{NAME}-a", f"{NAME}-b")
+IDLE_REQUESTS = {"cpu": "1m", "memory": "1Mi"}  # docs/operator.md, "The pod"
 
 
-def deploy(kube: Kube, namespace: str, images: Images, replicas: int, **batch: Any) -> None:
-    """The demo's StatefulSetPlus with BEFORE's resources, every pod ready, in 2 batches
-    (batch 1 one pod) waiting for a confirmation after each."""
-    obj = demo_manifest(namespace, images, images.demo_v1, 2, batchAuto=False,
-                        podsNumToUpdate=[1, "100%"], **batch)
+def deploy(kube: Kube, namespace: str, images: Images, replicas: int,
+           pods_num: tuple[int | str, ...] = (1, "100%"), **batch: Any) -> None:
+    """The demo's StatefulSetPlus with BEFORE's resources, every pod ready, released in
+    batches of ``pods_num`` (``podsNumToUpdate``) waiting for a confirmation after each."""
+    obj = demo_manifest(namespace, images, images.demo_v1, len(pods_num), batchAuto=False,
+                        podsNumToUpdate=list(pods_num), **batch)
     obj["spec"]["replicas"] = replicas
     obj["spec"]["template"]["spec"]["containers"][0]["resources"] = BEFORE
     kube.apply(obj)
@@ -47,7 +53,9 @@ def slots(kube: Kube, namespace: str) -> dict[str, dict[str, Any]]:
     out = {}
     for pod in pods(kube, namespace):
         reported = {c["name"]: c for c in pod["status"].get("containerStatuses") or []}
-        out[pod["metadata"]["name"]] = {"uid": pod["metadata"]["uid"], **{
+        out[pod["metadata"]["name"]] = {
+            "uid": pod["metadata"]["uid"],
+            "active": f"{NAME}-{pod['metadata']['annotations'].get(keys.ANN_ACTIVE_SLOT)}", **{
             c["name"]: {"spec": c.get("resources"),
                         "running": reported.get(c["name"], {}).get("resources"),
                         "id": reported.get(c["name"], {}).get("containerID"),
@@ -57,9 +65,12 @@ def slots(kube: Kube, namespace: str) -> dict[str, dict[str, Any]]:
 
 
 def runs_with(found: dict[str, Any], resources: dict[str, Any]) -> bool:
-    """Both slots of a pod have ``resources`` in their spec and run with them."""
-    return all(found[s]["spec"] == resources and found[s]["running"] == resources
-               for s in SLOTS)
+    """The pod's serving slot has ``resources`` in its spec and runs with them, the other
+    slot the same limits and IDLE_REQUESTS."""
+    idle = {"requests": IDLE_REQUESTS, "limits": resources["limits"]}
+    return all(found[s]["spec"] == want and found[s]["running"] == want
+               for s, want in ((s, resources if s == found["active"] else idle)
+                               for s in SLOTS))
 
 
 def same_processes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
@@ -116,3 +127,33 @@ def test_a_resize_the_node_can_never_fit_fails_its_batch_and_is_resized_back(
     assert runs_with(after["web-0"], BEFORE) and runs_with(after["web-1"], BEFORE), after
     assert {name: same_processes(before[name], after[name]) for name in before} == {
         "web-0": [], "web-1": []}, (before, after)
+
+
+def test_a_swap_moves_the_requests_to_the_new_slot_and_the_pod_reserves_them_once(
+        operator, kube: Kube, namespace: str, podkit_images: Images) -> None:
+    """Through an image release the pod requests the business's cpu once (plus 1m) at every
+    moment seen, and the slot that took over ends with the requests."""
+    deploy(kube, namespace, podkit_images, 1, pods_num=("100%",))
+    assert slots(kube, namespace)["web-0"]["active"] == f"{NAME}-a"
+    set_image(kube, namespace, podkit_images.demo_v2)
+    seen = []
+
+    def swapped() -> bool:
+        found = slots(kube, namespace)["web-0"]
+        seen.append(sum(cpu(found[s]["spec"]["requests"]["cpu"]) for s in SLOTS))
+        return (batch_status(kube, namespace).get("generalStatus") == "Completed"
+                and status(kube, namespace).get("updatedReplicas") == 1
+                and found["active"] == f"{NAME}-b" and runs_with(found, BEFORE))
+    kube.wait_for("web-0 swapped to v2 in slot b, with the requests", swapped, timeout=120,
+                  interval=0.2, explain=lambda: f"{slots(kube, namespace)}")
+    assert set(seen) == {cpu("51m")}, seen
+    pod = next(p for p in pods(kube, namespace))
+    total = sum(cpu(c["resources"]["requests"]["cpu"]) for c in pod["spec"]["containers"])
+    assert total == cpu("71m")  # 50m + 1m + the sidecar's 20m: what the scheduler counts
+
+
+def cpu(value: str) -> Fraction:
+    """A cpu quantity in cores."""
+    found = quantity(value)
+    assert isinstance(found, Fraction), value
+    return found

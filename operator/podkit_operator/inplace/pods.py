@@ -10,7 +10,12 @@ changes images (and on a patched cluster the version env). Decisions:
   probes of the business container are dropped from the slots for the same reason, and all three
   go to the sidecar instead (env ``PODKIT_PROBES``), which runs them against the active slot
   (:mod:`podkit.probes`) and fails that slot's readiness when they fail;
-- both slots keep the business container's resources (either may become active);
+- one reservation per pod: the slot that serves (or is about to) requests the business
+  container's cpu and memory, the other slot requests the least there is (:data:`IDLE_REQUESTS`);
+  both keep its limits, so either runs the business unthrottled the moment it takes over, and
+  the swap moves the requests between the slots with ``pods/resize`` before the new version
+  starts (:func:`slot_resources`; why not pod-level resources: docs/architecture.md, "One
+  reservation per pod");
 - container ports are declared on slot a only (a port name may appear once per pod);
 - probes run every second: the swap advances on what they report, never on a sleep;
 - the slots and the sidecar pass Pod Security ``restricted`` unless the template asks for more
@@ -46,6 +51,26 @@ SLOT_ENV = ("PODKIT_SLOT", "PODKIT_DIR", "PODKIT_VERSION")
 # hook, which runs inside the sidecar.
 SIDECAR_RESOURCES = {"requests": {"cpu": "20m", "memory": "64Mi"},
                      "limits": {"cpu": "500m", "memory": "256Mi"}}
+
+# What the slot that does not serve requests of each of cpu and memory that the business
+# requests: the least the kubelet grants (cpu shares and memory are not rounded below these).
+IDLE_REQUESTS = {"cpu": "1m", "memory": "1Mi"}
+
+
+def slot_resources(business: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The resources of the serving slot and of the other one, from the business container's.
+
+    The serving slot's requests are spelled out as the API would default them (a limit without
+    a request requests the limit), so that a slot taking over gets them back by a resize; the
+    other slot requests :data:`IDLE_REQUESTS` of cpu and memory instead, its limits and other
+    resources as the business's. Without cpu/memory requests both are the business's."""
+    resources = business.get("resources") or {}
+    requests = {**(resources.get("limits") or {}), **(resources.get("requests") or {})}
+    if not requests:
+        return copy.deepcopy(resources), copy.deepcopy(resources)
+    idle = {k: IDLE_REQUESTS.get(k, v) for k, v in requests.items()}
+    return (copy.deepcopy({**resources, "requests": requests}),
+            copy.deepcopy({**resources, "requests": idle}))
 
 
 def slot_names(business: str) -> tuple[str, str]:
@@ -124,10 +149,12 @@ def sidecar_context(business: dict[str, Any], pod_context: dict[str, Any] | None
 
 
 def build_slot(business: dict[str, Any], slot: str, image: str, version: str | None,
-               patched: bool, ports: bool, pod_context: dict[str, Any] | None = None
-               ) -> dict[str, Any]:
-    """One slot container from the business container."""
+               patched: bool, ports: bool, resources: dict[str, Any],
+               pod_context: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One slot container from the business container, with ``resources``."""
     c = copy.deepcopy(business)
+    if resources:
+        c["resources"] = resources
     c["securityContext"] = restricted_context(business.get("securityContext"), pod_context)
     c["name"] = f"{business['name']}-{slot}"
     c["image"] = image
@@ -242,10 +269,16 @@ class SwapLayout:
     containers: list[dict[str, Any]]
     volumes: list[dict[str, Any]]
 
-    def of_pod(self, spec: StsPlusSpec, pod: str
+    def of_pod(self, spec: StsPlusSpec, pod: str, serving: str | None = None
                ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """The containers and the volumes (with its claims') of swap pod ``pod``."""
-        return self.containers, with_claims(self.volumes, spec, pod)
+        """The containers and the volumes (with its claims') of swap pod ``pod``, whose slot
+        ``serving`` (slot a when None) carries the business's requests."""
+        containers = self.containers
+        slot_a, slot_b = containers[:2]  # the layout's slot a serves
+        if serving == slot_b["name"] and slot_a.get("resources") != slot_b.get("resources"):
+            containers = [{**slot_a, "resources": slot_b["resources"]},
+                          {**slot_b, "resources": slot_a["resources"]}, *containers[2:]]
+        return containers, with_claims(self.volumes, spec, pod)
 
 
 def swap_layout(spec: StsPlusSpec, template: dict[str, Any], patched: bool) -> SwapLayout:
@@ -254,10 +287,11 @@ def swap_layout(spec: StsPlusSpec, template: dict[str, Any], patched: bool) -> S
     business = next(c for c in containers if c["name"] == spec.business)
     version = version_of(template, spec.business)
     pod_context = template["spec"].get("securityContext")
+    serving, idle = slot_resources(business)
     slot_a = build_slot(business, "a", business["image"], version, patched, ports=True,
-                        pod_context=pod_context)
+                        resources=serving, pod_context=pod_context)
     slot_b = build_slot(business, "b", spec.pause_image, version, patched, ports=False,
-                        pod_context=pod_context)
+                        resources=idle, pod_context=pod_context)
     others = [copy.deepcopy(c) for c in containers if c["name"] != spec.business]
     volumes = [copy.deepcopy(v) for v in template["spec"].get("volumes") or []
                if v.get("name") not in RESERVED_VOLUMES]

@@ -32,6 +32,7 @@ business version starts with its new config.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -366,8 +367,7 @@ def swap_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec, patc
         return Failed(f"the pod has no slot containers {a} and {b} (business container renamed "
                       "or strategy changed): it cannot swap; delete it to recreate it")
     layout = layout or swap_layout(spec, target.template, patched)
-    want_containers, want_volumes = layout.of_pod(spec, pod["metadata"]["name"])
-    want = {c["name"]: c for c in want_containers}
+    want = {c["name"]: c for c in layout.containers}  # the slots' fields (not their resources)
     img = {s: container_spec(pod, s).get("image") for s in (a, b)}
     is_pause = {s: same_image(img[s], spec.pause_image) for s in (a, b)}
     fields_ok = {s: not patched or not compared(
@@ -382,7 +382,11 @@ def swap_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec, patc
     if patched and spec.config_volumes:
         if (config := config_step(pod, target, spec, start, sidecar_state)) is not None:
             return config
-    diff = compared(diffs, pod, ("swap", target.name), lambda: classify(  # built on a miss only
+    active = _active_slot(pod, spec, previous)
+    other = {a: b, b: a}
+    serving = _serving_slot(active, other, is_pause)
+    want_containers, want_volumes = layout.of_pod(spec, pod["metadata"]["name"], serving)
+    diff = compared(diffs, pod, ("swap", target.name, serving), lambda: classify(  # on a miss
         pod.get("spec") or {}, {**target.template["spec"], "containers": want_containers,
                                 "volumes": want_volumes}, patched,
         ignore={s: (*IN_PLACE_CONTAINER_FIELDS, "image") if patched else ("image",)
@@ -392,8 +396,6 @@ def swap_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec, patc
     if (early := _resize_and_rest(pod, diff, want_containers, want_volumes, start,
                                   target, {a, b}, patched)) is not None:
         return early
-    active = _active_slot(pod, spec, previous)
-    other = {a: b, b: a}
 
     def slot_to(slot: str, image: str) -> dict[str, Any]:
         if patched:
@@ -543,6 +545,16 @@ def config_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec,
     if start:
         return PatchPod(pod_patch(ann=start), f"mark the update to {target.name}")
     return Wait(f"config: {found.reason}")
+
+
+def _serving_slot(active: str, other: Mapping[str, str], is_pause: Mapping[str, bool]) -> str:
+    """The slot that carries the business's requests (one reservation per pod): the one that
+    does not run pause, or while both run (a standby starting, a hand-over under way) the
+    active one. So the requests move once a swap's step 2 gave the old slot the pause image,
+    after the hand-over: a standby starting at the least weight takes no CPU share from the
+    process that serves (docs/architecture.md, "One reservation per pod")."""
+    pauses = [s for s in other if is_pause[s]]
+    return other[pauses[0]] if len(pauses) == 1 else active
 
 
 def _active_slot(pod: dict[str, Any], spec: StsPlusSpec, previous: RevisionInfo | None) -> str:

@@ -319,6 +319,9 @@ class Sim:
                 self.starts[p.name] += 1
                 self.started_to.append((p.name, after))
                 self.started_uid.append((f"{p.name}#{self.uids[p.name]}", after))
+        for r in plan.resizes:  # the resize subresource: applied at once, not reported
+            if keep(r):
+                apply_patch(self.pods[r.name], r.patch)
         for name, pod in self.pods.items():
             if name in self.unscheduled:
                 pod["status"] = {"phase": "Pending", "conditions": [

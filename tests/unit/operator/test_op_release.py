@@ -541,3 +541,31 @@ def test_seed_43_a_pod_made_again_and_not_yet_scheduled_is_waited_for():
     failed = [e.message for p in sim.plans for e in p.events if e.reason == "UpdateFailed"]
     assert sim.bds["generalStatus"] == "Completed", failed
     assert at(sim, rev(V2)) == list(range(7))
+
+
+def test_one_reservation_per_pod_through_a_release():
+    """Every pod requests the business's cpu once (plus 1m for the slot that does not serve) at
+    every moment of a release, and ends with the requests on the slot that serves."""
+    from podkit_operator.inplace.specdiff import quantity as parse_quantity
+    stsp = make_stsp(replicas=3, batch_num=1)
+    stsp["spec"]["template"]["spec"]["containers"][0]["resources"] = {
+        "requests": {"cpu": "100m"}, "limits": {"cpu": "1"}}
+    sim = Sim(stsp)
+    sim.run(lambda s: s.bds.get("generalStatus") == "Completed"
+            and s.stsp["status"]["readyReplicas"] == 3)
+
+    def requested(pod, slot):
+        return parse_quantity(next(c for c in pod["spec"]["containers"] if c["name"] == slot)
+                              ["resources"]["requests"]["cpu"])
+
+    sim.set_image(V2)
+    for _ in range(60):
+        sim.tick()
+        for pod in sim.pods.values():
+            assert requested(pod, "web-a") + requested(pod, "web-b") == parse_quantity("101m")
+        if sim.bds.get("generalStatus") == "Completed":
+            break
+    assert all(sim.images(o)[:2] == [PAUSE, V2] for o in range(3)), sim.bds
+    for pod in sim.pods.values():
+        serving = f"web-{pod['metadata']['annotations']['podkit.io/active-slot']}"
+        assert serving == "web-b" and requested(pod, serving) == parse_quantity("100m")

@@ -197,17 +197,51 @@ def test_cpu_change_marks_then_resizes_then_waits_for_the_kubelet():
     assert isinstance(mark, PatchPod) and "mark" in mark.reason
     apply_patch(pod, mark.patch)
     resize = swap_step(pod, r2, spec, True, T0)
-    assert isinstance(resize, ResizePod)
-    assert [c["name"] for c in resize.patch["spec"]["containers"]] == ["web-a", "web-b"]
+    assert isinstance(resize, ResizePod)  # the serving slot only: the idle one requests 1m
+    assert resize.patch["spec"]["containers"] == [
+        {"name": "web-a", "resources": {"requests": {"cpu": "300m"}}}]
     apply_patch(pod, resize.patch)  # the subresource changes the spec; the kubelet lags behind
+    running = {"web-a": {"requests": {"cpu": "100m"}}, "web-b": {"requests": {"cpu": "1m"}}}
     for status in pod["status"]["containerStatuses"]:
-        if status["name"] in ("web-a", "web-b"):
-            status["resources"] = {"requests": {"cpu": "100m"}}
+        if status["name"] in running:
+            status["resources"] = running[status["name"]]
     assert isinstance(swap_step(pod, r2, spec, True, T0), Wait)
-    for status in pod["status"]["containerStatuses"]:
-        if status["name"] in ("web-a", "web-b"):
-            status["resources"] = {"requests": {"cpu": "300m"}}
+    running["web-a"]["requests"]["cpu"] = "300m"
     assert isinstance(swap_step(pod, r2, spec, True, T0), Done)  # no swap: nothing else changed
+
+
+def test_one_reservation_the_requests_move_to_the_new_slot_once_the_old_one_pauses():
+    """Slot a serves v1 with the business's requests, slot b idles on 1m/1Mi with the same
+    limits. A swap starts v2 in slot b at the least weight and hands over (step 2); once
+    slot a has the pause image, one resize moves the requests to b; then the soak."""
+    t1 = template(V1)
+    t1["spec"]["containers"][0]["resources"] = {"requests": {"cpu": "100m"},
+                                                "limits": {"cpu": "1", "memory": "256Mi"}}
+    spec, pod = _pod_and_spec(t1)
+    assert {c["name"]: c["resources"] for c in pod["spec"]["containers"][:2]} == {
+        "web-a": {"requests": {"cpu": "100m", "memory": "256Mi"},
+                  "limits": {"cpu": "1", "memory": "256Mi"}},
+        "web-b": {"requests": {"cpu": "1m", "memory": "1Mi"},
+                  "limits": {"cpu": "1", "memory": "256Mi"}}}
+    t2 = copy.deepcopy(t1)
+    t2["spec"]["containers"][0]["image"] = V2
+    r2 = RevisionInfo.from_template("web", t2)
+    reasons = []
+    for _ in range(12):
+        step = swap_step(pod, r2, spec, True, T0)
+        if isinstance(step, Done):
+            break
+        reasons.append(step.reason if not isinstance(step, ResizePod) else
+                       {c["name"]: c["resources"]["requests"]["cpu"]
+                        for c in step.patch["spec"]["containers"]})
+        if isinstance(step, (PatchPod, ResizePod)):
+            apply_patch(pod, step.patch)
+        kubelet(pod)
+    assert reasons[0].startswith("step 1: idle slot web-b"), reasons
+    assert reasons[1].startswith("step 2: slot web-a gets the pause image"), reasons
+    assert reasons[2] == {"web-a": "1m", "web-b": "100m"}, reasons
+    assert {c["name"]: c["resources"]["requests"]["cpu"]
+            for c in pod["spec"]["containers"][:2]} == {"web-a": "1m", "web-b": "100m"}
 
 
 def _resized_pod(condition: dict) -> tuple:

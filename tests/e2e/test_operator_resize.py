@@ -15,6 +15,7 @@ from typing import Any
 
 from podkit_operator.api import keys
 from podkit_operator.inplace.specdiff import quantity
+from testbed.components import NODE_NAME
 from testbed.fixtures import Images
 from testbed.kube import Kube
 from testbed.stsp import NAME, batch_status, demo_manifest, events, pods, set_image, status
@@ -157,3 +158,38 @@ def cpu(value: str) -> Fraction:
     found = quantity(value)
     assert isinstance(found, Fraction), value
     return found
+
+
+def test_a_resize_the_node_has_no_room_for_yet_waits_named_in_the_status_then_runs(
+        operator, kube: Kube, namespace: str, podkit_images: Images) -> None:
+    """A filler pod takes 600m of the node's 2 cores; a release asking 1.6 cores of web-0's
+    serving slot is Deferred by the kubelet (it would fit an empty node), named in the
+    Progressing condition; once the filler goes, the resize runs and the release completes."""
+    allocatable = cpu(kube.get("node", NODE_NAME)["status"]["allocatable"]["cpu"])
+    assert allocatable == 2, f"the test is sized for a 2-core node, not {allocatable}"
+    deploy(kube, namespace, podkit_images, 1, pods_num=("100%",))
+    kube.apply({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "filler", "namespace": namespace},
+                "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
+                    "name": "pause", "image": podkit_images.pause, "imagePullPolicy": "Never",
+                    "resources": {"requests": {"cpu": "600m"}}}]}})
+    kube.wait_for("the filler pod running", lambda: kube.get("pod", "filler", namespace).get(
+        "status", {}).get("phase") == "Running", timeout=60)
+    big = {"requests": {"cpu": "1600m", "memory": "64Mi"},
+           "limits": {"cpu": "1600m", "memory": "128Mi"}}
+    set_resources(kube, namespace, big)
+
+    def progressing() -> str:
+        found = {c["type"]: c for c in status(kube, namespace).get("conditions") or []}
+        return str(found.get("Progressing", {}).get("message", ""))
+    kube.wait_for("the Progressing condition to name web-0's deferred resize", lambda:
+                  "held by the kubelet: web-0 (resize Deferred: " in progressing(), timeout=90,
+                  explain=lambda: f"{progressing()}\n{slots(kube, namespace)}")
+    web_0 = slots(kube, namespace)["web-0"]
+    assert web_0[web_0["active"]]["running"] == BEFORE, web_0  # the spec asks, the kubelet waits
+
+    kube.run("delete", "pod", "filler", "-n", namespace, "--wait")
+    kube.wait_for("the resize to run and the release to complete", lambda: batch_status(
+        kube, namespace).get("generalStatus") == "Completed" and runs_with(
+        slots(kube, namespace)["web-0"], big), timeout=120,
+        explain=lambda: f"{progressing()}\n{slots(kube, namespace)}")

@@ -180,3 +180,10 @@ def test_a_seed_gives_the_same_run_every_time() -> None:
     plans = [scenario(s) for s in range(1, 200)]
     assert {p.kind for p in plans} == {"image", "env", "crash", "broken", "rollback", "scale"}
     assert all(p.batches >= 2 for p in plans if p.bad)  # a batch the bad version never reaches
+
+
+def test_a_scale_scenario_never_scales_below_its_batches():
+    """Seed 118 scaled 5 pods in 3 batches to 2, which the CRD refuses (batchNum > replicas)."""
+    scales = [s for s in map(scenario, range(1, 400)) if s.kind == "scale"]
+    assert scales and all(s.scale_to is not None and s.scale_to >= s.batches for s in scales)
+    assert scenario(118).scale_to == 3

@@ -146,7 +146,8 @@ def scenario(seed: int, mode: str = "kwok") -> Scenario:
     return Scenario(
         seed=seed, kind=kind, replicas=replicas, batches=batches, faults=faults,
         pod_management=rng.choice(("Parallel", "OrderedReady")),
-        scale_to=rng.randint(2, 14) if kind == "scale" else None,
+        # the CRD refuses fewer replicas than batches: a scale goes no lower than batchNum
+        scale_to=max(batches, rng.randint(2, 14)) if kind == "scale" else None,
         steer_at_s=round(rng.uniform(1, 15), 1) if kind in ("rollback", "scale") else None,
         mode=mode, crash_after_s=crash_after_s)
 

@@ -101,6 +101,13 @@ def save_streams(runs: list[MethodRun], path: Path) -> None:
         json.dump(body, out)
 
 
+def add_keep_argument(parser: argparse.ArgumentParser) -> None:
+    """``--keep``: leave the cluster running afterwards (default from ``KEEP=1``, as make
+    passes it)."""
+    parser.add_argument("--keep", action="store_true", default=os.environ.get("KEEP") == "1",
+                        help="leave the cluster running (default from KEEP=1)")
+
+
 def start_cluster(progress: Progress) -> Testbed:
     """The patched Kubernetes built (cached) and the local cluster up: two steps."""
     host.require_root()
@@ -174,8 +181,7 @@ def main(argv: list[str]) -> int:
                              + ", ".join(m.name for m in METHODS))
     parser.add_argument("--out", type=Path, default=Path("out/demo"))
     parser.add_argument("--rate", type=float, default=1000.0, help="probe requests/s per stream")
-    parser.add_argument("--keep", action="store_true", default=os.environ.get("KEEP") == "1",
-                        help="leave the cluster running (default from KEEP=1)")
+    add_keep_argument(parser)
     args = parser.parse_args(argv)
     try:
         methods = [method_named(n.strip()) for n in args.methods.split(",") if n.strip()]

@@ -31,7 +31,7 @@ from podkit.errors import PodkitError
 from testbed import images
 from testbed.errors import TestbedError
 from testbed.kube import Kube
-from upgrade_demo.command import NAMESPACE_PREFIX, Progress, start_cluster
+from upgrade_demo.command import NAMESPACE_PREFIX, Progress, add_keep_argument, start_cluster
 
 SERVE = r"""
 import time
@@ -149,8 +149,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m upgrade_demo.slot_resources",
                                      description=__doc__.split("\n", 1)[0])
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--keep", action="store_true", default=os.environ.get("KEEP") == "1",
-                        help="leave the cluster running (default from KEEP=1)")
+    add_keep_argument(parser)
     args = parser.parse_args(argv)
     if args.rounds < 1:
         print("bench-resources: --rounds must be at least 1", file=sys.stderr)

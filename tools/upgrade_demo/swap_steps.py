@@ -35,6 +35,7 @@ from testbed.podwatch import follow_pods
 from upgrade_demo.command import (
     NAMESPACE_PREFIX,
     Progress,
+    add_keep_argument,
     deploy_workloads,
     install_podkit,
     start_cluster,
@@ -164,8 +165,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--swaps", type=int, default=6, help="releases, v1 -> v2 -> v1 ...")
     parser.add_argument("--out", type=Path, default=Path("out/bench-swap"))
     parser.add_argument("--timeout", type=float, default=120.0, help="per release, seconds")
-    parser.add_argument("--keep", action="store_true", default=os.environ.get("KEEP") == "1",
-                        help="leave the cluster running (default from KEEP=1)")
+    add_keep_argument(parser)
     args = parser.parse_args(argv)
     if args.swaps < 1:
         print("bench-swap: --swaps must be at least 1", file=sys.stderr)

@@ -186,13 +186,18 @@ def test_a_port_change_recreates_even_when_patched():
     assert isinstance(step, DeletePod) and "container web-a ports" in step.reason
 
 
-def test_cpu_change_marks_then_resizes_then_waits_for_the_kubelet():
+def _cpu_release() -> tuple:
+    """A swap pod requesting 100m of cpu, and a revision requesting 300m."""
     t1 = template(V1)
     t1["spec"]["containers"][0]["resources"] = {"requests": {"cpu": "100m"}}
     t2 = copy.deepcopy(t1)
     t2["spec"]["containers"][0]["resources"] = {"requests": {"cpu": "300m"}}
     spec, pod = _pod_and_spec(t1)
-    r2 = RevisionInfo.from_template("web", t2)
+    return spec, pod, RevisionInfo.from_template("web", t2)
+
+
+def test_cpu_change_marks_then_resizes_then_waits_for_the_kubelet():
+    spec, pod, r2 = _cpu_release()
     mark = swap_step(pod, r2, spec, True, T0)
     assert isinstance(mark, PatchPod) and "mark" in mark.reason
     apply_patch(pod, mark.patch)
@@ -246,12 +251,7 @@ def test_one_reservation_the_requests_move_to_the_new_slot_once_the_old_one_paus
 
 def _resized_pod(condition: dict) -> tuple:
     """A pod whose cpu resize to 300m was sent, and the kubelet's ``condition`` about it."""
-    t1 = template(V1)
-    t1["spec"]["containers"][0]["resources"] = {"requests": {"cpu": "100m"}}
-    t2 = copy.deepcopy(t1)
-    t2["spec"]["containers"][0]["resources"] = {"requests": {"cpu": "300m"}}
-    spec, pod = _pod_and_spec(t1)
-    r2 = RevisionInfo.from_template("web", t2)
+    spec, pod, r2 = _cpu_release()
     apply_patch(pod, swap_step(pod, r2, spec, True, T0).patch)  # the mark
     apply_patch(pod, swap_step(pod, r2, spec, True, T0).patch)  # the resize
     pod["metadata"]["generation"] = 2

@@ -54,14 +54,17 @@ def batch_targets(replicas: int, batch_num: int,
     return targets
 
 
-def update_order(ordinals: Iterable[int], reached: Collection[int] = (),
-                 absent: Collection[int] = ()) -> list[int]:
+def update_order(ordinals: Iterable[int], done: Collection[int] = (),
+                 reached: Collection[int] = (), absent: Collection[int] = ()) -> list[int]:
     """The order pods are updated in: highest ordinal first (a partition moving down), but
-    the ``reached`` ordinals (pods at, on their way to, or failed at the update revision) before
-    all others, and the ``absent`` ones (no pod: one a ``Recreate`` deleted is made again at
-    the update revision when its batch still counts it) before the pods not reached yet."""
+    the ``done`` ordinals (pods recorded at the update revision) first, then the others
+    ``reached`` (on their way there, or failed there), then the ``absent`` ones (no pod: one a
+    ``Recreate`` deleted is made again at the update revision when its batch still counts it),
+    then the pods not reached yet. Done before the rest of the reached: a batch completes
+    before the next one starts, so after a scale its pods stay ahead of the later batch's."""
     def key(ordinal: int) -> tuple[int, int]:
-        rank = 0 if ordinal in reached else 1 if ordinal in absent else 2
+        rank = (0 if ordinal in done else 1 if ordinal in reached
+                else 2 if ordinal in absent else 3)
         return rank, -ordinal
     return sorted(set(ordinals), key=key)
 

@@ -130,7 +130,8 @@ class ReleasePass:
             self.targets = [self.replicas - min(spec.partition, self.replicas)]
         else:
             replaced = self.rules.replaces_pods or self.update_recreates
-            self.order = update_order(self.ordinals, self.reached(),
+            done, reached = self.reached()
+            self.order = update_order(self.ordinals, done, reached,
                                       [o for o in self.ordinals if o not in self.pods]
                                       if replaced else ())
             self.targets = batch_targets(self.replicas, spec.batch_num, spec.pods_num_to_update)
@@ -176,13 +177,20 @@ class ReleasePass:
                                                   ).needs_recreate
         return self._update_recreates
 
-    def reached(self) -> set[int]:
-        """Ordinals whose pod the release has reached: recorded at the update revision, on its
-        way there, or failed there (terminating pods too: one a ``Recreate`` is replacing)."""
+    def reached(self) -> tuple[set[int], set[int]]:
+        """Ordinals whose pod the release has reached: those done (recorded at the update
+        revision, no update under way, not failed), and all of them (on the way there or
+        failed there too; terminating pods too: one a ``Recreate`` is replacing)."""
         update = self.update.name
-        return {o for o, pod in self.pods.items()
-                if update in (annotations_of(pod).get(k)
-                              for k in (ANN_REVISION, ANN_TARGET, ANN_FAILED))}
+        done, reached = set(), set()
+        for ordinal, pod in self.pods.items():
+            ann = annotations_of(pod)
+            if update in (ann.get(ANN_REVISION), ann.get(ANN_TARGET), ann.get(ANN_FAILED)):
+                reached.add(ordinal)
+                if (ann.get(ANN_REVISION) == update and ANN_TARGET not in ann
+                        and ann.get(ANN_FAILED) != update):
+                    done.add(ordinal)
+        return done, reached
 
     def members(self, batch: int) -> list[int]:
         """The ordinals of batch ``batch`` (1-based)."""

@@ -95,6 +95,8 @@ def test_order_and_members():
 def test_the_pods_a_release_reached_come_first_then_those_without_a_pod():
     # web-1 updated before a scale to 6; web-4 has no pod
     order = update_order(range(6), reached={1}, absent={4})
+    # the pods done come before those on their way or failed (a later batch's)
+    assert update_order(range(3), done={1}, reached={0, 1, 2}) == [1, 2, 0]
     assert order == [1, 4, 5, 3, 2, 0]
     targets = batch_targets(6, 2, [1, "100%"])
     assert started_members(order, targets, 1) == [1]

@@ -10,11 +10,11 @@ changes images (and on a patched cluster the version env). Decisions:
   probes of the business container are dropped from the slots for the same reason, and all three
   go to the sidecar instead (env ``PODKIT_PROBES``), which runs them against the active slot
   (:mod:`podkit.probes`) and fails that slot's readiness when they fail;
-- one reservation per pod: the slot that serves (or is about to) requests the business
-  container's cpu and memory, the other slot requests the least there is (:data:`IDLE_REQUESTS`);
-  both keep its limits, so either runs the business unthrottled the moment it takes over, and
-  the swap moves the requests between the slots with ``pods/resize`` before the new version
-  starts (:func:`slot_resources`; why not pod-level resources: docs/architecture.md, "One
+- one reservation per pod: the slot that serves requests the business container's cpu and
+  memory, the other slot requests the least there is (:data:`IDLE_REQUESTS`); both keep its
+  limits, so either runs the business unthrottled the moment it takes over, and the swap moves
+  the requests to the new slot with ``pods/resize`` once the old one has the pause image
+  (:func:`slot_resources`; why not pod-level resources: docs/architecture.md, "One
   reservation per pod");
 - container ports are declared on slot a only (a port name may appear once per pod);
 - probes run every second: the swap advances on what they report, never on a sleep;

@@ -32,7 +32,7 @@ business version starts with its new config.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -384,7 +384,8 @@ def swap_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec, patc
             return config
     active = _active_slot(pod, spec, previous)
     other = {a: b, b: a}
-    serving = _serving_slot(active, other, is_pause)
+    pauses = [s for s in (a, b) if is_pause[s]]
+    serving = _serving_slot(active, other, pauses)
     want_containers, want_volumes = layout.of_pod(spec, pod["metadata"]["name"], serving)
     diff = compared(diffs, pod, ("swap", target.name, serving), lambda: classify(  # on a miss
         pod.get("spec") or {}, {**target.template["spec"], "containers": want_containers,
@@ -406,7 +407,6 @@ def swap_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec, patc
         return PatchPod(pod_patch([slot_to(slot, target.image)],
                                   {**start, **replaced_annotation(pod, [slot])}), why)
 
-    pauses = [s for s in (a, b) if is_pause[s]]
     if len(pauses) == 1:
         idle = pauses[0]
         serving = other[idle]
@@ -547,13 +547,13 @@ def config_step(pod: dict[str, Any], target: RevisionInfo, spec: StsPlusSpec,
     return Wait(f"config: {found.reason}")
 
 
-def _serving_slot(active: str, other: Mapping[str, str], is_pause: Mapping[str, bool]) -> str:
+def _serving_slot(active: str, other: Mapping[str, str], pauses: Sequence[str]) -> str:
     """The slot that carries the business's requests (one reservation per pod): the one that
     does not run pause, or while both run (a standby starting, a hand-over under way) the
     active one. So the requests move once a swap's step 2 gave the old slot the pause image,
     after the hand-over: a standby starting at the least weight takes no CPU share from the
-    process that serves (docs/architecture.md, "One reservation per pod")."""
-    pauses = [s for s in other if is_pause[s]]
+    process that serves (docs/architecture.md, "One reservation per pod"). ``pauses``: the
+    slots whose spec names the pause image."""
     return other[pauses[0]] if len(pauses) == 1 else active
 
 

@@ -129,11 +129,10 @@ class ReleasePass:
             self.order = update_order(self.ordinals)
             self.targets = [self.replicas - min(spec.partition, self.replicas)]
         else:
-            replaced = self.rules.replaces_pods or self.update_recreates
             done, reached = self.reached()
-            self.order = update_order(self.ordinals, done, reached,
-                                      [o for o in self.ordinals if o not in self.pods]
-                                      if replaced else ())
+            absent = [o for o in self.ordinals if o not in self.pods]
+            replaced = bool(absent) and (self.rules.replaces_pods or self.update_recreates)
+            self.order = update_order(self.ordinals, done, reached, absent if replaced else ())
             self.targets = batch_targets(self.replicas, spec.batch_num, spec.pods_num_to_update)
         self.diffs = diffs
         if diffs is not None:
